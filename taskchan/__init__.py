@@ -1,0 +1,71 @@
+"""taskchan: Django Channels' named channels as task queues, delivered at least once.
+
+    import taskchan
+
+    taskchan.send_on_commit("taskchan.thumbnails", {"photo_id": photo.pk})
+
+    @taskchan.consumer("taskchan.thumbnails", max_attempts=5)
+    def make_thumbnail(message):
+        ...
+
+Names are imported lazily (PEP 562) so that ``import taskchan`` works before
+Django's settings are configured (in settings.py, in a Celery app module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # Sending
+    "send": "taskchan.producer",
+    "asend": "taskchan.producer",
+    "send_on_commit": "taskchan.outbox",
+    # Consuming
+    "consumer": "taskchan.registry",
+    "Message": "taskchan.message",
+    "Retry": "taskchan.exceptions",
+    "Reject": "taskchan.exceptions",
+    # Errors
+    "TaskchanError": "taskchan.exceptions",
+    "InvalidChannelName": "taskchan.exceptions",
+    "ContentNotSerializable": "taskchan.exceptions",
+    "MessageTooLarge": "taskchan.exceptions",
+    "StoreUnavailable": "taskchan.exceptions",
+    "NotATaskchanLayer": "taskchan.exceptions",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskchan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .exceptions import (
+        ContentNotSerializable,
+        InvalidChannelName,
+        MessageTooLarge,
+        NotATaskchanLayer,
+        Reject,
+        Retry,
+        StoreUnavailable,
+        TaskchanError,
+    )
+    from .message import Message
+    from .outbox import send_on_commit
+    from .producer import asend, send
+    from .registry import consumer

@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class TaskchanConfig(AppConfig):
+    name = "taskchan"
+    verbose_name = "taskchan"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from importlib import import_module
+
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .conf import settings
+
+        # Consumers register themselves when their module is imported: every
+        # installed app's consumers.py, then any modules the settings list.
+        autodiscover_modules("consumers")
+        for module in settings.CONSUMER_MODULES:
+            import_module(module)

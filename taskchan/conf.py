@@ -1,0 +1,53 @@
+"""Every TASKCHAN_* setting, its default and its unit, read on each access.
+
+Values are never frozen at import, so ``override_settings`` in tests and
+settings changed at runtime take effect at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+#: setting name -> (default, type, one-line meaning)
+DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
+    "LAYER": ("default", str, "alias in CHANNEL_LAYERS whose reliable store taskchan uses"),
+    "CONSUMER_MODULES": ([], (list, tuple), "extra dotted modules imported to register consumers"),
+    "MAX_CONTENT_BYTES": (256 * 1024, int, "largest accepted content, in bytes of JSON"),
+    "MAX_ATTEMPTS": (5, int, "default attempts (deliveries) before a message is dead-lettered"),
+    "VISIBILITY_TIMEOUT": (30.0, (int, float), "seconds a delivered message stays leased without a heartbeat"),
+    "IDEMPOTENCY_WINDOW": (24 * 3600.0, (int, float), "seconds an idempotency key is kept after its message finished"),
+    "SEND_RETRY_SECONDS": (3.0, (int, float), "how long send() retries a Redis that does not answer"),
+    "PREFETCH": (16, int, "messages a worker leases ahead per channel beyond those running"),
+    "SHUTDOWN_GRACE": (30.0, (int, float), "seconds a stopping worker waits for running jobs"),
+    "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
+    "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
+    "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
+}
+
+
+class Settings:
+    """Typed accessor: ``conf.settings.MAX_ATTEMPTS`` reads TASKCHAN_MAX_ATTEMPTS."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            default, kind, _meaning = DEFAULTS[name]
+        except KeyError:
+            raise AttributeError(f"unknown taskchan setting {name!r}") from None
+        value = getattr(django_settings, f"TASKCHAN_{name}", default)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise ImproperlyConfigured(
+                f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
+                f"It is the {_meaning}; the default is {default!r}."
+            )
+        return value
+
+
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+settings = Settings()

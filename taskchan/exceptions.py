@@ -1,0 +1,67 @@
+"""The taskchan error tree.
+
+Every class's docstring is its default message and says what to do about it,
+so ``raise SomeError()`` alone is already a useful error.
+"""
+
+from __future__ import annotations
+
+
+class TaskchanError(Exception):
+    """Base class of every error taskchan raises."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+# Refused at the door: nothing has been stored when these are raised.  They
+# also subclass the built-in the issue tracker and users expect (ValueError,
+# TypeError) so that generic validation code catches them.
+
+
+class InvalidChannelName(TaskchanError, ValueError):
+    """The channel name is not a taskchan channel: use 'taskchan.<name>' with letters, digits, '-', '_' and '.'."""
+
+
+class ContentNotSerializable(TaskchanError, TypeError):
+    """Message content must be a dict that JSON round-trips unchanged (str keys; str, int, float, bool, None, list, dict values)."""
+
+
+class MessageTooLarge(TaskchanError, ValueError):
+    """The message content is over TASKCHAN_MAX_CONTENT_BYTES: store large data elsewhere and send its key."""
+
+
+class StoreUnavailable(TaskchanError):
+    """Redis could not be reached after retrying: nothing was sent. Check REDIS_URL and that Redis is running."""
+
+
+class NotATaskchanLayer(TaskchanError):
+    """The channel layer is not a taskchan layer: set CHANNEL_LAYERS' BACKEND to taskchan.layers.RedisChannelLayer or taskchan.layers.InMemoryChannelLayer."""
+
+
+class UnknownChannel(TaskchanError, LookupError):
+    """No consumer is registered for this channel: decorate a function with @taskchan.consumer in an app's consumers.py."""
+
+
+# Control flow raised by consumer code.  They are deliberately not
+# TaskchanError subclasses: a consumer's broad ``except TaskchanError`` must not
+# swallow them.
+
+
+class Retry(Exception):
+    """Raised by a consumer to ask for another attempt, after ``delay`` seconds
+    (or the consumer's backoff when ``delay`` is None). It still counts towards
+    ``max_attempts``."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested"):
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+class Reject(Exception):
+    """Raised by a consumer to dead-letter the message at once, with ``reason``."""
+
+    def __init__(self, reason: str = "rejected by consumer"):
+        super().__init__(reason)
+        self.reason = reason

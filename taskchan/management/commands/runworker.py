@@ -1,0 +1,120 @@
+"""``manage.py runworker PATTERN...``: run consumers for taskchan channels.
+
+Replaces channels' own runworker (taskchan comes first in INSTALLED_APPS).
+``taskchan.*`` and other shell patterns expand against the registered
+consumers; names outside ``taskchan.`` are served by channels' worker through
+the ASGI application, exactly as channels' command does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from django.core.management import BaseCommand, CommandError
+
+from taskchan import registry
+from taskchan.conf import settings
+from taskchan.exceptions import NotATaskchanLayer
+from taskchan.layers import get_store
+from taskchan.worker import Worker
+
+logger = logging.getLogger("taskchan.worker")
+
+LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+class Command(BaseCommand):
+    help = "Run workers for taskchan channels (patterns such as 'taskchan.*' allowed) and plain channels."
+    leave_locale_alone = True
+
+    def add_arguments(self, parser):
+        parser.add_argument("channels", nargs="+", help="channel names or patterns, e.g. 'taskchan.*'")
+        parser.add_argument("--layer", default=None, help="channel layer alias (default: TASKCHAN_LAYER)")
+        parser.add_argument("--concurrency", type=positive_int, default=1, help="jobs run at once (default 1)")
+        parser.add_argument(
+            "--prefetch", type=int, default=None,
+            help="messages leased ahead of the running ones (default TASKCHAN_PREFETCH)",
+        )
+        parser.add_argument(
+            "--burst", action="store_true",
+            help="exit once the channels have nothing queued, scheduled or in flight",
+        )
+        parser.add_argument(
+            "--grace", type=float, default=None,
+            help="seconds to let running jobs finish after SIGTERM (default TASKCHAN_SHUTDOWN_GRACE)",
+        )
+
+    def handle(self, *args, **options):
+        self._configure_logging(options["verbosity"])
+        alias = options["layer"] or settings.LAYER
+        try:
+            taskchan_channels, other_channels = registry.expand(options["channels"])
+        except registry.UnknownPattern as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            store = get_store(alias)
+        except NotATaskchanLayer as exc:
+            raise CommandError(str(exc)) from None
+        if options["prefetch"] is not None and options["prefetch"] < 0:
+            raise CommandError("--prefetch must be 0 or more")
+
+        worker = None
+        if taskchan_channels:
+            worker = Worker(
+                taskchan_channels,
+                store=store,
+                concurrency=options["concurrency"],
+                prefetch=options["prefetch"],
+                burst=options["burst"],
+                grace=options["grace"],
+            )
+        clean = asyncio.run(self._run(worker, other_channels, alias))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if not clean:
+            # Jobs still run in threads past the grace period; their leases
+            # lapse and another worker runs them. Do not wait for them.
+            os._exit(0)
+
+    async def _run(self, worker: Worker | None, other_channels: list[str], alias: str) -> bool:
+        plain = None
+        if other_channels:
+            from channels.layers import get_channel_layer
+            from channels.routing import get_default_application
+            from channels.worker import Worker as ChannelsWorker
+
+            logger.info("serving plain channels %s through the ASGI application", ", ".join(other_channels))
+            channels_worker = ChannelsWorker(
+                application=get_default_application(),
+                channels=other_channels,
+                channel_layer=get_channel_layer(alias),
+            )
+            plain = asyncio.create_task(channels_worker.arun())
+        try:
+            if worker is None:
+                await plain
+                return True
+            return await worker.arun()
+        finally:
+            if plain is not None and not plain.done():
+                plain.cancel()
+                await asyncio.gather(plain, return_exceptions=True)
+
+    def _configure_logging(self, verbosity: int) -> None:
+        level = LOG_LEVELS.get(verbosity, logging.INFO)
+        root = logging.getLogger("taskchan")
+        root.setLevel(level)
+        if not logging.getLogger().handlers and not root.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+            root.addHandler(handler)

@@ -1,0 +1,73 @@
+"""Dead letters (``FailedMessage``) and the send_on_commit outbox (``OutboxMessage``)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class FailedMessage(models.Model):
+    """A message that ended without success: every attempt failed, it was
+    rejected, its workers kept dying, or it arrived malformed."""
+
+    class Reason(models.TextChoices):
+        EXHAUSTED = "exhausted", "attempts exhausted"
+        REJECTED = "rejected", "rejected by consumer"
+        WORKER_LOST = "worker_lost", "worker lost"
+        MALFORMED = "malformed", "malformed message"
+        NO_CONSUMER = "no_consumer", "no consumer"
+
+    message_id = models.CharField(max_length=64, unique=True)
+    channel = models.CharField(max_length=100, db_index=True)
+    consumer = models.CharField(max_length=255, blank=True, db_index=True)
+    content = models.JSONField(null=True, blank=True)
+    raw = models.TextField(blank=True, help_text="the stored message as received, when it could not be read")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    attempts = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, help_text="one {type, message, at, attempt} per failed attempt")
+    last_error_type = models.CharField(max_length=255, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    first_failed_at = models.DateTimeField(default=timezone.now)
+    last_failed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    max_attempts = models.PositiveIntegerField(null=True, blank=True)
+    reply_channel = models.CharField(max_length=255, blank=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+    retried_as = models.CharField(max_length=64, blank=True, help_text="id of the message it was re-sent as")
+
+    class Meta:
+        ordering = ["-last_failed_at", "-id"]
+        permissions = [("retry_failedmessage", "Can retry failed messages")]
+
+    def __str__(self):
+        return f"{self.channel} {self.message_id} ({self.get_reason_display()})"
+
+    def resend(self, content: dict | None = None) -> str:
+        """Send the content again on its channel as a fresh message; record the new id."""
+        from .producer import send
+
+        new_id = send(self.channel, self.content if content is None else content)
+        self.retried_at = timezone.now()
+        self.retried_as = new_id
+        self.save(update_fields=["retried_at", "retried_as"])
+        return new_id
+
+
+class OutboxMessage(models.Model):
+    """A send_on_commit message, written in the caller's transaction and
+    relayed to the store after commit (or by a worker's sweep if that relay
+    never happened)."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    channel = models.CharField(max_length=100)
+    envelope = models.TextField()
+    delay_ms = models.PositiveBigIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.channel} {self.id}"

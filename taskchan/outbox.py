@@ -1,0 +1,74 @@
+"""``send_on_commit``: a transactional outbox.
+
+The message is written as an ``OutboxMessage`` row inside the caller's
+database transaction, so it exists exactly when the caller's own rows do.
+After commit it is relayed to the store and the row deleted.  A process that
+dies (or a Redis that is down) between the commit and the relay leaves the row
+behind, and every worker sweeps rows older than TASKCHAN_OUTBOX_RELAY_AFTER.
+A relay uses an idempotency key (the caller's, or one derived from the message
+id), so a row relayed twice - by the commit hook and a sweep - is stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from .conf import settings
+from .producer import _prepare, send_stored
+
+logger = logging.getLogger("taskchan.outbox")
+
+
+def send_on_commit(
+    channel, content, *, delay=None, max_attempts=None, idempotency_key=None, reply_channel=None, using=None
+) -> str:
+    """Like ``send``, but only once the current transaction commits; nothing if it rolls back."""
+    from .models import OutboxMessage
+
+    envelope, delay_ms, raw = _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    OutboxMessage.objects.using(using).create(
+        id=envelope.id,
+        channel=channel,
+        envelope=raw,
+        delay_ms=delay_ms,
+        idempotency_key=idempotency_key,
+    )
+    transaction.on_commit(lambda: relay(envelope.id, using=using), using=using, robust=True)
+    return envelope.id
+
+
+def relay(message_id: str, using=None) -> bool:
+    """Store one outbox row's message and delete the row. False if it is gone or Redis is down."""
+    from .models import OutboxMessage
+
+    row = OutboxMessage.objects.using(using).filter(pk=message_id).first()
+    if row is None:
+        return False
+    try:
+        send_stored(
+            row.channel,
+            row.envelope,
+            row.id,
+            delay_ms=row.delay_ms,
+            idempotency_key=row.idempotency_key or f"outbox:{row.id}",
+        )
+    except Exception:
+        logger.exception("outbox: relay of %s to %s failed; a worker will retry it", row.id, row.channel)
+        return False
+    OutboxMessage.objects.using(using).filter(pk=row.pk).delete()
+    return True
+
+
+def sweep(limit: int = 200, using=None) -> int:
+    """Relay rows whose commit-time relay never happened. Returns how many were relayed."""
+    from .models import OutboxMessage
+
+    cutoff = timezone.now() - timedelta(seconds=settings.OUTBOX_RELAY_AFTER)
+    ids = list(
+        OutboxMessage.objects.using(using).filter(created_at__lt=cutoff).values_list("pk", flat=True)[:limit]
+    )
+    return sum(relay(message_id, using=using) for message_id in ids)

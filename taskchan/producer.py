@@ -1,0 +1,141 @@
+"""Sending: ``send``, ``asend`` and ``send_on_commit``.
+
+Every check happens before anything is stored, and the store writes a message
+in one atomic step (``lua/send.lua``), so send() either returns an id for a
+message that is safely stored or raises with nothing written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tenacity
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .conf import settings
+from .envelope import Envelope, encode_content, validate_channel
+from .exceptions import StoreUnavailable
+from .layers import get_store
+from .stores.base import StoreBase
+
+logger = logging.getLogger("taskchan.producer")
+
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+
+
+def _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel):
+    validate_channel(channel)
+    content_json = encode_content(content)
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0):
+        raise ValueError(f"delay must be a number of seconds >= 0, got {delay!r}")
+    if max_attempts is not None and (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    ):
+        raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+    if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
+        raise ValueError("idempotency_key must be a non-empty str of at most 200 characters")
+    if reply_channel is not None and not isinstance(reply_channel, str):
+        raise ValueError("reply_channel must be a channel name (str)")
+    envelope = Envelope.new(
+        channel,
+        content,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        reply_channel=reply_channel,
+    )
+    return envelope, int((delay or 0) * 1000), envelope.encode(content_json)
+
+
+def _unavailable(store, exc) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"Could not store the message: {store!r} did not answer for "
+        f"{settings.SEND_RETRY_SECONDS} s ({exc}). Nothing was sent. Is Redis running at REDIS_URL?"
+    )
+
+
+def _retrying(cls):
+    return cls(
+        retry=tenacity.retry_if_exception_type(TRANSIENT),
+        stop=tenacity.stop_after_delay(settings.SEND_RETRY_SECONDS),
+        wait=tenacity.wait_exponential_jitter(initial=0.05, max=0.5, jitter=0.05),
+        reraise=True,
+        before_sleep=lambda state: logger.warning(
+            "send: Redis error %s, retrying (attempt %d)", state.outcome.exception(), state.attempt_number
+        ),
+    )
+
+
+def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
+    """Store an already validated envelope, retrying a Redis that does not answer."""
+    store = store or get_store()
+    options = {
+        "delay_ms": delay_ms,
+        "idempotency_key": idempotency_key,
+        "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
+    }
+    try:
+        return store.send(channel, raw, message_id, **options)
+    except TRANSIENT:
+        pass  # the common case pays nothing for retry machinery
+    try:
+        return _retrying(tenacity.Retrying)(store.send, channel, raw, message_id, **options)
+    except TRANSIENT as exc:
+        raise _unavailable(store, exc) from exc
+
+
+async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
+    store = store or get_store()
+    options = {
+        "delay_ms": delay_ms,
+        "idempotency_key": idempotency_key,
+        "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
+    }
+    try:
+        return await store.asend(channel, raw, message_id, **options)
+    except TRANSIENT:
+        pass
+    try:
+        return await _retrying(tenacity.AsyncRetrying)(store.asend, channel, raw, message_id, **options)
+    except TRANSIENT as exc:
+        raise _unavailable(store, exc) from exc
+
+
+def send(
+    channel: str,
+    content: dict[str, Any],
+    *,
+    delay: float | None = None,
+    max_attempts: int | None = None,
+    idempotency_key: str | None = None,
+    reply_channel: str | None = None,
+    store: StoreBase | None = None,
+) -> str:
+    """Send ``content`` to ``channel``; return the message id once it is safely stored.
+
+    ``delay`` (seconds) runs it no earlier than that; ``max_attempts``
+    overrides the consumer's; a second send with the same ``idempotency_key``
+    while the first is pending or within TASKCHAN_IDEMPOTENCY_WINDOW after it
+    returns the first id and stores nothing.  Raises ValueError/TypeError for
+    bad input and StoreUnavailable when Redis stays down; nothing is stored then.
+    """
+    envelope, delay_ms, raw = _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    return send_stored(channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store)
+
+
+async def asend(
+    channel: str,
+    content: dict[str, Any],
+    *,
+    delay: float | None = None,
+    max_attempts: int | None = None,
+    idempotency_key: str | None = None,
+    reply_channel: str | None = None,
+    store: StoreBase | None = None,
+) -> str:
+    """``send`` for async code (consumers, views): same arguments, same guarantees."""
+    envelope, delay_ms, raw = _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    return await asend_stored(
+        channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
+    )

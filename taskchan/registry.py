@@ -1,0 +1,140 @@
+"""``@consumer`` and the table of channel -> consumer that runworker serves."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import settings
+from .envelope import validate_channel
+
+HANDOFFS = (None, "celery")
+
+_consumers: dict[str, Consumer] = {}
+
+
+@dataclass(eq=False)
+class Consumer:
+    """A registered consumer: the function plus its delivery options.
+
+    Options left as None follow the TASKCHAN_* settings at the time of use.
+    """
+
+    channel: str
+    func: Callable[..., Any]
+    max_attempts_option: int | None = None
+    backoff: Any = None  # a tenacity wait strategy; None means retry.DEFAULT_BACKOFF
+    visibility_timeout_option: float | None = None
+    handoff: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_attempts_option or settings.MAX_ATTEMPTS
+
+    @property
+    def visibility_timeout(self) -> float:
+        return float(self.visibility_timeout_option or settings.VISIBILITY_TIMEOUT)
+
+    def __call__(self, message):
+        return self.func(message)
+
+    def send(self, content: dict, **options) -> str:
+        """Shortcut: ``make_thumbnail.send({...})`` is ``taskchan.send(channel, {...})``."""
+        from .producer import send
+
+        return send(self.channel, content, **options)
+
+    async def asend(self, content: dict, **options) -> str:
+        from .producer import asend
+
+        return await asend(self.channel, content, **options)
+
+
+def consumer(
+    channel: str,
+    *,
+    max_attempts: int | None = None,
+    backoff: Any = None,
+    visibility_timeout: float | None = None,
+    handoff: str | None = None,
+) -> Callable[[Callable[..., Any]], Consumer]:
+    """Register the decorated function (plain or ``async def``) as the consumer of ``channel``."""
+    validate_channel(channel)
+    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+        raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+    if visibility_timeout is not None and not visibility_timeout > 0:
+        raise ValueError(f"visibility_timeout must be a positive number of seconds, got {visibility_timeout!r}")
+    if backoff is not None and not callable(backoff):
+        raise TypeError("backoff must be a tenacity wait strategy, e.g. tenacity.wait_exponential_jitter()")
+    if handoff not in HANDOFFS:
+        raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
+
+    def register(func: Callable[..., Any]) -> Consumer:
+        entry = Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff)
+        existing = _consumers.get(channel)
+        # Re-importing the same module (autoreload, tests) registers the same
+        # function again; two different functions on one channel is a mistake.
+        if existing is not None and existing.name != entry.name:
+            raise ImproperlyConfigured(
+                f"Channel {channel!r} already has consumer {existing.name}; "
+                f"{entry.name} cannot also consume it. Use a channel per consumer."
+            )
+        _consumers[channel] = entry
+        return entry
+
+    return register
+
+
+def get_consumer(channel: str) -> Consumer | None:
+    return _consumers.get(channel)
+
+
+def all_consumers() -> dict[str, Consumer]:
+    return dict(_consumers)
+
+
+def unregister(channel: str) -> None:
+    """Forget a consumer (for tests)."""
+    _consumers.pop(channel, None)
+
+
+def expand(patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Split runworker's arguments into (taskchan channels, other channels).
+
+    ``taskchan.*`` and other shell patterns are matched against the registered
+    consumers; a pattern or taskchan name that matches none is an error that
+    lists the channels that exist.  Names outside ``taskchan.`` are passed
+    through for channels' own worker.
+    """
+    known = sorted(_consumers)
+    taskchan_channels: list[str] = []
+    others: list[str] = []
+    for pattern in patterns:
+        if not pattern.startswith("taskchan.") and not any(c in pattern for c in "*?["):
+            others.append(pattern)
+            continue
+        matched = fnmatch.filter(known, pattern)
+        if not matched:
+            listing = ", ".join(known) if known else "none (no @taskchan.consumer was imported)"
+            raise UnknownPattern(
+                f"{pattern!r} matches no registered consumer. Known taskchan channels: {listing}."
+            )
+        taskchan_channels.extend(c for c in matched if c not in taskchan_channels)
+    return taskchan_channels, others
+
+
+class UnknownPattern(LookupError):
+    pass

@@ -1,0 +1,48 @@
+"""What happens after a failed attempt: retry later, or dead-letter.
+
+Backoff maths is tenacity's.  The default is ``wait_exponential_jitter(initial=1,
+max=600, jitter=1)``: before attempt k+1 the wait is min(600, 2**(k-1)) seconds
+plus up to 1 s of random jitter, i.e. about 1, 2, 4, 8, 16 s for attempts 2..6.
+Jitter spreads a burst of failures (a bad deploy, a database blip) so their
+retries do not all arrive in the same instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tenacity
+
+from .exceptions import Reject, Retry
+
+DEFAULT_BACKOFF = tenacity.wait_exponential_jitter(initial=1, max=600, jitter=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """``delay`` seconds until the next attempt, or dead-letter when ``delay`` is None."""
+
+    delay: float | None
+    reason: str
+
+    @property
+    def dead_letter(self) -> bool:
+        return self.delay is None
+
+
+def decide(exc: BaseException, attempt: int, max_attempts: int, backoff=None) -> RetryDecision:
+    """Decide after attempt number ``attempt`` (1-based) raised ``exc``."""
+    if isinstance(exc, Reject):
+        return RetryDecision(None, "rejected")
+    if attempt >= max_attempts:
+        return RetryDecision(None, "max attempts reached")
+    if isinstance(exc, Retry) and exc.delay is not None:
+        return RetryDecision(max(0.0, float(exc.delay)), "retry requested")
+    return RetryDecision(backoff_delay(backoff or DEFAULT_BACKOFF, attempt), "will retry")
+
+
+def backoff_delay(wait, attempt: int) -> float:
+    """Seconds a tenacity wait strategy gives after ``attempt`` failed attempts."""
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return max(0.0, float(wait(state)))

@@ -1,0 +1,24 @@
+-- send: store one message, atomically with its idempotency key.
+-- KEYS[1] P:q:CH      stream the message is added to when due now
+-- KEYS[2] P:s:CH      scheduled set it is added to when delayed (score: due, unix ms)
+-- KEYS[3] P:channels  set of channels ever sent to
+-- KEYS[4] P:i:CH:KEY  (optional) idempotency key -> message id
+-- ARGV[1] envelope JSON   ARGV[2] message id   ARGV[3] delay, ms (0: now)
+-- ARGV[4] idempotency key lifetime, ms   ARGV[5] channel name
+-- Returns the message id: ARGV[2], or the earlier message's id when the
+-- idempotency key is already held (then nothing is stored).
+if KEYS[4] then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then return existing end
+  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[4])
+end
+local delay = tonumber(ARGV[3])
+if delay > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[2], now + delay, ARGV[1])
+else
+  redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+end
+redis.call('SADD', KEYS[3], ARGV[5])
+return ARGV[2]

@@ -1,0 +1,261 @@
+"""The reliable store in process memory, for development with no services.
+
+Same contract as ``redis.py`` (``tests/contract/`` runs on both), kept in one
+process: producers and workers must share it, which is what ``runserver``'s
+in-process workers do.  Any thread or event loop may call it; a lock guards the
+state and waiting fetches are woken through their own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections import OrderedDict, deque
+
+from .base import ChannelStats, Delivery, StoreBase
+
+
+class _Channel:
+    __slots__ = ("entries", "unread", "pending", "scheduled")
+
+    def __init__(self):
+        self.entries: OrderedDict[str, str] = OrderedDict()  # entry id -> envelope, until acked
+        self.unread: deque[str] = deque()  # entry ids never delivered
+        self.pending: dict[str, list] = {}  # entry id -> [consumer, leased at (monotonic), deliveries]
+        self.scheduled: list[tuple[float, int, str]] = []  # heap of (due, seq, envelope)
+
+
+class MemoryStore(StoreBase):
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._channels: dict[str, _Channel] = {}
+        self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
+        self._counters: dict[tuple[str, str, int], int] = {}
+        self._workers: dict[str, tuple[float, dict, float]] = {}
+        self._ids = itertools.count(1)
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def __repr__(self):
+        return "<MemoryStore>"
+
+    def _channel(self, name) -> _Channel:
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = _Channel()
+        return ch
+
+    def _add(self, ch: _Channel, raw: str) -> None:
+        entry_id = f"{next(self._ids)}-0"
+        ch.entries[entry_id] = raw
+        ch.unread.append(entry_id)
+
+    def _wake(self) -> None:
+        for loop, event in list(self._waiters):
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed
+                self._waiters.discard((loop, event))
+
+    # -- producer -----------------------------------------------------------
+
+    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0):
+        now = time.time()
+        with self._lock:
+            if idempotency_key is not None:
+                held = self._idempotency.get((channel, idempotency_key))
+                if held and held[1] > now:
+                    return held[0]
+                self._idempotency[(channel, idempotency_key)] = (
+                    message_id,
+                    now + (idempotency_ms + delay_ms) / 1000,
+                )
+            ch = self._channel(channel)
+            if delay_ms > 0:
+                heapq.heappush(ch.scheduled, (now + delay_ms / 1000, next(self._ids), raw))
+            else:
+                self._add(ch, raw)
+        self._wake()
+        return message_id
+
+    async def asend(self, channel, raw, message_id, **options):
+        return self.send(channel, raw, message_id, **options)
+
+    # -- worker -------------------------------------------------------------
+
+    async def prepare(self, channels):
+        with self._lock:
+            for name in channels:
+                self._channel(name)
+
+    def _take(self, channels, consumer, count) -> list[Delivery]:
+        now = time.monotonic()
+        out = []
+        with self._lock:
+            for name in channels:
+                ch = self._channel(name)
+                for _ in range(min(count, len(ch.unread))):
+                    entry_id = ch.unread.popleft()
+                    ch.pending[entry_id] = [consumer, now, 1]
+                    out.append(Delivery(name, entry_id, ch.entries[entry_id]))
+        return out
+
+    async def fetch(self, channels, consumer, count, block_ms):
+        deliveries = self._take(channels, consumer, count)
+        if deliveries or not block_ms:
+            return deliveries
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        self._waiters.add(waiter)
+        try:
+            deadline = time.monotonic() + block_ms / 1000
+            while not deliveries and (left := deadline - time.monotonic()) > 0:
+                try:
+                    await asyncio.wait_for(event.wait(), left)
+                except TimeoutError:
+                    pass
+                event.clear()
+                deliveries = self._take(channels, consumer, count)
+        finally:
+            self._waiters.discard(waiter)
+        return deliveries
+
+    def _finish(self, ch: _Channel, entry_id: str) -> bool:
+        """Ack one entry; False when it was not pending."""
+        if ch.pending.pop(entry_id, None) is None:
+            return False
+        ch.entries.pop(entry_id, None)
+        return True
+
+    def _keep_key(self, channel, key, ms):
+        if key is not None and (channel, key) in self._idempotency:
+            message_id, _ = self._idempotency[(channel, key)]
+            self._idempotency[(channel, key)] = (message_id, time.time() + ms / 1000)
+
+    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
+        minute = int(time.time() // 60)
+        with self._lock:
+            for d in deliveries:
+                self._finish(self._channel(d.channel), d.entry_id)
+                counter = (d.channel, outcome, minute)
+                self._counters[counter] = self._counters.get(counter, 0) + 1
+                self._keep_key(d.channel, d.idempotency_key, idempotency_ms)
+
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
+        with self._lock:
+            ch = self._channel(delivery.channel)
+            if not self._finish(ch, delivery.entry_id):
+                return False
+            if delay_ms > 0:
+                heapq.heappush(ch.scheduled, (time.time() + delay_ms / 1000, next(self._ids), raw))
+            else:
+                self._add(ch, raw)
+            self._keep_key(delivery.channel, delivery.idempotency_key, idempotency_ms + delay_ms)
+        self._wake()
+        return True
+
+    async def hand_back(self, deliveries):
+        returned = 0
+        with self._lock:
+            for d in deliveries:
+                ch = self._channel(d.channel)
+                raw = ch.entries.get(d.entry_id)
+                if self._finish(ch, d.entry_id) and raw is not None:
+                    self._add(ch, raw)
+                    returned += 1
+        self._wake()
+        return returned
+
+    async def extend(self, channel, consumer, entry_ids):
+        lost = []
+        now = time.monotonic()
+        with self._lock:
+            ch = self._channel(channel)
+            for entry_id in entry_ids:
+                lease = ch.pending.get(entry_id)
+                if lease and lease[0] == consumer:
+                    lease[1] = now
+                else:
+                    lost.append(entry_id)
+        return lost
+
+    async def reclaim(self, channel, consumer, min_idle_ms, count):
+        now = time.monotonic()
+        out = []
+        with self._lock:
+            ch = self._channel(channel)
+            for entry_id, lease in ch.pending.items():
+                if len(out) >= count:
+                    break
+                if (now - lease[1]) * 1000 >= min_idle_ms:
+                    lease[0], lease[1], lease[2] = consumer, now, lease[2] + 1
+                    out.append(Delivery(channel, entry_id, ch.entries[entry_id], lease[2]))
+        return out
+
+    async def promote(self, channel, limit=500):
+        now = time.time()
+        moved = 0
+        with self._lock:
+            ch = self._channel(channel)
+            while ch.scheduled and ch.scheduled[0][0] <= now and moved < limit:
+                _, _, raw = heapq.heappop(ch.scheduled)
+                self._add(ch, raw)
+                moved += 1
+            next_due = ch.scheduled[0][0] if ch.scheduled else None
+        if moved:
+            self._wake()
+        return moved, next_due
+
+    async def is_idle(self, channels):
+        with self._lock:
+            return not any(
+                self._channel(n).entries or self._channel(n).scheduled for n in channels
+            )
+
+    async def known_channels(self):
+        with self._lock:
+            return sorted(self._channels)
+
+    async def stats(self, channels):
+        now_mono = time.monotonic()
+        minute = int(time.time() // 60)
+        result = []
+        with self._lock:
+            for name in channels:
+                ch = self._channel(name)
+                ages = [now_mono - lease[1] for lease in ch.pending.values()]
+
+                def count(outcome, minutes):
+                    return sum(self._counters.get((name, outcome, m), 0) for m in minutes)  # noqa: B023
+
+                last_hour = range(minute - 59, minute + 1)
+                result.append(
+                    ChannelStats(
+                        channel=name,
+                        queued=len(ch.unread),
+                        in_flight=len(ch.pending),
+                        oldest_lease_age=max(ages) if ages else None,
+                        scheduled=len(ch.scheduled),
+                        next_due=ch.scheduled[0][0] if ch.scheduled else None,
+                        processed_last_minute=count("processed", [minute]),
+                        processed_last_hour=count("processed", last_hour),
+                        failed_last_minute=count("failed", [minute]),
+                        failed_last_hour=count("failed", last_hour),
+                    )
+                )
+        return result
+
+    async def heartbeat_worker(self, worker_id, info, ttl):
+        with self._lock:
+            self._workers[worker_id] = (time.time(), info, ttl)
+
+    async def remove_worker(self, worker_id, consumer=None, channels=()):
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self):
+        now = time.time()
+        with self._lock:
+            return [dict(info, id=i) for i, (seen, info, ttl) in self._workers.items() if now - seen < ttl]

@@ -1,0 +1,307 @@
+"""The reliable store on Redis Streams consumer groups.
+
+Why streams: a consumer group gives the lease for free.  XREADGROUP moves an
+entry into the group's pending list in the same step that hands it to a worker,
+so there is no moment after a pop and before a lease is recorded (failure
+window 2); XPENDING/XCLAIM give lapsed leases and delivery counts; and a job
+costs one round trip to send plus a share of a batched read and a batched ack.
+See ``keys.py`` for every key and ``lua/`` for every multi-key step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from importlib import resources
+from typing import Any
+
+import redis
+import redis.retry
+import redis.asyncio.retry
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
+
+from .base import ChannelStats, Delivery, StoreBase
+from .keys import FIELD, GROUP, STATS_TTL_SECONDS, Keys
+
+SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend")
+
+
+def load_scripts() -> dict[str, str]:
+    folder = resources.files("taskchan.stores") / "lua"
+    return {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+def client_options(host: Any) -> tuple[str | None, dict]:
+    """Turn one channels_redis ``hosts`` entry into (url, redis-py keyword arguments)."""
+    if isinstance(host, str):
+        return host, {}
+    if isinstance(host, (tuple, list)):
+        return None, {"host": host[0], "port": int(host[1])}
+    if isinstance(host, dict):
+        options = dict(host)
+        address = options.pop("address", None)
+        if isinstance(address, (tuple, list)):
+            options.update(host=address[0], port=int(address[1]))
+            address = None
+        return address, options
+    raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
+
+
+def _entry_raw(fields: Any) -> str:
+    """The envelope of a stream entry; anything else (sent around taskchan) as JSON for the dead letter."""
+    if isinstance(fields, list):  # Lua replies give a flat [field, value, ...]
+        fields = dict(zip(fields[::2], fields[1::2], strict=False))
+    if isinstance(fields, dict) and set(fields) == {FIELD}:
+        return fields[FIELD]
+    return json.dumps({"unexpected stream fields": fields}, default=str)
+
+
+class RedisStore(StoreBase):
+    def __init__(self, host: Any, prefix: str = "taskchan"):
+        self.url, options = client_options(host)
+        # Retries are ours (tenacity in producer.py, backoff in the worker), so
+        # redis-py must fail fast instead of sleeping through its own retries.
+        options = {
+            "decode_responses": True,
+            "protocol": 2,
+            "socket_connect_timeout": 2,
+            "retry_on_timeout": False,
+            **options,
+        }
+        self.options = options
+        self.keys = Keys(prefix)
+        self._scripts = load_scripts()
+        sync_options = {**options, "retry": redis.retry.Retry(NoBackoff(), 0)}
+        if self.url:
+            self.client = redis.Redis.from_url(self.url, **sync_options)
+        else:
+            self.client = redis.Redis(**sync_options)
+        self._sync_send = self.client.register_script(self._scripts["send"])
+        # redis.asyncio connections belong to the event loop that opened them.
+        self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self.url or self.options.get('host')} prefix={self.keys.prefix!r}>"
+
+    # -- clients ------------------------------------------------------------
+
+    def _aclient(self) -> tuple[redis.asyncio.Redis, dict]:
+        loop = asyncio.get_running_loop()
+        pair = self._async.get(loop)
+        if pair is None:
+            options = {**self.options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
+            if self.url:
+                client = redis.asyncio.Redis.from_url(self.url, **options)
+            else:
+                client = redis.asyncio.Redis(**options)
+            scripts = {name: client.register_script(text) for name, text in self._scripts.items()}
+            pair = (client, scripts)
+            self._async[loop] = pair
+        return pair
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        pair = self._async.pop(loop, None)
+        if pair:
+            await pair[0].aclose()
+
+    # -- producer -----------------------------------------------------------
+
+    def _send_args(self, channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms):
+        keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channels]
+        if idempotency_key is not None:
+            keys.append(self.keys.idempotency(channel, idempotency_key))
+        return keys, [raw, message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
+
+    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+        return self._sync_send(keys=keys, args=args)
+
+    async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+        _client, scripts = self._aclient()
+        return await scripts["send"](keys=keys, args=args)
+
+    # -- worker -------------------------------------------------------------
+
+    async def prepare(self, channels):
+        client, _ = self._aclient()
+        for channel in channels:
+            try:
+                # From id 0: messages sent before any worker ever ran are delivered too.
+                await client.xgroup_create(self.keys.stream(channel), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def fetch(self, channels, consumer, count, block_ms):
+        client, _ = self._aclient()
+        streams = {self.keys.stream(channel): ">" for channel in channels}
+        try:
+            reply = await client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms or None)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # The stream (and its group) was deleted, e.g. by FLUSHDB: recreate.
+            await self.prepare(channels)
+            return []
+        deliveries = []
+        prefix_len = len(self.keys.stream(""))
+        for stream, entries in reply or ():
+            channel = stream[prefix_len:]
+            for entry_id, fields in entries:
+                deliveries.append(Delivery(channel, entry_id, _entry_raw(fields)))
+        return deliveries
+
+    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
+        if not deliveries:
+            return
+        client, _ = self._aclient()
+        by_channel: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            by_channel.setdefault(delivery.channel, []).append(delivery)
+        minute = int(time.time() // 60)
+        pipe = client.pipeline(transaction=False)
+        for channel, batch in by_channel.items():
+            stream = self.keys.stream(channel)
+            ids = [d.entry_id for d in batch]
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+            counter = self.keys.counter(channel, outcome, minute)
+            pipe.incrby(counter, len(ids))
+            pipe.expire(counter, STATS_TTL_SECONDS)
+            for d in batch:
+                if d.idempotency_key is not None:
+                    pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
+        await pipe.execute()
+
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
+        _, scripts = self._aclient()
+        keys = [self.keys.stream(delivery.channel), self.keys.scheduled(delivery.channel)]
+        if delivery.idempotency_key is not None:
+            keys.append(self.keys.idempotency(delivery.channel, delivery.idempotency_key))
+        args = [GROUP, delivery.entry_id, raw, int(delay_ms), int(idempotency_ms)]
+        return bool(await scripts["reschedule"](keys=keys, args=args))
+
+    async def hand_back(self, deliveries):
+        _, scripts = self._aclient()
+        returned = 0
+        by_channel: dict[str, list[str]] = {}
+        for d in deliveries:
+            by_channel.setdefault(d.channel, []).append(d.entry_id)
+        for channel, ids in by_channel.items():
+            returned += await scripts["handback"](keys=[self.keys.stream(channel)], args=[GROUP, *ids])
+        return returned
+
+    async def extend(self, channel, consumer, entry_ids):
+        if not entry_ids:
+            return []
+        _, scripts = self._aclient()
+        return await scripts["extend"](keys=[self.keys.stream(channel)], args=[GROUP, consumer, *entry_ids])
+
+    async def reclaim(self, channel, consumer, min_idle_ms, count):
+        _, scripts = self._aclient()
+        try:
+            reply = await scripts["reclaim"](
+                keys=[self.keys.stream(channel)], args=[GROUP, consumer, int(min_idle_ms), int(count)]
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return []
+            raise
+        return [Delivery(channel, entry_id, _entry_raw(fields), int(n)) for entry_id, fields, n in reply]
+
+    async def promote(self, channel, limit=500):
+        _, scripts = self._aclient()
+        moved, next_due = await scripts["promote"](
+            keys=[self.keys.scheduled(channel), self.keys.stream(channel)], args=[limit]
+        )
+        return int(moved), (float(next_due) / 1000 if next_due else None)
+
+    async def is_idle(self, channels):
+        client, _ = self._aclient()
+        pipe = client.pipeline(transaction=False)
+        for channel in channels:
+            # Acked entries are deleted, so the stream's length counts both the
+            # queued and the leased messages.
+            pipe.xlen(self.keys.stream(channel))
+            pipe.zcard(self.keys.scheduled(channel))
+        return not any(await pipe.execute())
+
+    async def known_channels(self):
+        client, _ = self._aclient()
+        return sorted(await client.smembers(self.keys.channels))
+
+    async def stats(self, channels):
+        client, _ = self._aclient()
+        now = time.time()
+        minute = int(now // 60)
+        pipe = client.pipeline(transaction=False)
+        for channel in channels:
+            stream = self.keys.stream(channel)
+            pipe.xlen(stream)
+            pipe.execute_command("XPENDING", stream, GROUP)
+            pipe.execute_command("XPENDING", stream, GROUP, "-", "+", 200)
+            pipe.zcard(self.keys.scheduled(channel))
+            pipe.zrange(self.keys.scheduled(channel), 0, 0, withscores=True)
+            for outcome in ("processed", "failed"):
+                pipe.mget([self.keys.counter(channel, outcome, m) for m in range(minute - 59, minute + 1)])
+        replies = await pipe.execute(raise_on_error=False)
+        result = []
+        for i, channel in enumerate(channels):
+            length, summary, detail, scheduled, first, processed, failed = replies[i * 7 : i * 7 + 7]
+            in_flight = summary[0] if isinstance(summary, list) else 0
+            idles = [row[2] for row in detail] if isinstance(detail, list) else []
+            result.append(
+                ChannelStats(
+                    channel=channel,
+                    queued=max(0, (length or 0) - in_flight) if not isinstance(length, Exception) else 0,
+                    in_flight=in_flight,
+                    oldest_lease_age=max(idles) / 1000 if idles else None,
+                    scheduled=scheduled or 0,
+                    next_due=first[0][1] / 1000 if first else None,
+                    processed_last_minute=int(processed[-1] or 0),
+                    processed_last_hour=sum(int(v or 0) for v in processed),
+                    failed_last_minute=int(failed[-1] or 0),
+                    failed_last_hour=sum(int(v or 0) for v in failed),
+                )
+            )
+        return result
+
+    async def heartbeat_worker(self, worker_id, info, ttl):
+        client, _ = self._aclient()
+        now_ms = int(time.time() * 1000)
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(self.keys.workers, {worker_id: now_ms})
+        pipe.set(self.keys.worker(worker_id), json.dumps(info), ex=max(1, int(ttl)))
+        pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - int(ttl * 1000))
+        await pipe.execute()
+
+    async def remove_worker(self, worker_id, consumer=None, channels=()):
+        client, _ = self._aclient()
+        pipe = client.pipeline(transaction=False)
+        pipe.zrem(self.keys.workers, worker_id)
+        pipe.delete(self.keys.worker(worker_id))
+        await pipe.execute()
+        if consumer:
+            for channel in channels:
+                # Drop our consumer from the group unless it still holds leases
+                # (jobs that outlived the grace period): those must stay
+                # pending so another worker reclaims them.
+                pending = await client.xpending_range(
+                    self.keys.stream(channel), GROUP, min="-", max="+", count=1, consumername=consumer
+                )
+                if not pending:
+                    await client.xgroup_delconsumer(self.keys.stream(channel), GROUP, consumer)
+
+    async def workers(self):
+        client, _ = self._aclient()
+        ids = await client.zrange(self.keys.workers, 0, -1)
+        if not ids:
+            return []
+        infos = await client.mget([self.keys.worker(i) for i in ids])
+        return [dict(json.loads(info), id=i) for i, info in zip(ids, infos, strict=True) if info]

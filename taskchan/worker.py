@@ -1,0 +1,458 @@
+"""The worker: leases messages from taskchan channels and runs their consumers.
+
+Inside one process, on one asyncio loop:
+
+- the *fetcher* leases up to ``concurrency + prefetch`` messages (one
+  XREADGROUP for all channels) and queues them; it never holds more, so a
+  worker cannot drain a channel into memory;
+- ``concurrency`` *runners* take queued messages and run their consumers:
+  ``async def`` consumers on the loop, plain ones in a thread pool (so one
+  channel's messages do run side by side);
+- the *acker* batches acks: while one batch is on its way to Redis the next
+  collects, so acks cost one round trip per batch, not per job;
+- *maintenance* promotes due delayed/retried messages, renews the leases this
+  worker holds (heartbeat), reclaims leases that lapsed elsewhere (a dead
+  worker's), relays stale send_on_commit rows, and registers the worker.
+
+Stopping (SIGTERM, SIGINT): stop leasing; let running jobs finish for up to
+the grace period; hand the leased-but-unstarted messages back to the channel;
+flush acks; deregister.  A job still running after the grace period keeps its
+lease, which lapses and is reclaimed by another worker: the job runs again
+rather than being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback as traceback_module
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import close_old_connections
+from redis.exceptions import RedisError
+
+from . import deadletter, outbox, registry, retry
+from .conf import settings
+from .envelope import MalformedEnvelope, decode
+from .layers import get_store
+from .message import Message
+from .models import FailedMessage
+from .stores.base import Delivery, StoreBase
+
+logger = logging.getLogger("taskchan.worker")
+
+#: seconds a fetch blocks in Redis waiting for new messages; bounds how long a
+#: stop request waits for the fetcher to notice
+FETCH_BLOCK_SECONDS = 1.0
+#: seconds between worker-registry heartbeats and outbox sweeps
+HOUSEKEEPING_INTERVAL = 5.0
+#: seconds to wait after a Redis error before trying again (doubles up to 5 s)
+ERROR_BACKOFF = 0.1
+
+
+def _run_sync(func, message):
+    # Same connection hygiene as a Django request: drop connections that are
+    # broken or past CONN_MAX_AGE before and after the job.
+    close_old_connections()
+    try:
+        return func(message)
+    finally:
+        close_old_connections()
+
+
+class Worker:
+    def __init__(
+        self,
+        channels: list[str],
+        *,
+        store: StoreBase | None = None,
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        burst: bool = False,
+        grace: float | None = None,
+        poll_interval: float | None = None,
+    ):
+        if not channels:
+            raise ValueError("a worker needs at least one taskchan channel")
+        for channel in channels:
+            if registry.get_consumer(channel) is None:
+                raise registry.UnknownPattern(f"no consumer is registered for {channel!r}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.channels = list(channels)
+        self.store = store or get_store()
+        self.concurrency = concurrency
+        self.prefetch = settings.PREFETCH if prefetch is None else prefetch
+        self.burst = burst
+        self.grace = settings.SHUTDOWN_GRACE if grace is None else grace
+        self.poll_interval = settings.POLL_INTERVAL if poll_interval is None else poll_interval
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.consumer_name = self.id  # our name in each stream's consumer group
+        self.started_at = time.time()
+        self.processed = 0
+        self.failed = 0
+
+        self._held: dict[str, Delivery] = {}  # entry id -> delivery leased to us, running or queued
+        self._ready: asyncio.Queue[Delivery] | None = None
+        self._acks: list[Delivery] = []
+        self._ack_event: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._abandon = False
+        self._job_threads = ThreadPoolExecutor(concurrency, thread_name_prefix="taskchan-job")
+        # Dead letters and outbox sweeps touch the database; they get their own
+        # thread so they never wait behind long jobs.
+        self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="taskchan-db")
+        self._vt = {c: registry.get_consumer(c).visibility_timeout for c in self.channels}
+
+    # -- entry points -------------------------------------------------------
+
+    def run(self) -> bool:
+        """Run until stopped (or idle, in burst mode). Returns False if jobs were abandoned."""
+        return asyncio.run(self.arun())
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop; a second call stops waiting for running jobs. Call on the worker's loop."""
+        if self._stopping is None:
+            return
+        if self._stopping.is_set():
+            # A second request: stop waiting for running jobs.
+            self._abandon = True
+            logger.warning("second stop request: not waiting for running jobs")
+        self._stopping.set()
+
+    async def arun(self) -> bool:
+        self._ready = asyncio.Queue()
+        self._ack_event = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self._retry_redis(lambda: self.store.prepare(self.channels))
+        logger.info(
+            "worker %s serving %s (concurrency %d, prefetch %d%s)",
+            self.id, ", ".join(self.channels), self.concurrency, self.prefetch, ", burst" if self.burst else "",
+        )
+        fetcher = asyncio.create_task(self._fetch_loop(), name="taskchan-fetch")
+        runners = [asyncio.create_task(self._run_loop(), name=f"taskchan-run-{i}") for i in range(self.concurrency)]
+        acker = asyncio.create_task(self._ack_loop(), name="taskchan-ack")
+        maintenance = asyncio.create_task(self._maintenance_loop(), name="taskchan-maintenance")
+        clean = True
+        try:
+            await self._stopping.wait()
+            logger.info("worker %s stopping", self.id)
+            await fetcher
+            clean = await self._finish_running(runners)
+            await self._hand_back_unstarted()
+            await self._flush_acks()
+        finally:
+            for task in (fetcher, acker, maintenance, *runners):
+                task.cancel()
+            await asyncio.gather(fetcher, acker, maintenance, *runners, return_exceptions=True)
+            try:
+                await self.store.remove_worker(self.id, self.consumer_name if clean else None, self.channels)
+            except RedisError as exc:
+                logger.warning("could not deregister worker: %s", exc)
+            self._job_threads.shutdown(wait=clean, cancel_futures=True)
+            self._bookkeeping.shutdown(wait=True)
+            if loop.is_running() and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        logger.info("worker %s stopped: %d processed, %d failed", self.id, self.processed, self.failed)
+        return clean
+
+    # -- stopping -----------------------------------------------------------
+
+    async def _finish_running(self, runners) -> bool:
+        # Runners check the stop flag before taking the next message, so they
+        # finish the job in hand and exit.  Wake idle ones with a sentinel-free
+        # cancel: a runner blocked on an empty queue holds no job.
+        deadline = time.monotonic() + self.grace
+        while any(not r.done() for r in runners):
+            for r in runners:
+                if not r.done() and getattr(r, "idle", False):
+                    r.cancel()
+            if self._abandon or time.monotonic() > deadline:
+                busy = sum(1 for r in runners if not r.done())
+                logger.warning(
+                    "%d job(s) still running after %.0f s; leaving their leases to lapse so "
+                    "another worker runs them again", busy, self.grace,
+                )
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _hand_back_unstarted(self) -> None:
+        unstarted = []
+        while not self._ready.empty():
+            unstarted.append(self._ready.get_nowait())
+        if unstarted:
+            returned = await self._retry_redis(lambda: self.store.hand_back(unstarted), attempts=5)
+            logger.info("handed %s unstarted message(s) back", returned)
+            for d in unstarted:
+                self._held.pop(d.entry_id, None)
+
+    # -- the loops ----------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        backoff = ERROR_BACKOFF
+        block_ms = int(FETCH_BLOCK_SECONDS * 1000 if not self.burst else 100)
+        while not self._stopping.is_set():
+            room = self.concurrency + self.prefetch - len(self._held)
+            if room <= 0:
+                self._room.clear()
+                await self._wait_either(self._room, self._stopping)
+                continue
+            try:
+                deliveries = await self.store.fetch(self.channels, self.consumer_name, room, block_ms)
+            except (RedisError, OSError) as exc:
+                logger.warning("fetch failed (%s); retrying in %.1f s", exc, backoff)
+                await self._sleep_unless_stopping(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = ERROR_BACKOFF
+            self._enqueue(deliveries)
+
+    def _enqueue(self, deliveries) -> None:
+        for d in deliveries:
+            self._held[d.entry_id] = d
+            self._ready.put_nowait(d)
+
+    async def _run_loop(self) -> None:
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            task.idle = True
+            delivery = await self._ready.get()
+            task.idle = False
+            if self._stopping.is_set():
+                # Raced with a stop: give it back with the other unstarted ones.
+                self._ready.put_nowait(delivery)
+                return
+            try:
+                await self._process(delivery)
+            except Exception:  # a bug in taskchan itself: keep serving
+                logger.exception("internal error processing %s", delivery.entry_id)
+            finally:
+                self._held.pop(delivery.entry_id, None)
+                self._room.set()
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_event.wait()
+            self._ack_event.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        backoff = ERROR_BACKOFF
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                await self.store.ack(batch, idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000))
+            except (RedisError, OSError) as exc:
+                # The jobs ran; until the ack lands they may run again (a
+                # duplicate, never a loss).  Keep the batch and try again.
+                logger.warning("ack of %d failed (%s); retrying", len(batch), exc)
+                self._acks[:0] = batch
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _maintenance_loop(self) -> None:
+        next_reclaim = next_extend = next_housekeeping = 0.0
+        min_vt = min(self._vt.values())
+        while True:
+            now = time.monotonic()
+            try:
+                for channel in self.channels:
+                    await self.store.promote(channel)
+                if now >= next_extend:
+                    await self._extend_leases()
+                    next_extend = now + min_vt / 3
+                if now >= next_reclaim:
+                    await self._reclaim()
+                    next_reclaim = now + min(1.0, min_vt / 4)
+                if now >= next_housekeeping:
+                    await self._housekeeping()
+                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                if self.burst and await self._burst_done():
+                    logger.info("burst: nothing queued, scheduled or in flight; stopping")
+                    self._stopping.set()
+            except (RedisError, OSError) as exc:
+                logger.warning("maintenance: Redis error %s", exc)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _burst_done(self) -> bool:
+        return not self._held and not self._acks and await self.store.is_idle(self.channels)
+
+    async def _extend_leases(self) -> None:
+        by_channel: dict[str, list[str]] = {}
+        for d in list(self._held.values()):
+            by_channel.setdefault(d.channel, []).append(d.entry_id)
+        for channel, ids in by_channel.items():
+            lost = await self.store.extend(channel, self.consumer_name, ids)
+            if lost:
+                logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
+
+    async def _reclaim(self) -> None:
+        for channel in self.channels:
+            room = self.concurrency + self.prefetch - len(self._held)
+            if room <= 0 or self._stopping.is_set():
+                return
+            reclaimed = await self.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
+            if reclaimed:
+                logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
+                self._enqueue(reclaimed)
+
+    async def _housekeeping(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "channels": self.channels,
+            "concurrency": self.concurrency,
+            "started": self.started_at,
+            "processed": self.processed,
+            "failed": self.failed,
+        }
+        await self.store.heartbeat_worker(self.id, info, ttl=3 * HOUSEKEEPING_INTERVAL)
+        loop = asyncio.get_running_loop()
+        try:
+            relayed = await loop.run_in_executor(self._bookkeeping, _sweep_outbox)
+        except Exception as exc:  # no table yet, database down: not the worker's problem
+            logger.debug("outbox sweep skipped: %s", exc)
+        else:
+            if relayed:
+                logger.warning("relayed %d send_on_commit message(s) whose relay never ran", relayed)
+
+    # -- one message --------------------------------------------------------
+
+    async def _process(self, delivery: Delivery) -> None:
+        consumer = registry.get_consumer(delivery.channel)
+        try:
+            envelope = decode(delivery.raw, delivery.channel)
+        except MalformedEnvelope as exc:
+            await self._dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=str(exc))
+            return
+        delivery.idempotency_key = envelope.idempotency_key
+        attempt = envelope.attempts_before + delivery.deliveries
+        max_attempts = envelope.max_attempts or consumer.max_attempts
+        if delivery.deliveries > 1 and attempt > max_attempts:
+            # Earlier deliveries of this copy ended with no outcome at all: the
+            # worker died (SIGKILL, out of memory, segfault) while holding it.
+            # Counting deliveries, not exceptions, stops a crash loop.
+            lost = envelope.failed(
+                attempt - 1,
+                "taskchan.WorkerLost",
+                f"the worker running it was lost {delivery.deliveries - 1} time(s)",
+                None,
+            )
+            await self._dead_letter(
+                delivery, lost, FailedMessage.Reason.WORKER_LOST, consumer=consumer.name,
+                attempts=attempt - 1, max_attempts=max_attempts,
+            )
+            return
+        message = Message(envelope, attempt)
+        try:
+            if consumer.is_async:
+                await consumer.func(message)
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._job_threads, _run_sync, consumer.func, message)
+        except Exception as exc:
+            await self._failed(delivery, envelope, consumer, message, exc, max_attempts)
+        else:
+            self.processed += 1
+            self._acks.append(delivery)
+            self._ack_event.set()
+
+    async def _failed(self, delivery, envelope, consumer, message, exc, max_attempts) -> None:
+        self.failed += 1
+        exc_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        next_envelope = envelope.failed(
+            message.attempt, exc_type, str(exc) or exc_type, traceback_module.format_exc()
+        )
+        decision = retry.decide(exc, message.attempt, max_attempts, consumer.backoff)
+        if decision.dead_letter:
+            reason = (
+                FailedMessage.Reason.REJECTED if decision.reason == "rejected" else FailedMessage.Reason.EXHAUSTED
+            )
+            await self._dead_letter(
+                delivery, next_envelope, reason, consumer=consumer.name,
+                attempts=message.attempt, max_attempts=max_attempts,
+            )
+            return
+        logger.info(
+            "retrying channel=%s message=%s attempt=%d/%d in %.2fs error=%s",
+            delivery.channel, envelope.id, message.attempt, max_attempts, decision.delay, exc_type,
+        )
+        await self._retry_redis(
+            lambda: self.store.reschedule(
+                delivery,
+                next_envelope.encode(),
+                int(decision.delay * 1000),
+                idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
+            ),
+            attempts=20,
+        )
+
+    async def _dead_letter(self, delivery, envelope, reason, *, error="", consumer="", attempts=0, max_attempts=None):
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._bookkeeping,
+                lambda: deadletter.record(
+                    channel=delivery.channel, entry_id=delivery.entry_id, reason=reason, envelope=envelope,
+                    raw=delivery.raw, consumer=consumer, attempts=attempts, max_attempts=max_attempts, error=error,
+                ),
+            )
+        except Exception:
+            # The row is not written, so the message must not be acked: its
+            # lease lapses and the next delivery tries to dead-letter it again.
+            logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
+            return
+        await self._retry_redis(lambda: self.store.ack([delivery], outcome="failed"), attempts=20)
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _retry_redis(self, make_call, attempts: int = 0):
+        """Await ``make_call()``, retrying Redis errors (forever when attempts is 0)."""
+        backoff = ERROR_BACKOFF
+        tries = 0
+        while True:
+            try:
+                return await make_call()
+            except (RedisError, OSError) as exc:
+                tries += 1
+                if attempts and tries >= attempts:
+                    raise
+                logger.warning("Redis error %s; retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    @staticmethod
+    async def _wait_either(*events: asyncio.Event) -> None:
+        waits = [asyncio.create_task(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+
+def _sweep_outbox() -> int:
+    close_old_connections()
+    try:
+        return outbox.sweep()
+    finally:
+        close_old_connections()
