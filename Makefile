@@ -1,0 +1,47 @@
+# The project's commands: the README, .ci/run and developers all call these.
+#   make run    install, migrate, serve on http://127.0.0.1:8000/
+#   make test   install, make sure the services the tests use are there, run pytest
+#   make lint   ruff
+#   make bench  the benchmark
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format bench services clean
+
+$(PY):
+	@if command -v python3.12 >/dev/null 2>&1; then \
+		python3.12 -m venv $(VENV); \
+	else \
+		echo "warning: python3.12 not found; creating $(VENV) with python3 ($$(python3 --version 2>&1))" >&2; \
+		python3 -m venv $(VENV); \
+	fi
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+services:
+	bash .ci/services
+
+test: $(STAMP) services
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf test-artifacts .pytest_cache .ruff_cache *.egg-info

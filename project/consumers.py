@@ -1,0 +1,61 @@
+"""The websocket echo (the seed's first example) and the demo job consumer.
+
+taskchan imports this module at start-up (``consumers.py`` of every installed
+app is autodiscovered), which registers ``reverse_text`` for ``taskchan.demo``.
+"""
+
+import logging
+import os
+
+from channels.generic.websocket import WebsocketConsumer
+from django.utils import timezone
+
+import taskchan
+from project.models import DemoResult
+
+logger = logging.getLogger(__name__)
+
+#: websocket close code for a path with no route (4000-4999 are the application's)
+CLOSE_NOT_FOUND = 4404
+#: websocket close code for a binary frame (only text is echoed); daphne lets an
+#: application send 1000 or 3000-4999 only, so not RFC 6455's 1003
+CLOSE_UNSUPPORTED_DATA = 4415
+
+
+class EchoConsumer(WebsocketConsumer):
+    """Answers each text frame ``hello`` with ``You said: hello``; closes on a binary frame."""
+
+    def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            self.close(code=CLOSE_UNSUPPORTED_DATA)
+            return
+        self.send(text_data=f"You said: {text_data}")
+
+
+class NotFoundConsumer(WebsocketConsumer):
+    """Accepts, then closes with 4404, so the client learns why it was turned away."""
+
+    def connect(self):
+        self.accept()
+        self.close(code=CLOSE_NOT_FOUND)
+
+
+@taskchan.consumer("taskchan.demo", max_attempts=3)
+def reverse_text(message):
+    """Store ``content["text"]`` reversed and upper-cased, with the worker's pid.
+
+    Idempotent: a second delivery of the same message updates the same row.
+    """
+    text = message.content.get("text")
+    if not isinstance(text, str):
+        raise taskchan.Reject(f"content['text'] must be a string, got {text!r}")
+    DemoResult.objects.update_or_create(
+        message_id=message.id,
+        defaults={
+            "text": text,
+            "result": text[::-1].upper(),
+            "worker_pid": os.getpid(),
+            "finished_at": timezone.now(),
+        },
+    )
+    logger.info("demo message %s done on attempt %s", message.id, message.attempt)

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import path
+
+from project import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("jobs/", views.submit_job, name="submit-job"),
+    path("jobs/<str:message_id>/", views.job_status, name="job-status"),
+    path("admin/", admin.site.urls),
+]
+
+# Serves the admin's CSS under plain daphne when DEBUG is on (empty otherwise).
+urlpatterns += staticfiles_urlpatterns()

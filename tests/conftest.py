@@ -1,0 +1,225 @@
+"""Shared fixtures: a private Redis per test, worker subprocesses, counting.
+
+Every test that needs Redis gets an empty one of its own: each xdist worker
+starts one ``redis-server`` on a free port and the fixture flushes it before
+the test.  Tests that kill or restart Redis use ``redis_server_factory`` for a
+server of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it returns truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class RedisServer:
+    """A redis-server process of the test's own, on a free port."""
+
+    def __init__(self, appendonly: bool = False):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="taskchan-redis-")
+        self.appendonly = appendonly
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        args = [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--save", "", "--daemonize", "no", "--logfile", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis_lib.Redis(port=self.port)
+        wait_for(lambda: _pings(client), timeout=10, message=f"redis-server on {self.port}")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis_lib.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def _session_redis():
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(_session_redis, monkeypatch):
+    """URL of an empty Redis; also exported as REDIS_URL for consumers and subprocesses."""
+    redis_lib.Redis.from_url(_session_redis.url).flushall()
+    monkeypatch.setenv("REDIS_URL", _session_redis.url)
+    import tests.jobs
+
+    tests.jobs._client = None
+    return _session_redis.url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_server_factory():
+    servers = []
+
+    def make(**options) -> RedisServer:
+        server = RedisServer(**options)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def layer_settings(url: str, **config) -> dict:
+    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [url], **config}}}
+
+
+@pytest.fixture
+def use_redis_layer(redis_url, settings):
+    """Point this test process's channel layer (and so taskchan.send) at the test Redis."""
+    settings.CHANNEL_LAYERS = layer_settings(redis_url)
+    return redis_url
+
+
+@pytest.fixture
+def use_memory_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "taskchan.layers.InMemoryChannelLayer"}}
+
+
+def done_records(client, key="t:done") -> list[tuple[str, int, int]]:
+    """Parsed ``(message id, attempt, pid)`` records a test consumer wrote."""
+    out = []
+    for item in client.lrange(key, 0, -1):
+        message_id, attempt, pid = item.split("|")
+        out.append((message_id, int(attempt), int(pid)))
+    return out
+
+
+class Process:
+    """A ``manage.py`` subprocess with its output in a file under test-artifacts/."""
+
+    def __init__(self, args, env, name):
+        self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        self.pid = self.proc.pid
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def kill(self):
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def wait(self, timeout=30) -> int:
+        return self.proc.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+
+def subprocess_env(redis_url: str | None, **extra) -> dict:
+    """Environment for a manage.py subprocess sharing this test's Redis and database."""
+    from django.db import connection
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["TASKCHAN_TEST_DB"] = str(connection.settings_dict["NAME"])
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    else:
+        env.pop("REDIS_URL", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture
+def manage(request):
+    """Factory: ``manage(["runworker", "taskchan.t.*"], redis_url=...)`` -> Process.
+
+    Every process is SIGKILLed at the end of the test if still running.
+    """
+    processes: list[Process] = []
+
+    def start(args, redis_url=None, name=None, **env) -> Process:
+        proc = Process(args, subprocess_env(redis_url, **env), name or request.node.name[:60])
+        processes.append(proc)
+        return proc
+
+    yield start
+    for proc in processes:
+        if proc.running:
+            proc.kill()
+        proc._log.close()
+
+
+@pytest.fixture
+def worker(manage, redis_url):
+    """Factory: start ``runworker`` for the given channels on the test Redis."""
+
+    def start(*channels, args=(), **env) -> Process:
+        return manage(["runworker", *(channels or ("taskchan.t.*",)), *args], redis_url=redis_url, **env)
+
+    return start

@@ -1,0 +1,30 @@
+"""Settings for the test suite: the reference project plus the test consumers.
+
+The test runner itself starts with the in-memory layer (no REDIS_URL); tests
+that need Redis get a per-test server from ``conftest.redis_url`` and switch
+layers with ``use_redis_layer``.  Worker subprocesses started by tests read
+``REDIS_URL`` and ``TASKCHAN_TEST_DB`` (the test database file the runner
+created) from their environment.
+"""
+
+import os
+
+from project.settings import *  # noqa: F403
+from project.settings import BASE_DIR, DATABASES
+
+TASKCHAN_CONSUMER_MODULES = ["tests.jobs"]
+
+# Short timings so redelivery and retries happen within a test's time.
+TASKCHAN_VISIBILITY_TIMEOUT = float(os.environ.get("TASKCHAN_VISIBILITY_TIMEOUT", "30"))
+TASKCHAN_OUTBOX_RELAY_AFTER = 0.5
+TASKCHAN_SEND_RETRY_SECONDS = 1.0
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so worker subprocesses share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-artifacts" / "test-db.sqlite3")}
+    if os.environ.get("TASKCHAN_TEST_DB"):
+        DATABASES["default"]["NAME"] = os.environ["TASKCHAN_TEST_DB"]
+elif os.environ.get("TASKCHAN_TEST_DB"):
+    DATABASES["default"]["NAME"] = os.environ["TASKCHAN_TEST_DB"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
