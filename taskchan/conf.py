@@ -1,7 +1,9 @@
-"""Every TASKCHAN_* setting, its default and its unit, read on each access.
+"""Every TASKCHAN_* setting, its default and its unit.
 
-Values are never frozen at import, so ``override_settings`` in tests and
-settings changed at runtime take effect at once.
+Values are read from Django's settings on first use and cached (send() reads
+several per call); the cache is dropped on Django's ``setting_changed`` signal,
+so ``override_settings`` in tests takes effect at once, as channels' layer
+manager does for CHANNEL_LAYERS.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 #: setting name -> (default, type, one-line meaning)
 DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
@@ -31,7 +34,14 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
 class Settings:
     """Typed accessor: ``conf.settings.MAX_ATTEMPTS`` reads TASKCHAN_MAX_ATTEMPTS."""
 
+    def __init__(self):
+        self._cache: dict[str, Any] = {}
+
     def __getattr__(self, name: str) -> Any:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
         try:
             default, kind, _meaning = DEFAULTS[name]
         except KeyError:
@@ -42,7 +52,11 @@ class Settings:
                 f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
+        self._cache[name] = value
         return value
+
+    def clear(self) -> None:
+        self._cache.clear()
 
 
 def _type_names(kind: type | tuple[type, ...]) -> str:
@@ -51,3 +65,11 @@ def _type_names(kind: type | tuple[type, ...]) -> str:
 
 
 settings = Settings()
+
+
+def _setting_changed(*, setting: str, **kwargs) -> None:
+    if setting.startswith("TASKCHAN_"):
+        settings.clear()
+
+
+setting_changed.connect(_setting_changed)

@@ -1,31 +1,36 @@
 """The worker: leases messages from taskchan channels and runs their consumers.
 
-Inside one process, on one asyncio loop:
+One process, one asyncio loop, plus ``concurrency`` job threads:
 
-- the *fetcher* leases up to ``concurrency + prefetch`` messages (one
-  XREADGROUP for all channels) and queues them; it never holds more, so a
-  worker cannot drain a channel into memory;
-- ``concurrency`` *runners* take queued messages and run their consumers:
-  ``async def`` consumers on the loop, plain ones in a thread pool (so one
-  channel's messages do run side by side);
-- the *acker* batches acks: while one batch is on its way to Redis the next
-  collects, so acks cost one round trip per batch, not per job;
+- the *fetcher* (loop) leases up to ``concurrency + prefetch`` messages with
+  one XREADGROUP for all channels; it never holds more, so a worker cannot
+  drain a channel into memory;
+- plain consumers run in ``concurrency`` long-lived *job threads* that pull
+  from a queue (one channel's messages run side by side, unlike channels'
+  worker); ``async def`` consumers run in as many *runner tasks* on the loop;
+- outcomes come back to the loop in batches (one cross-thread wake-up per
+  batch, not per job); successes go to the *acker*, which acks a whole batch
+  in one pipelined round trip while the next batch collects; failures are
+  retried (``reschedule.lua``) or dead-lettered;
 - *maintenance* promotes due delayed/retried messages, renews the leases this
   worker holds (heartbeat), reclaims leases that lapsed elsewhere (a dead
   worker's), relays stale send_on_commit rows, and registers the worker.
 
 Stopping (SIGTERM, SIGINT): stop leasing; let running jobs finish for up to
 the grace period; hand the leased-but-unstarted messages back to the channel;
-flush acks; deregister.  A job still running after the grace period keeps its
-lease, which lapses and is reclaimed by another worker: the job runs again
-rather than being lost.
+flush acks; deregister.  Heartbeats go on during the grace period, so a long
+job's lease stays ours while it finishes.  A job still running after the grace
+period keeps its lease, which lapses and is reclaimed by another worker: the
+job runs again rather than being lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -33,16 +38,18 @@ import time
 import traceback as traceback_module
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
 from . import deadletter, outbox, registry, retry
 from .conf import settings
-from .envelope import MalformedEnvelope, decode
+from .envelope import Envelope, MalformedEnvelope, decode
 from .layers import get_store
 from .message import Message
 from .models import FailedMessage
+from .registry import Consumer
 from .stores.base import Delivery, StoreBase
 
 logger = logging.getLogger("taskchan.worker")
@@ -52,18 +59,29 @@ logger = logging.getLogger("taskchan.worker")
 FETCH_BLOCK_SECONDS = 1.0
 #: seconds between worker-registry heartbeats and outbox sweeps
 HOUSEKEEPING_INTERVAL = 5.0
+#: acks sent at once without waiting; smaller batches wait up to ACK_DELAY seconds
+ACK_BATCH = 64
+ACK_DELAY = 0.002
 #: seconds to wait after a Redis error before trying again (doubles up to 5 s)
 ERROR_BACKOFF = 0.1
 
+_STOP = object()  # tells a job thread to exit
 
-def _run_sync(func, message):
-    # Same connection hygiene as a Django request: drop connections that are
-    # broken or past CONN_MAX_AGE before and after the job.
-    close_old_connections()
-    try:
-        return func(message)
-    finally:
-        close_old_connections()
+
+@dataclass(slots=True)
+class Outcome:
+    """How one delivery ended, reported by a job thread or runner to the loop."""
+
+    delivery: Delivery
+    ok: bool = False
+    envelope: Envelope | None = None
+    consumer: Consumer | None = None
+    attempt: int = 0
+    max_attempts: int = 0
+    exc: BaseException | None = None
+    traceback: str | None = None
+    malformed: str | None = None  # why the message could not be read
+    worker_lost: bool = False  # earlier deliveries died with their worker
 
 
 class Worker:
@@ -97,19 +115,31 @@ class Worker:
         self.started_at = time.time()
         self.processed = 0
         self.failed = 0
+        self._consumers = {c: registry.get_consumer(c) for c in self.channels}
+        self._vt = {c: self._consumers[c].visibility_timeout for c in self.channels}
+        self._has_sync = any(not c.is_async for c in self._consumers.values())
+        self._has_async = any(c.is_async for c in self._consumers.values())
 
-        self._held: dict[str, Delivery] = {}  # entry id -> delivery leased to us, running or queued
-        self._ready: asyncio.Queue[Delivery] | None = None
+        self._held: dict[str, Delivery] = {}  # entry id -> delivery leased to us (loop thread only)
         self._acks: list[Delivery] = []
-        self._ack_event: asyncio.Event | None = None
-        self._room: asyncio.Event | None = None
-        self._stopping: asyncio.Event | None = None
-        self._abandon = False
-        self._job_threads = ThreadPoolExecutor(concurrency, thread_name_prefix="taskchan-job")
+        self._settling: set[asyncio.Task] = set()
+        # job threads <-> loop
+        self._thread_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        self._unstarted: collections.deque[Delivery] = collections.deque()
+        self._notify_lock = threading.Lock()
+        self._notify_pending = False
+        self._stop_flag = threading.Event()
         # Dead letters and outbox sweeps touch the database; they get their own
         # thread so they never wait behind long jobs.
         self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="taskchan-db")
-        self._vt = {c: registry.get_consumer(c).visibility_timeout for c in self.channels}
+        self._abandon = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_queue: asyncio.Queue[Delivery] | None = None
+        self._ack_event: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
 
     # -- entry points -------------------------------------------------------
 
@@ -122,18 +152,18 @@ class Worker:
         if self._stopping is None:
             return
         if self._stopping.is_set():
-            # A second request: stop waiting for running jobs.
             self._abandon = True
             logger.warning("second stop request: not waiting for running jobs")
         self._stopping.set()
 
     async def arun(self) -> bool:
-        self._ready = asyncio.Queue()
+        self._loop = loop = asyncio.get_running_loop()
+        self._async_queue = asyncio.Queue()
         self._ack_event = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        if threading.current_thread() is threading.main_thread():
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
         await self._retry_redis(lambda: self.store.prepare(self.channels))
@@ -141,8 +171,18 @@ class Worker:
             "worker %s serving %s (concurrency %d, prefetch %d%s)",
             self.id, ", ".join(self.channels), self.concurrency, self.prefetch, ", burst" if self.burst else "",
         )
+        if self._has_sync:
+            for i in range(self.concurrency):
+                # Daemon threads: a job that outlives the grace period must not
+                # keep the process alive; its lease lapses and it runs elsewhere.
+                thread = threading.Thread(target=self._thread_main, name=f"taskchan-job-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        runners = [
+            asyncio.create_task(self._runner(), name=f"taskchan-run-{i}")
+            for i in range(self.concurrency if self._has_async else 0)
+        ]
         fetcher = asyncio.create_task(self._fetch_loop(), name="taskchan-fetch")
-        runners = [asyncio.create_task(self._run_loop(), name=f"taskchan-run-{i}") for i in range(self.concurrency)]
         acker = asyncio.create_task(self._ack_loop(), name="taskchan-ack")
         maintenance = asyncio.create_task(self._maintenance_loop(), name="taskchan-maintenance")
         clean = True
@@ -161,9 +201,8 @@ class Worker:
                 await self.store.remove_worker(self.id, self.consumer_name if clean else None, self.channels)
             except RedisError as exc:
                 logger.warning("could not deregister worker: %s", exc)
-            self._job_threads.shutdown(wait=clean, cancel_futures=True)
             self._bookkeeping.shutdown(wait=True)
-            if loop.is_running() and threading.current_thread() is threading.main_thread():
+            if in_main_thread:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
         logger.info("worker %s stopped: %d processed, %d failed", self.id, self.processed, self.failed)
@@ -172,42 +211,59 @@ class Worker:
     # -- stopping -----------------------------------------------------------
 
     async def _finish_running(self, runners) -> bool:
-        # Runners check the stop flag before taking the next message, so they
-        # finish the job in hand and exit.  Wake idle ones with a sentinel-free
-        # cancel: a runner blocked on an empty queue holds no job.
+        # Job threads finish the job in hand, then move whatever is still
+        # queued to the unstarted list; runner tasks stop before the next one.
+        self._stop_flag.set()
+        for _ in self._threads:
+            self._thread_queue.put(_STOP)
         deadline = time.monotonic() + self.grace
-        while any(not r.done() for r in runners):
+        while True:
             for r in runners:
                 if not r.done() and getattr(r, "idle", False):
-                    r.cancel()
+                    r.cancel()  # waiting on an empty queue: holds no job
+            busy = sum(t.is_alive() for t in self._threads) + sum(not r.done() for r in runners)
+            if not busy and not self._settling:
+                self._drain_outcomes()
+                if not self._settling:
+                    return True
             if self._abandon or time.monotonic() > deadline:
-                busy = sum(1 for r in runners if not r.done())
                 logger.warning(
                     "%d job(s) still running after %.0f s; leaving their leases to lapse so "
                     "another worker runs them again", busy, self.grace,
                 )
                 return False
             await asyncio.sleep(0.02)
-        return True
 
     async def _hand_back_unstarted(self) -> None:
-        unstarted = []
-        while not self._ready.empty():
-            unstarted.append(self._ready.get_nowait())
+        unstarted = list(self._unstarted)
+        while not self._async_queue.empty():
+            unstarted.append(self._async_queue.get_nowait())
+        while True:
+            try:
+                item = self._thread_queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                unstarted.append(item)
         if unstarted:
             returned = await self._retry_redis(lambda: self.store.hand_back(unstarted), attempts=5)
             logger.info("handed %s unstarted message(s) back", returned)
             for d in unstarted:
                 self._held.pop(d.entry_id, None)
 
-    # -- the loops ----------------------------------------------------------
+    # -- leasing ------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
         backoff = ERROR_BACKOFF
         block_ms = int(FETCH_BLOCK_SECONDS * 1000 if not self.burst else 100)
+        capacity = self.concurrency + self.prefetch
         while not self._stopping.is_set():
-            room = self.concurrency + self.prefetch - len(self._held)
-            if room <= 0:
+            room = capacity - len(self._held)
+            # Refill in batches: while every job slot still has work queued,
+            # wait until half the prefetch is free, so one read brings many
+            # messages instead of one read per finished job.
+            starving = len(self._held) <= self.concurrency
+            if room <= 0 or (not starving and room < max(1, self.prefetch // 2)):
                 self._room.clear()
                 await self._wait_either(self._room, self._stopping)
                 continue
@@ -224,171 +280,150 @@ class Worker:
     def _enqueue(self, deliveries) -> None:
         for d in deliveries:
             self._held[d.entry_id] = d
-            self._ready.put_nowait(d)
+            if self._consumers[d.channel].is_async:
+                self._async_queue.put_nowait(d)
+            else:
+                self._thread_queue.put(d)
 
-    async def _run_loop(self) -> None:
-        task = asyncio.current_task()
-        while not self._stopping.is_set():
-            task.idle = True
-            delivery = await self._ready.get()
-            task.idle = False
-            if self._stopping.is_set():
-                # Raced with a stop: give it back with the other unstarted ones.
-                self._ready.put_nowait(delivery)
-                return
-            try:
-                await self._process(delivery)
-            except Exception:  # a bug in taskchan itself: keep serving
-                logger.exception("internal error processing %s", delivery.entry_id)
-            finally:
-                self._held.pop(delivery.entry_id, None)
-                self._room.set()
+    # -- running ------------------------------------------------------------
 
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._ack_event.wait()
-            self._ack_event.clear()
-            await self._flush_acks()
-
-    async def _flush_acks(self) -> None:
-        backoff = ERROR_BACKOFF
-        while self._acks:
-            batch, self._acks = self._acks, []
-            try:
-                await self.store.ack(batch, idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000))
-            except (RedisError, OSError) as exc:
-                # The jobs ran; until the ack lands they may run again (a
-                # duplicate, never a loss).  Keep the batch and try again.
-                logger.warning("ack of %d failed (%s); retrying", len(batch), exc)
-                self._acks[:0] = batch
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _maintenance_loop(self) -> None:
-        next_reclaim = next_extend = next_housekeeping = 0.0
-        min_vt = min(self._vt.values())
-        while True:
-            now = time.monotonic()
-            try:
-                for channel in self.channels:
-                    await self.store.promote(channel)
-                if now >= next_extend:
-                    await self._extend_leases()
-                    next_extend = now + min_vt / 3
-                if now >= next_reclaim:
-                    await self._reclaim()
-                    next_reclaim = now + min(1.0, min_vt / 4)
-                if now >= next_housekeeping:
-                    await self._housekeeping()
-                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
-                if self.burst and await self._burst_done():
-                    logger.info("burst: nothing queued, scheduled or in flight; stopping")
-                    self._stopping.set()
-            except (RedisError, OSError) as exc:
-                logger.warning("maintenance: Redis error %s", exc)
-            await asyncio.sleep(self.poll_interval)
-
-    async def _burst_done(self) -> bool:
-        return not self._held and not self._acks and await self.store.is_idle(self.channels)
-
-    async def _extend_leases(self) -> None:
-        by_channel: dict[str, list[str]] = {}
-        for d in list(self._held.values()):
-            by_channel.setdefault(d.channel, []).append(d.entry_id)
-        for channel, ids in by_channel.items():
-            lost = await self.store.extend(channel, self.consumer_name, ids)
-            if lost:
-                logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
-
-    async def _reclaim(self) -> None:
-        for channel in self.channels:
-            room = self.concurrency + self.prefetch - len(self._held)
-            if room <= 0 or self._stopping.is_set():
-                return
-            reclaimed = await self.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
-            if reclaimed:
-                logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
-                self._enqueue(reclaimed)
-
-    async def _housekeeping(self) -> None:
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "channels": self.channels,
-            "concurrency": self.concurrency,
-            "started": self.started_at,
-            "processed": self.processed,
-            "failed": self.failed,
-        }
-        await self.store.heartbeat_worker(self.id, info, ttl=3 * HOUSEKEEPING_INTERVAL)
-        loop = asyncio.get_running_loop()
-        try:
-            relayed = await loop.run_in_executor(self._bookkeeping, _sweep_outbox)
-        except Exception as exc:  # no table yet, database down: not the worker's problem
-            logger.debug("outbox sweep skipped: %s", exc)
-        else:
-            if relayed:
-                logger.warning("relayed %d send_on_commit message(s) whose relay never ran", relayed)
-
-    # -- one message --------------------------------------------------------
-
-    async def _process(self, delivery: Delivery) -> None:
-        consumer = registry.get_consumer(delivery.channel)
+    def _prepare(self, delivery: Delivery) -> Outcome:
+        """Decode a delivery and check it may run; a non-None ``malformed`` or
+        ``worker_lost`` on the outcome means it must not."""
+        outcome = Outcome(delivery)
         try:
             envelope = decode(delivery.raw, delivery.channel)
         except MalformedEnvelope as exc:
-            await self._dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=str(exc))
-            return
+            outcome.malformed = str(exc)
+            return outcome
+        consumer = self._consumers[delivery.channel]
         delivery.idempotency_key = envelope.idempotency_key
-        attempt = envelope.attempts_before + delivery.deliveries
-        max_attempts = envelope.max_attempts or consumer.max_attempts
-        if delivery.deliveries > 1 and attempt > max_attempts:
-            # Earlier deliveries of this copy ended with no outcome at all: the
-            # worker died (SIGKILL, out of memory, segfault) while holding it.
-            # Counting deliveries, not exceptions, stops a crash loop.
+        outcome.envelope = envelope
+        outcome.consumer = consumer
+        outcome.attempt = envelope.attempts_before + delivery.deliveries
+        outcome.max_attempts = envelope.max_attempts or consumer.max_attempts
+        # Earlier deliveries of this copy that ended with no outcome at all
+        # mean the worker died (SIGKILL, out of memory, segfault) holding it.
+        # Counting deliveries, not exceptions, is what stops a crash loop.
+        outcome.worker_lost = delivery.deliveries > 1 and outcome.attempt > outcome.max_attempts
+        return outcome
+
+    def _thread_main(self) -> None:
+        while True:
+            delivery = self._thread_queue.get()
+            if delivery is _STOP:
+                return
+            if self._stop_flag.is_set():
+                self._unstarted.append(delivery)
+                continue
+            outcome = self._prepare(delivery)
+            if outcome.malformed is None and not outcome.worker_lost:
+                # Same connection hygiene as a Django request: drop connections
+                # that are broken or past CONN_MAX_AGE around each job.
+                close_old_connections()
+                try:
+                    outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
+                    outcome.ok = True
+                except Exception as exc:
+                    outcome.exc = exc
+                    outcome.traceback = traceback_module.format_exc()
+                finally:
+                    close_old_connections()
+            self._report(outcome)
+
+    def _report(self, outcome: Outcome) -> None:
+        """From a job thread: queue the outcome, waking the loop once per batch."""
+        self._outcomes.append(outcome)
+        with self._notify_lock:
+            if self._notify_pending:
+                return
+            self._notify_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain_outcomes)
+        except RuntimeError:  # the loop is gone: the process is exiting
+            pass
+
+    def _drain_outcomes(self) -> None:
+        with self._notify_lock:
+            self._notify_pending = False
+        while self._outcomes:
+            self._settle(self._outcomes.popleft())
+
+    async def _runner(self) -> None:
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            task.idle = True
+            delivery = await self._async_queue.get()
+            task.idle = False
+            if self._stopping.is_set():
+                self._unstarted.append(delivery)
+                return
+            outcome = self._prepare(delivery)
+            if outcome.malformed is None and not outcome.worker_lost:
+                try:
+                    await outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
+                    outcome.ok = True
+                except Exception as exc:
+                    outcome.exc = exc
+                    outcome.traceback = traceback_module.format_exc()
+            self._settle(outcome)
+
+    def _settle(self, outcome: Outcome) -> None:
+        """On the loop: ack a success now (batched); retry or dead-letter a failure."""
+        delivery = outcome.delivery
+        if outcome.ok:
+            self.processed += 1
+            self._held.pop(delivery.entry_id, None)
+            self._acks.append(delivery)
+            self._ack_event.set()
+            self._room.set()
+            return
+        task = asyncio.ensure_future(self._settle_failure(outcome))
+        self._settling.add(task)
+
+        def done(task, entry_id=delivery.entry_id):
+            self._settling.discard(task)
+            self._held.pop(entry_id, None)
+            self._room.set()
+            if not task.cancelled() and task.exception():
+                logger.error("could not settle %s", entry_id, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def _settle_failure(self, outcome: Outcome) -> None:
+        delivery, envelope = outcome.delivery, outcome.envelope
+        if outcome.malformed is not None:
+            await self._dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=outcome.malformed)
+            return
+        if outcome.worker_lost:
             lost = envelope.failed(
-                attempt - 1,
+                outcome.attempt - 1,
                 "taskchan.WorkerLost",
                 f"the worker running it was lost {delivery.deliveries - 1} time(s)",
                 None,
             )
             await self._dead_letter(
-                delivery, lost, FailedMessage.Reason.WORKER_LOST, consumer=consumer.name,
-                attempts=attempt - 1, max_attempts=max_attempts,
+                delivery, lost, FailedMessage.Reason.WORKER_LOST, consumer=outcome.consumer.name,
+                attempts=outcome.attempt - 1, max_attempts=outcome.max_attempts,
             )
             return
-        message = Message(envelope, attempt)
-        try:
-            if consumer.is_async:
-                await consumer.func(message)
-            else:
-                await asyncio.get_running_loop().run_in_executor(self._job_threads, _run_sync, consumer.func, message)
-        except Exception as exc:
-            await self._failed(delivery, envelope, consumer, message, exc, max_attempts)
-        else:
-            self.processed += 1
-            self._acks.append(delivery)
-            self._ack_event.set()
-
-    async def _failed(self, delivery, envelope, consumer, message, exc, max_attempts) -> None:
         self.failed += 1
+        exc = outcome.exc
         exc_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        next_envelope = envelope.failed(
-            message.attempt, exc_type, str(exc) or exc_type, traceback_module.format_exc()
-        )
-        decision = retry.decide(exc, message.attempt, max_attempts, consumer.backoff)
+        next_envelope = envelope.failed(outcome.attempt, exc_type, str(exc) or exc_type, outcome.traceback)
+        decision = retry.decide(exc, outcome.attempt, outcome.max_attempts, outcome.consumer.backoff)
         if decision.dead_letter:
             reason = (
                 FailedMessage.Reason.REJECTED if decision.reason == "rejected" else FailedMessage.Reason.EXHAUSTED
             )
             await self._dead_letter(
-                delivery, next_envelope, reason, consumer=consumer.name,
-                attempts=message.attempt, max_attempts=max_attempts,
+                delivery, next_envelope, reason, consumer=outcome.consumer.name,
+                attempts=outcome.attempt, max_attempts=outcome.max_attempts,
             )
             return
         logger.info(
             "retrying channel=%s message=%s attempt=%d/%d in %.2fs error=%s",
-            delivery.channel, envelope.id, message.attempt, max_attempts, decision.delay, exc_type,
+            delivery.channel, envelope.id, outcome.attempt, outcome.max_attempts, decision.delay, exc_type,
         )
         await self._retry_redis(
             lambda: self.store.reschedule(
@@ -416,6 +451,101 @@ class Worker:
             logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
             return
         await self._retry_redis(lambda: self.store.ack([delivery], outcome="failed"), attempts=20)
+
+    # -- acking -------------------------------------------------------------
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_event.wait()
+            if len(self._acks) < ACK_BATCH:
+                # Let a few more successes join this round trip; a job's ack
+                # waits at most ACK_DELAY (the duplicate window after a crash).
+                await asyncio.sleep(ACK_DELAY)
+            self._ack_event.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        backoff = ERROR_BACKOFF
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                await self.store.ack(batch, idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000))
+            except (RedisError, OSError) as exc:
+                # The jobs ran; until the ack lands they may run again (a
+                # duplicate, never a loss).  Keep the batch and try again.
+                logger.warning("ack of %d failed (%s); retrying", len(batch), exc)
+                self._acks[:0] = batch
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    # -- maintenance --------------------------------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        next_reclaim = next_extend = next_housekeeping = 0.0
+        min_vt = min(self._vt.values())
+        while True:
+            now = time.monotonic()
+            try:
+                if not self._stopping.is_set():
+                    for channel in self.channels:
+                        await self.store.promote(channel)
+                if now >= next_extend:
+                    await self._extend_leases()
+                    next_extend = now + min_vt / 3
+                if now >= next_reclaim and not self._stopping.is_set():
+                    await self._reclaim()
+                    next_reclaim = now + min(1.0, min_vt / 4)
+                if now >= next_housekeeping:
+                    await self._housekeeping()
+                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                if self.burst and not self._stopping.is_set() and await self._burst_done():
+                    logger.info("burst: nothing queued, scheduled or in flight; stopping")
+                    self._stopping.set()
+            except (RedisError, OSError) as exc:
+                logger.warning("maintenance: Redis error %s", exc)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _burst_done(self) -> bool:
+        return not self._held and not self._acks and await self.store.is_idle(self.channels)
+
+    async def _extend_leases(self) -> None:
+        by_channel: dict[str, list[str]] = {}
+        for d in list(self._held.values()):
+            by_channel.setdefault(d.channel, []).append(d.entry_id)
+        for channel, ids in by_channel.items():
+            lost = await self.store.extend(channel, self.consumer_name, ids)
+            if lost:
+                logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
+
+    async def _reclaim(self) -> None:
+        for channel in self.channels:
+            room = self.concurrency + self.prefetch - len(self._held)
+            if room <= 0:
+                return
+            reclaimed = await self.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
+            if reclaimed:
+                logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
+                self._enqueue(reclaimed)
+
+    async def _housekeeping(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "channels": self.channels,
+            "concurrency": self.concurrency,
+            "started": self.started_at,
+            "processed": self.processed,
+            "failed": self.failed,
+        }
+        await self.store.heartbeat_worker(self.id, info, ttl=3 * HOUSEKEEPING_INTERVAL)
+        loop = asyncio.get_running_loop()
+        try:
+            relayed = await loop.run_in_executor(self._bookkeeping, _sweep_outbox)
+        except Exception as exc:  # no table yet, database down: not the worker's problem
+            logger.debug("outbox sweep skipped: %s", exc)
+        else:
+            if relayed:
+                logger.warning("relayed %d send_on_commit message(s) whose relay never ran", relayed)
 
     # -- helpers ------------------------------------------------------------
 

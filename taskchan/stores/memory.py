@@ -175,7 +175,9 @@ class MemoryStore(StoreBase):
             ch = self._channel(channel)
             for entry_id in entry_ids:
                 lease = ch.pending.get(entry_id)
-                if lease and lease[0] == consumer:
+                if lease is None:
+                    continue  # finished meanwhile
+                if lease[0] == consumer:
                     lease[1] = now
                 else:
                     lost.append(entry_id)
