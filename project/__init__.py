@@ -1,9 +1,8 @@
 """The reference project: settings, URLs, ASGI app, Celery app and the demo app.
 
-The Celery app is imported here so that it is loaded when Django starts and
-``@shared_task`` uses it (as Celery's Django guide advises).
+The Celery app (``project/celery.py``) is deliberately not imported here, as
+Celery's Django guide would have it: then every web and taskchan worker process
+would load Celery (about 10 MB) whether or not any channel hands work to it.
+``celery -A project worker`` (which finds ``project.celery``) and taskchan's Celery hand-off import it
+where it is used.
 """
-
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)

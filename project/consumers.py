@@ -1,4 +1,5 @@
-"""The websocket echo (the seed's first example) and the demo job consumer.
+"""The websocket echo (the seed's first example), the demo job consumer and a
+plain (non-taskchan) channel consumer.
 
 taskchan imports this module at start-up (``consumers.py`` of every installed
 app is autodiscovered), which registers ``reverse_text`` for ``taskchan.demo``.
@@ -7,6 +8,8 @@ app is autodiscovered), which registers ``reverse_text`` for ``taskchan.demo``.
 import logging
 import os
 
+from asgiref.sync import async_to_sync
+from channels.consumer import SyncConsumer
 from channels.generic.websocket import WebsocketConsumer
 from django.utils import timezone
 
@@ -38,6 +41,31 @@ class NotFoundConsumer(WebsocketConsumer):
     def connect(self):
         self.accept()
         self.close(code=CLOSE_NOT_FOUND)
+
+
+#: a plain named channel, served by ``runworker demo-plain`` through the ASGI
+#: application's "channel" route (``project/asgi.py``)
+PLAIN_CHANNEL = "demo-plain"
+
+
+class PlainPingConsumer(SyncConsumer):
+    """Channels' own named-channel consumer, for a channel outside ``taskchan.``.
+
+    ``{"type": "demo.ping", "text": ..., "reply_channel": ...}`` on ``demo-plain``
+    is answered with ``{"type": "demo.pong", "text": ..., "worker_pid": ...}`` on
+    ``reply_channel``.  Such channels keep Channels' at-most-once delivery: no
+    acknowledgement, no retry (that is what ``taskchan.*`` channels add).
+    """
+
+    def demo_ping(self, message):
+        reply_channel = message.get("reply_channel")
+        if not reply_channel:
+            logger.warning("demo.ping without a reply_channel: %r", message)
+            return
+        async_to_sync(self.channel_layer.send)(
+            reply_channel,
+            {"type": "demo.pong", "text": message.get("text", ""), "worker_pid": os.getpid()},
+        )
 
 
 @taskchan.consumer("taskchan.demo", max_attempts=3)

@@ -68,7 +68,6 @@ if _env_bool("HTTPS", "0"):
 # and daphne's runserver overrides Django's.
 INSTALLED_APPS = [
     "taskchan",
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -29,7 +29,7 @@ from .exceptions import ContentNotSerializable, InvalidChannelName, MessageTooLa
 
 # Channels' own rule for a channel name (channels.layers.BaseChannelLayer),
 # narrowed to names under "taskchan.": the worker only serves those.
-CHANNEL_NAME_RE = re.compile(r"^taskchan\.[a-zA-Z\d\-_.]+$")
+CHANNEL_NAME_RE = re.compile(r"^taskchan\.[a-zA-Z\d\-_.]+\Z")  # \Z: "$" would let a trailing newline in
 MAX_NAME_LENGTH = 100  # channels' limit
 MAX_ERRORS_KEPT = 25  # per-attempt errors carried in an envelope
 MAX_TRACEBACK_CHARS = 16_000

@@ -8,6 +8,7 @@ message that is safely stored or raises with nothing written.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import tenacity
@@ -28,8 +29,10 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutEr
 def _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel):
     validate_channel(channel)
     content_json = encode_content(content)
-    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0):
-        raise ValueError(f"delay must be a number of seconds >= 0, got {delay!r}")
+    if delay is not None and (
+        isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0
+    ):
+        raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
     if max_attempts is not None and (
         isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +74,15 @@ def consumer(
 ) -> Callable[[Callable[..., Any]], Consumer]:
     """Register the decorated function (plain or ``async def``) as the consumer of ``channel``."""
     validate_channel(channel)
-    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+    if max_attempts is not None and (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    ):
         raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
-    if visibility_timeout is not None and not visibility_timeout > 0:
+    if visibility_timeout is not None and (
+        isinstance(visibility_timeout, bool)
+        or not isinstance(visibility_timeout, (int, float))
+        or not 0 < visibility_timeout < math.inf
+    ):
         raise ValueError(f"visibility_timeout must be a positive number of seconds, got {visibility_timeout!r}")
     if backoff is not None and not callable(backoff):
         raise TypeError("backoff must be a tenacity wait strategy, e.g. tenacity.wait_exponential_jitter()")

@@ -244,8 +244,10 @@ class RedisStore(StoreBase):
         for channel in channels:
             stream = self.keys.stream(channel)
             pipe.xlen(stream)
-            pipe.execute_command("XPENDING", stream, GROUP)
-            pipe.execute_command("XPENDING", stream, GROUP, "-", "+", 200)
+            # redis-py's own methods: execute_command("XPENDING", ...) would run
+            # the summary parser on the range form too and fail on its reply.
+            pipe.xpending(stream, GROUP)
+            pipe.xpending_range(stream, GROUP, min="-", max="+", count=200)
             pipe.zcard(self.keys.scheduled(channel))
             pipe.zrange(self.keys.scheduled(channel), 0, 0, withscores=True)
             for outcome in ("processed", "failed"):
@@ -254,8 +256,8 @@ class RedisStore(StoreBase):
         result = []
         for i, channel in enumerate(channels):
             length, summary, detail, scheduled, first, processed, failed = replies[i * 7 : i * 7 + 7]
-            in_flight = summary[0] if isinstance(summary, list) else 0
-            idles = [row[2] for row in detail] if isinstance(detail, list) else []
+            in_flight = summary["pending"] if isinstance(summary, dict) else 0
+            idles = [row["time_since_delivered"] for row in detail] if isinstance(detail, list) else []
             result.append(
                 ChannelStats(
                     channel=channel,
@@ -292,9 +294,14 @@ class RedisStore(StoreBase):
                 # Drop our consumer from the group unless it still holds leases
                 # (jobs that outlived the grace period): those must stay
                 # pending so another worker reclaims them.
-                pending = await client.xpending_range(
-                    self.keys.stream(channel), GROUP, min="-", max="+", count=1, consumername=consumer
-                )
+                try:
+                    pending = await client.xpending_range(
+                        self.keys.stream(channel), GROUP, min="-", max="+", count=1, consumername=consumer
+                    )
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    continue  # no stream or group (never prepared, or flushed): nothing to drop
                 if not pending:
                     await client.xgroup_delconsumer(self.keys.stream(channel), GROUP, consumer)
 
