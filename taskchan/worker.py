@@ -40,6 +40,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import tenacity
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
@@ -62,7 +63,7 @@ HOUSEKEEPING_INTERVAL = 5.0
 #: acks sent at once without waiting; smaller batches wait up to ACK_DELAY seconds
 ACK_BATCH = 64
 ACK_DELAY = 0.002
-#: seconds to wait after a Redis error before trying again (doubles up to 5 s)
+#: seconds to wait after a Redis error before trying again (grows up to 5 s)
 ERROR_BACKOFF = 0.1
 
 _STOP = object()  # tells a job thread to exit
@@ -550,19 +551,17 @@ class Worker:
     # -- helpers ------------------------------------------------------------
 
     async def _retry_redis(self, make_call, attempts: int = 0):
-        """Await ``make_call()``, retrying Redis errors (forever when attempts is 0)."""
-        backoff = ERROR_BACKOFF
-        tries = 0
-        while True:
-            try:
-                return await make_call()
-            except (RedisError, OSError) as exc:
-                tries += 1
-                if attempts and tries >= attempts:
-                    raise
-                logger.warning("Redis error %s; retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        """Await ``make_call()``, retrying Redis errors with backoff (forever when attempts is 0)."""
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type((RedisError, OSError)),
+            wait=tenacity.wait_exponential_jitter(initial=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
+            stop=tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never,
+            before_sleep=lambda state: logger.warning(
+                "Redis error %s; retrying (attempt %d)", state.outcome.exception(), state.attempt_number
+            ),
+            reraise=True,
+        )
+        return await retrying(make_call)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:
