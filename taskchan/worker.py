@@ -374,10 +374,10 @@ class Worker:
         delivery = outcome.delivery
         if outcome.ok:
             self.processed += 1
-            self._held.pop(delivery.entry_id, None)
+            # Still leased to us until the ack lands: it stays in _held (and
+            # counts against concurrency + prefetch) until _flush_acks.
             self._acks.append(delivery)
             self._ack_event.set()
-            self._room.set()
             return
         task = asyncio.ensure_future(self._settle_failure(outcome))
         self._settling.add(task)
@@ -478,6 +478,10 @@ class Worker:
                 self._acks[:0] = batch
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            else:
+                for delivery in batch:
+                    self._held.pop(delivery.entry_id, None)
+                self._room.set()
 
     # -- maintenance --------------------------------------------------------
 
@@ -561,7 +565,13 @@ class Worker:
             ),
             reraise=True,
         )
-        return await retrying(make_call)
+
+        # tenacity awaits only coroutine *functions*; make_call is a plain
+        # callable returning a coroutine, which it would return un-awaited.
+        async def call():
+            return await make_call()
+
+        return await retrying(call)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:

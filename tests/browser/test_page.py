@@ -1,0 +1,135 @@
+"""The demo page in a real browser (Chromium through Playwright) against runserver.
+
+runserver runs with no REDIS_URL: the in-memory layer, jobs run by its
+in-process worker.  Each test saves a screenshot of the page under
+``test-artifacts/screenshots/<test name>.png``, pass or fail.
+
+Playwright's sync API runs its own event loop; these tests stay sync and close
+the browser before the test ends (so Django's teardown sees no running loop).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import ARTIFACTS, free_port, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCREENSHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: how long a page element may take to reach its expected state, in ms
+TIMEOUT_MS = 20_000
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def devserver(manage):
+    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
+    port = free_port()
+    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=None)
+
+    def up():
+        if not proc.running:
+            raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
+        return _accepts(port)
+
+    wait_for(up, timeout=30, message=f"runserver on port {port}")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def browser_page(name: str):
+    """A fresh Chromium page; its screenshot is saved when the block ends, however it ends."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            try:
+                yield page, errors
+            finally:
+                try:
+                    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+                except Exception as exc:  # a crashed page must not hide the test's own failure
+                    print(f"screenshot failed: {exc}")
+        finally:
+            browser.close()
+
+
+def test_page_echoes_over_the_websocket(request, devserver):
+    _proc, base = devserver
+    with browser_page(request.node.name) as (page, errors):
+        page.goto(base + "/")
+
+        expect(page.locator("#echo-status")).to_have_text("open", timeout=TIMEOUT_MS)
+        expect(page.locator("#echo-send")).to_be_enabled(timeout=TIMEOUT_MS)
+        page.locator("#echo-input").fill("hello")
+        page.locator("#echo-send").click()
+
+        expect(page.locator("#echo-log li")).to_have_text(["You said: hello"], timeout=TIMEOUT_MS)
+        expect(page.locator("#echo-input")).to_have_value("", timeout=TIMEOUT_MS)
+        page.locator("#echo-input").fill("second")
+        page.locator("#echo-input").press("Enter")
+        expect(page.locator("#echo-log li")).to_have_text(
+            ["You said: hello", "You said: second"], timeout=TIMEOUT_MS
+        )
+        assert errors == []
+
+
+def test_job_form_shows_the_result(request, devserver):
+    proc, base = devserver
+    with browser_page(request.node.name) as (page, errors):
+        page.goto(base + "/")
+
+        page.locator("#job-text").fill("Hello taskchan")
+        page.locator("#job-send").click()
+
+        result = page.locator("#job-result")
+        expect(result).to_have_attribute("data-status", "done", timeout=TIMEOUT_MS)
+        expect(result).to_have_attribute("data-result", "NAHCKSAT OLLEH", timeout=TIMEOUT_MS)
+        # The runserver process itself ran the job (in-process worker, no services).
+        expect(result).to_have_attribute("data-worker-pid", str(proc.pid), timeout=TIMEOUT_MS)
+        expect(result).to_have_text(
+            re.compile(rf"^NAHCKSAT OLLEH \(worker pid {proc.pid}\)$"), timeout=TIMEOUT_MS
+        )
+        assert errors == []
+
+
+def test_job_form_shows_an_error_for_empty_text(request, devserver):
+    _proc, base = devserver
+    with browser_page(request.node.name) as (page, errors):
+        page.goto(base + "/")
+
+        page.locator("#job-send").click()
+
+        result = page.locator("#job-result")
+        expect(result).to_have_attribute("data-status", "error", timeout=TIMEOUT_MS)
+        expect(result).to_contain_text("missing or empty", timeout=TIMEOUT_MS)
+        assert errors == []

@@ -1,0 +1,141 @@
+"""``manage.py runserver`` with no services: the in-memory layer, jobs run in-process.
+
+A new user who runs the development server with no REDIS_URL posts a job and
+sees it done, by the server process itself, with no worker started.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import free_port, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def devserver(manage):
+    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
+    port = free_port()
+    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=None)
+
+    def up():
+        if not proc.running:
+            raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
+        return _accepts(port)
+
+    wait_for(up, timeout=30, message=f"runserver on port {port}")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+class Client:
+    """urllib with a cookie jar; sends Django's CSRF token the way the demo page does."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    def csrf_token(self) -> str:
+        return next(c.value for c in self.cookies if c.name == "csrftoken")
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers=None):
+        """(status, headers, body) of one request; 4xx/5xx are returned, not raised."""
+        url = self.base + path  # always http://127.0.0.1:PORT/...
+        req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+        try:
+            with self.opener.open(req, timeout=10) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.headers, error.read()
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def post_json(self, path: str, body: bytes):
+        return self.request(
+            "POST",
+            path,
+            body,
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "X-CSRFToken": self.csrf_token(),
+            },
+        )
+
+
+@pytest.fixture
+def client(devserver):
+    _proc, base = devserver
+    client = Client(base)
+    status, _headers, page = client.get("/")
+    assert status == 200
+    assert b'id="job-form"' in page
+    assert client.csrf_token()
+    return client
+
+
+def test_devserver_runs_posted_jobs_in_process(devserver, client):
+    proc, _base = devserver
+
+    status, headers, body = client.post_json("/jobs/", json.dumps({"text": "Hello world"}).encode())
+
+    assert status == 202, body
+    assert headers.get_content_type() == "application/json"
+    message_id = json.loads(body)["id"]
+    assert message_id
+
+    def done():
+        status, _headers, body = client.get(f"/jobs/{message_id}/")
+        assert status == 200, body
+        result = json.loads(body)
+        return result if result["status"] == "done" else None
+
+    result = wait_for(done, timeout=30, interval=0.1, message=f"job {message_id} to be done")
+    assert result["result"] == "DLROW OLLEH"
+    # No worker process exists: the runserver process ran the job itself.
+    assert result["worker_pid"] == proc.pid
+    assert "taskchan: in-process worker serving" in proc.output()
+
+
+def test_unknown_job_is_pending(client):
+    status, _headers, body = client.get("/jobs/no-such-message/")
+
+    assert status == 200
+    assert json.loads(body) == {"status": "pending"}
+
+
+@pytest.mark.parametrize(
+    ("body", "error_contains"),
+    [
+        (b'{"text": ""}', "missing or empty"),
+        (b'{"text": "   "}', "missing or empty"),
+        (b"{}", "missing or empty"),
+        (b'{"text": 42}', "must be a string"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"{not json", "not valid JSON"),
+        (json.dumps({"text": "x" * 1001}).encode(), "at most 1000"),
+    ],
+)
+def test_bad_job_input_is_a_400_json_error(client, body, error_contains):
+    status, headers, reply = client.post_json("/jobs/", body)
+
+    assert status == 400, reply
+    assert headers.get_content_type() == "application/json"
+    assert error_contains in json.loads(reply)["error"]

@@ -1,0 +1,220 @@
+"""``manage.py runworker`` as a user runs it: a subprocess on a real Redis.
+
+Patterns, refusals at the door, burst mode, concurrency, the prefetch bound,
+SIGTERM, and plain (non-taskchan) channels served through the ASGI application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+import pytest
+from channels.layers import get_channel_layer
+
+import taskchan
+from tests.conftest import ROOT, done_records, subprocess_env, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLOW_STREAM = "taskchan:q:taskchan.t.slow"
+GROUP = "workers"
+
+
+def run_manage(*args, redis_url, timeout=60) -> subprocess.CompletedProcess:
+    """Run ``manage.py ARGS`` to completion, keeping stdout and stderr apart."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=subprocess_env(redis_url),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def started_records(client):
+    return done_records(client, "t:started")
+
+
+def wait_serving(proc, timeout=30):
+    """Wait until the worker logged that it serves its channels (it has prepared its groups)."""
+
+    def serving():
+        if not proc.running:
+            raise AssertionError(f"worker exited with {proc.proc.returncode}:\n{proc.output()}")
+        return " serving " in proc.output()
+
+    wait_for(serving, timeout=timeout, message="the worker to start serving")
+
+
+# -- patterns -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["taskchan.t.rec*", "taskchan.t.re?ord"])
+def test_pattern_expands_to_the_matching_channel(pattern, use_redis_layer, redis_client, worker):
+    message_id = taskchan.send("taskchan.t.record", {"n": 1})
+
+    proc = worker(pattern, args=["--burst"])
+
+    assert proc.wait(60) == 0, proc.output()
+    assert [r[0] for r in done_records(redis_client)] == [message_id]
+    assert done_records(redis_client)[0][2] == proc.pid
+    # Only the matching channel is served (not taskchan.t.reject, .retry, ...).
+    assert "serving taskchan.t.record (" in proc.output(), proc.output()
+
+
+def test_pattern_matching_nothing_exits_non_zero_listing_known_channels(redis_url):
+    result = run_manage("runworker", "taskchan.nope.*", redis_url=redis_url)
+
+    assert result.returncode != 0
+    assert "'taskchan.nope.*' matches no registered consumer" in result.stderr
+    assert "Known taskchan channels:" in result.stderr
+    for known in ("taskchan.demo", "taskchan.t.record", "taskchan.t.slow", "taskchan.t.flaky"):
+        assert known in result.stderr, result.stderr
+    assert " serving " not in result.stdout + result.stderr
+
+
+def test_concurrency_zero_is_refused(redis_url):
+    result = run_manage("runworker", "taskchan.t.record", "--concurrency", "0", redis_url=redis_url)
+
+    assert result.returncode == 2  # argparse's usage error
+    assert "--concurrency" in result.stderr
+    assert "'0'" in result.stderr
+    assert " serving " not in result.stdout + result.stderr
+
+
+# -- burst --------------------------------------------------------------------
+
+
+def test_burst_waits_for_delayed_and_retried_messages_then_exits_zero(
+    use_redis_layer, redis_client, worker
+):
+    now_id = taskchan.send("taskchan.t.record", {"when": "now"})
+    delayed_id = taskchan.send("taskchan.t.record", {"when": "later"}, delay=1)
+    flaky_id = taskchan.send("taskchan.t.flaky", {"succeed_on": 3})
+
+    proc = worker("taskchan.t.record", "taskchan.t.flaky", args=["--burst"])
+
+    assert proc.wait(60) == 0, proc.output()
+    records = {r[0]: r for r in done_records(redis_client)}
+    assert set(records) == {now_id, delayed_id, flaky_id}
+    assert len(done_records(redis_client)) == 3
+    assert records[flaky_id][1] == 3  # failed on attempts 1 and 2, succeeded on 3
+    assert {r[2] for r in records.values()} == {proc.pid}
+    # Nothing is left queued, scheduled or leased.
+    for channel in ("taskchan.t.record", "taskchan.t.flaky"):
+        assert redis_client.xlen(f"taskchan:q:{channel}") == 0
+        assert redis_client.zcard(f"taskchan:s:{channel}") == 0
+
+
+# -- concurrency and prefetch -------------------------------------------------
+
+
+def test_concurrency_four_runs_four_slow_jobs_side_by_side(use_redis_layer, redis_client, worker):
+    ids = {taskchan.send("taskchan.t.slow", {"seconds": 1}) for _ in range(4)}
+
+    proc = worker("taskchan.t.slow", args=["--concurrency", "4", "--burst"])
+
+    def counts():
+        # One atomic read of both lists: how many started, how many finished.
+        pipe = redis_client.pipeline(transaction=True)
+        pipe.llen("t:started")
+        pipe.llen("t:done")
+        started, done = pipe.execute()
+        return (started, done) if started == 4 or done else None
+
+    # All four jobs started before the first one finished: they ran side by
+    # side in one process (channels' own worker runs one message at a time).
+    assert wait_for(counts, timeout=30, interval=0.01, message="the slow jobs to start") == (4, 0)
+    assert proc.wait(60) == 0, proc.output()
+    assert {r[0] for r in done_records(redis_client)} == ids
+    assert {r[2] for r in started_records(redis_client)} == {proc.pid}
+
+
+def test_prefetch_bounds_the_messages_a_worker_leases(use_redis_layer, redis_client, worker):
+    ids = {taskchan.send("taskchan.t.slow", {"seconds": 0.1}) for _ in range(20)}
+
+    proc = worker("taskchan.t.slow", args=["--concurrency", "1", "--prefetch", "2", "--burst"])
+
+    samples = []  # (leased, stream length) pairs while the worker runs
+    while proc.running:
+        try:
+            leased = redis_client.xpending(SLOW_STREAM, GROUP)["pending"]
+        except Exception as exc:  # the group does not exist until the worker prepared it
+            if "NOGROUP" not in str(exc):
+                raise
+            continue
+        samples.append((leased, redis_client.xlen(SLOW_STREAM)))
+    assert proc.wait(60) == 0, proc.output()
+
+    assert len(done_records(redis_client)) == 20
+    assert {r[0] for r in done_records(redis_client)} == ids
+    most_leased = max(leased for leased, _ in samples)
+    # concurrency (1) + prefetch (2): never more leased at once ...
+    assert most_leased <= 3, samples
+    # ... and it did lease ahead, while the rest stayed queued in Redis.
+    assert most_leased >= 2, samples
+    assert any(length - leased >= 10 for leased, length in samples if leased), samples
+
+
+# -- SIGTERM ------------------------------------------------------------------
+
+
+def test_sigterm_stops_an_idle_worker_with_exit_zero(use_redis_layer, worker):
+    proc = worker("taskchan.t.record")
+    wait_serving(proc)
+
+    proc.signal(signal.SIGTERM)
+
+    assert proc.wait(15) == 0, proc.output()
+    assert "stopped: 0 processed, 0 failed" in proc.output()
+
+
+def test_sigterm_after_grace_exits_and_the_job_runs_again_elsewhere(
+    use_redis_layer, redis_client, worker
+):
+    message_id = taskchan.send("taskchan.t.slow", {"seconds": 4})
+    first = worker("taskchan.t.slow", args=["--grace", "1"])
+    wait_for(lambda: redis_client.llen("t:started") == 1, timeout=30, message="the job to start")
+
+    first.signal(signal.SIGTERM)
+
+    # The worker does not wait out the 4 s job: it exits once the 1 s grace is over ...
+    assert first.wait(15) == 0, first.output()
+    assert redis_client.llen("t:done") == 0, "the job finished before the worker exited"
+    assert "still running after" in first.output(), first.output()
+    # ... leaving the message leased, not acked: it is not lost.
+    assert redis_client.xpending(SLOW_STREAM, GROUP)["pending"] == 1
+
+    # A second worker (1 s lease, so the abandoned lease lapses quickly) runs it to completion.
+    second = worker("taskchan.t.slow", args=["--burst"], TASKCHAN_VISIBILITY_TIMEOUT=1)
+
+    assert second.wait(60) == 0, second.output()
+    assert done_records(redis_client) == [(message_id, 2, second.pid)]
+    assert started_records(redis_client) == [
+        (message_id, 1, first.pid),
+        (message_id, 2, second.pid),
+    ]
+    assert redis_client.xlen(SLOW_STREAM) == 0
+
+
+# -- plain channels -----------------------------------------------------------
+
+
+async def test_plain_channel_is_served_through_the_asgi_application(use_redis_layer, worker):
+    layer = get_channel_layer()
+    reply_channel = await layer.new_channel()
+    await layer.send(
+        "demo-plain", {"type": "demo.ping", "text": "ping", "reply_channel": reply_channel}
+    )
+
+    proc = worker("demo-plain")
+
+    reply = await asyncio.wait_for(layer.receive(reply_channel), 30)
+    assert reply == {"type": "demo.pong", "text": "ping", "worker_pid": proc.pid}
+    assert "serving plain channels demo-plain" in proc.output()
+    assert proc.running, proc.output()
