@@ -1,0 +1,82 @@
+"""Fixtures for the contract suite: one test body, run on every store.
+
+``store``        a bare store: ``RedisStore`` on the test Redis, or ``MemoryStore``
+``layer_store``  the configured channel layer's store (taskchan.send and the
+                 worker use it): the Redis layer or the in-memory layer
+``run_burst`` / ``arun_burst``  run an in-process burst ``Worker`` to idle
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from taskchan.layers import get_store
+from taskchan.stores.memory import MemoryStore
+from taskchan.stores.redis import RedisStore
+from taskchan.worker import Worker
+from tests.contract import consumers
+
+STORES = ["redis", "memory"]
+
+
+@pytest.fixture(autouse=True)
+def _reset_consumer_records():
+    consumers.reset()
+    yield
+    consumers.reset()
+
+
+@pytest.fixture(params=STORES)
+async def store(request):
+    """A store of each kind, empty."""
+    if request.param == "redis":
+        s = RedisStore(request.getfixturevalue("redis_url"))
+    else:
+        s = MemoryStore()
+    yield s
+    if isinstance(s, RedisStore):
+        await s.aclose()
+        s.client.close()
+
+
+@pytest.fixture(params=STORES)
+def layer_kind(request):
+    """Configure this process's channel layer: the Redis layer or the in-memory one."""
+    if request.param == "redis":
+        request.getfixturevalue("use_redis_layer")
+    else:
+        request.getfixturevalue("use_memory_layer")
+    return request.param
+
+
+@pytest.fixture
+def layer_store(layer_kind):
+    """The reliable store taskchan.send() and Worker() use with the configured layer."""
+    return get_store()
+
+
+async def arun_burst(channels, *, store=None, timeout=30.0, **options) -> Worker:
+    """Run an in-process burst worker until nothing is queued, scheduled or in flight."""
+    options.setdefault("poll_interval", 0.02)
+    options.setdefault("grace", 5.0)
+    worker = Worker(list(channels), store=store, burst=True, **options)
+    try:
+        clean = await asyncio.wait_for(worker.arun(), timeout)
+    finally:
+        if isinstance(worker.store, RedisStore):
+            # The async client belongs to this loop; close it with the loop.
+            await worker.store.aclose()
+    assert clean, "the burst worker abandoned running jobs"
+    return worker
+
+
+def run_burst(channels, **options) -> Worker:
+    """``arun_burst`` for synchronous tests (which may use the ORM freely)."""
+    return asyncio.run(arun_burst(channels, **options))
+
+
+@pytest.fixture
+def burst():
+    return run_burst

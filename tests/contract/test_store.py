@@ -1,0 +1,498 @@
+"""The reliable-store contract (``taskchan.stores.base``), run on every store.
+
+Each test runs twice through the parametrised ``store`` fixture: on a
+``RedisStore`` against the test's private redis-server, and on a
+``MemoryStore``.  Lease ages are driven with short sleeps and a small
+``min_idle_ms``; every such check leaves a wide margin either side, and no
+test asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from taskchan.envelope import Envelope, decode
+
+CH = "taskchan.c.contract"
+CH2 = "taskchan.c.contract2"
+
+
+def make(content=None, channel=CH) -> tuple[str, str]:
+    """A fresh (message id, envelope JSON)."""
+    env = Envelope.new(channel, content if content is not None else {"n": 1})
+    return env.id, env.encode()
+
+
+async def put(store, content=None, channel=CH, **options) -> tuple[str, str]:
+    message_id, raw = make(content, channel)
+    assert await store.asend(channel, raw, message_id, **options) == message_id
+    return message_id, raw
+
+
+async def one(store, consumer="A", channel=CH):
+    """Fetch exactly one delivery."""
+    got = await store.fetch([channel], consumer, 10, 0)
+    assert len(got) == 1, got
+    return got[0]
+
+
+async def stats(store, channel=CH):
+    [st] = await store.stats([channel])
+    assert st.channel == channel
+    return st
+
+
+async def eventually(make_call, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await make_call()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def next_attempt(raw: str, attempt: int = 1) -> str:
+    return decode(raw, CH).failed(attempt, "builtins.ValueError", "boom", "Traceback ...").encode()
+
+
+# -- send / fetch / ack --------------------------------------------------------
+
+
+async def test_send_then_fetch_returns_it_once_with_one_delivery(store):
+    message_id, raw = make({"photo_id": 7})
+    # Sent before any worker prepared the channel: still delivered.
+    assert store.send(CH, raw, message_id) == message_id
+    await store.prepare([CH])
+
+    [delivery] = await store.fetch([CH], "A", 10, 0)
+
+    assert delivery.channel == CH
+    assert delivery.raw == raw
+    assert delivery.deliveries == 1
+    assert delivery.entry_id
+    assert decode(delivery.raw, CH).content == {"photo_id": 7}
+
+
+async def test_fetch_keeps_send_order_and_respects_count(store):
+    await store.prepare([CH])
+    sent = [(await put(store, {"n": n}))[1] for n in range(3)]
+
+    first = await store.fetch([CH], "A", 2, 0)
+    rest = await store.fetch([CH], "A", 2, 0)
+
+    assert [d.raw for d in first] == sent[:2]
+    assert [d.raw for d in rest] == sent[2:]
+
+
+async def test_fetch_serves_several_channels_and_names_each_delivery_channel(store):
+    await store.prepare([CH, CH2])
+    _, raw1 = await put(store, {"a": 1}, channel=CH)
+    _, raw2 = await put(store, {"b": 2}, channel=CH2)
+
+    got = await store.fetch([CH, CH2], "A", 10, 0)
+
+    assert sorted((d.channel, d.raw) for d in got) == sorted([(CH, raw1), (CH2, raw2)])
+
+
+async def test_a_fetched_entry_is_not_fetched_again(store):
+    await store.prepare([CH])
+    await put(store)
+    await one(store, "A")
+
+    assert await store.fetch([CH], "A", 10, 0) == []
+    assert await store.fetch([CH], "B", 10, 0) == []
+
+
+async def test_a_blocking_fetch_returns_a_message_sent_while_it_waits(store):
+    await store.prepare([CH])
+    waiting = asyncio.create_task(store.fetch([CH], "A", 10, 10_000))
+    await asyncio.sleep(0.05)
+    _, raw = await put(store)
+
+    got = await asyncio.wait_for(waiting, 5)
+
+    assert [d.raw for d in got] == [raw]
+
+
+async def test_ack_removes_the_entry(store):
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store)
+    assert not await store.is_idle([CH])
+
+    await store.ack([delivery])
+
+    assert await store.is_idle([CH])
+    assert await store.fetch([CH], "B", 10, 0) == []
+    # An acked entry has no lease left to lapse.
+    assert await store.reclaim(CH, "B", 0, 10) == []
+    st = await stats(store)
+    assert (st.queued, st.in_flight, st.scheduled) == (0, 0, 0)
+
+
+# -- leases --------------------------------------------------------------------
+
+
+async def test_a_lease_not_extended_lapses_and_reclaim_counts_a_delivery(store):
+    await store.prepare([CH])
+    _, raw = await put(store)
+    delivery = await one(store, "A")
+    # A fresh lease is not taken.
+    assert await store.reclaim(CH, "B", 60_000, 10) == []
+
+    await asyncio.sleep(0.1)
+    [reclaimed] = await store.reclaim(CH, "B", 50, 10)
+
+    assert reclaimed.entry_id == delivery.entry_id
+    assert reclaimed.raw == raw
+    assert reclaimed.channel == CH
+    assert reclaimed.deliveries == 2
+    # B holds it now, with a fresh lease.
+    assert await store.reclaim(CH, "C", 60_000, 10) == []
+    # Each lapse counts: a crash loop is visible in the delivery count.
+    await asyncio.sleep(0.1)
+    [again] = await store.reclaim(CH, "C", 50, 10)
+    assert again.deliveries == 3
+
+
+async def test_reclaim_takes_at_most_count(store):
+    await store.prepare([CH])
+    for n in range(3):
+        await put(store, {"n": n})
+    await store.fetch([CH], "A", 10, 0)
+    await asyncio.sleep(0.1)
+
+    first = await store.reclaim(CH, "B", 50, 2)
+    second = await store.reclaim(CH, "B", 50, 2)
+
+    assert len(first) == 2
+    assert len(second) == 1
+    assert len({d.entry_id for d in first + second}) == 3
+
+
+async def test_extend_keeps_a_lease_alive_without_counting_a_delivery(store):
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store, "A")
+
+    # Held for 3 x 150 ms against a 120 ms lease, renewed in between.
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await store.extend(CH, "A", [delivery.entry_id]) == []
+        assert await store.reclaim(CH, "B", 120, 10) == []
+
+    # Renewals stop: the lease lapses, and only real deliveries were counted.
+    await asyncio.sleep(0.15)
+    [reclaimed] = await store.reclaim(CH, "B", 120, 10)
+    assert reclaimed.deliveries == 2
+
+
+async def test_extend_reports_entries_another_consumer_reclaimed_as_lost(store):
+    await store.prepare([CH])
+    await put(store)
+    await put(store)
+    mine, lapsing = await store.fetch([CH], "A", 10, 0)
+    await asyncio.sleep(0.1)
+    await store.extend(CH, "A", [mine.entry_id])
+    [taken] = await store.reclaim(CH, "B", 80, 10)
+    assert taken.entry_id == lapsing.entry_id
+
+    lost = await store.extend(CH, "A", [mine.entry_id, lapsing.entry_id])
+
+    assert lost == [lapsing.entry_id]
+    # The new holder's extend is fine, and A's failed extend did not take it back.
+    assert await store.extend(CH, "B", [lapsing.entry_id]) == []
+    assert await store.extend(CH, "A", [lapsing.entry_id]) == [lapsing.entry_id]
+
+
+async def test_extend_does_not_report_an_entry_finished_meanwhile(store):
+    # A job acked (or rescheduled) while a heartbeat was on its way is done,
+    # not lost to another worker.
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store, "A")
+    await store.ack([delivery])
+
+    assert await store.extend(CH, "A", [delivery.entry_id]) == []
+    assert await store.is_idle([CH])
+
+
+# -- retries: reschedule and promote -----------------------------------------------
+
+
+async def test_reschedule_with_delay_schedules_it_and_promote_moves_it_once_due(store):
+    await store.prepare([CH])
+    _, raw = await put(store)
+    delivery = await one(store, "A")
+    retry_raw = next_attempt(raw)
+    t0 = time.time()
+
+    assert await store.reschedule(delivery, retry_raw, 300) is True
+
+    st = await stats(store)
+    assert (st.queued, st.in_flight, st.scheduled) == (0, 0, 1)
+    assert st.next_due is not None and st.next_due >= t0 + 0.25
+    assert not await store.is_idle([CH])
+    moved, next_due = await store.promote(CH)
+    assert moved == 0
+    assert next_due is not None and next_due >= t0 + 0.25
+    assert await store.fetch([CH], "A", 10, 0) == []
+
+    async def promoted():
+        return (await store.promote(CH))[0]
+
+    assert await eventually(promoted, what="the retry to fall due") == 1
+    assert time.time() >= t0 + 0.29
+    assert await store.promote(CH) == (0, None)
+    [retried] = await store.fetch([CH], "B", 10, 0)
+    assert retried.raw == retry_raw
+    assert retried.deliveries == 1
+    assert decode(retried.raw, CH).attempts_before == 1
+
+
+async def test_reschedule_without_delay_puts_it_straight_back(store):
+    await store.prepare([CH])
+    _, raw = await put(store)
+    delivery = await one(store, "A")
+    retry_raw = next_attempt(raw)
+
+    assert await store.reschedule(delivery, retry_raw, 0) is True
+
+    st = await stats(store)
+    assert (st.queued, st.in_flight, st.scheduled) == (1, 0, 0)
+    retried = await one(store, "A")
+    assert retried.raw == retry_raw
+    assert retried.entry_id != delivery.entry_id
+
+
+@pytest.mark.parametrize("delay_ms", [0, 300])
+async def test_reschedule_of_an_entry_already_acked_elsewhere_returns_false(store, delay_ms):
+    await store.prepare([CH])
+    _, raw = await put(store)
+    slow = await one(store, "A")
+    # A's lease lapses; B takes the message over and finishes it.
+    await asyncio.sleep(0.1)
+    [taken] = await store.reclaim(CH, "B", 50, 10)
+    await store.ack([taken])
+
+    # A's late failure must not turn that one delivery into a second retry.
+    assert await store.reschedule(slow, next_attempt(raw), delay_ms) is False
+
+    assert await store.is_idle([CH])
+    st = await stats(store)
+    assert (st.queued, st.in_flight, st.scheduled) == (0, 0, 0)
+
+
+async def test_reschedule_twice_schedules_once(store):
+    await store.prepare([CH])
+    _, raw = await put(store)
+    delivery = await one(store, "A")
+
+    assert await store.reschedule(delivery, next_attempt(raw), 60_000) is True
+    assert await store.reschedule(delivery, next_attempt(raw), 60_000) is False
+
+    assert (await stats(store)).scheduled == 1
+
+
+# -- hand back -----------------------------------------------------------------
+
+
+async def test_hand_back_returns_unstarted_entries_unchanged_without_counting_a_delivery(store):
+    await store.prepare([CH])
+    _, raw1 = await put(store, {"n": 1})
+    _, raw2 = await put(store, {"n": 2})
+    held = await store.fetch([CH], "A", 10, 0)
+
+    assert await store.hand_back(held) == 2
+
+    st = await stats(store)
+    assert (st.queued, st.in_flight) == (2, 0)
+    again = await store.fetch([CH], "B", 10, 0)
+    assert sorted(d.raw for d in again) == sorted([raw1, raw2])
+    assert [d.deliveries for d in again] == [1, 1]
+    # The handed-back delivery did not count: the next lapse makes it 2, not 3.
+    await asyncio.sleep(0.1)
+    reclaimed = await store.reclaim(CH, "C", 50, 10)
+    assert sorted(d.deliveries for d in reclaimed) == [2, 2]
+
+
+async def test_hand_back_of_an_acked_entry_returns_nothing(store):
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store, "A")
+    await store.ack([delivery])
+
+    assert await store.hand_back([delivery]) == 0
+
+    assert await store.is_idle([CH])
+
+
+# -- idempotency ---------------------------------------------------------------
+
+
+async def test_second_send_with_the_same_idempotency_key_returns_the_first_id_and_stores_nothing(
+    store,
+):
+    await store.prepare([CH, CH2])
+    id1, raw1 = make({"n": 1})
+    id2, raw2 = make({"n": 2})
+
+    assert await store.asend(CH, raw1, id1, idempotency_key="k", idempotency_ms=60_000) == id1
+    assert await store.asend(CH, raw2, id2, idempotency_key="k", idempotency_ms=60_000) == id1
+    assert store.send(CH, raw2, id2, idempotency_key="k", idempotency_ms=60_000) == id1
+
+    assert (await stats(store)).queued == 1
+    assert [d.raw for d in await store.fetch([CH], "A", 10, 0)] == [raw1]
+    # Keys are per channel.
+    id3, raw3 = make({"n": 3}, channel=CH2)
+    assert await store.asend(CH2, raw3, id3, idempotency_key="k", idempotency_ms=60_000) == id3
+
+
+async def test_after_ack_the_idempotency_key_lasts_only_the_window(store):
+    await store.prepare([CH])
+    id1, _ = await put(store, idempotency_key="k", idempotency_ms=60_000)
+    delivery = await one(store)
+    delivery.idempotency_key = "k"  # the worker sets it once it decoded the envelope
+
+    await store.ack([delivery], idempotency_ms=500)
+
+    id2, raw2 = make()
+    assert await store.asend(CH, raw2, id2, idempotency_key="k", idempotency_ms=60_000) == id1
+    assert (await stats(store)).queued == 0
+    await asyncio.sleep(0.7)
+    id3, raw3 = make()
+    assert await store.asend(CH, raw3, id3, idempotency_key="k", idempotency_ms=60_000) == id3
+    assert [d.raw for d in await store.fetch([CH], "A", 10, 0)] == [raw3]
+
+
+async def test_a_rescheduled_message_keeps_its_idempotency_key(store):
+    await store.prepare([CH])
+    id1, raw = await put(store, idempotency_key="k", idempotency_ms=200)
+    delivery = await one(store)
+    delivery.idempotency_key = "k"
+
+    # Pending again (as a retry) for longer than the original key lifetime.
+    assert await store.reschedule(delivery, next_attempt(raw), 60_000, idempotency_ms=60_000)
+    await asyncio.sleep(0.3)
+
+    id2, raw2 = make()
+    assert await store.asend(CH, raw2, id2, idempotency_key="k", idempotency_ms=60_000) == id1
+    st = await stats(store)
+    assert (st.queued, st.scheduled) == (0, 1)
+
+
+# -- delayed sends -------------------------------------------------------------
+
+
+async def test_a_delayed_send_is_not_fetched_before_it_is_due(store):
+    await store.prepare([CH])
+    t0 = time.time()
+    _, raw = await put(store, delay_ms=300)
+
+    st = await stats(store)
+    assert (st.queued, st.scheduled) == (0, 1)
+    assert st.next_due is not None and st.next_due >= t0 + 0.25
+    assert not await store.is_idle([CH])
+    assert (await store.promote(CH))[0] == 0
+    assert await store.fetch([CH], "A", 10, 0) == []
+
+    async def promoted():
+        return (await store.promote(CH))[0]
+
+    assert await eventually(promoted, what="the delayed message to fall due") == 1
+    assert time.time() >= t0 + 0.29
+    delivery = await one(store)
+    assert delivery.raw == raw
+    assert delivery.deliveries == 1
+
+
+# -- stats, channels, workers ------------------------------------------------------
+
+
+async def test_stats_counts_queued_in_flight_scheduled_and_processed(store):
+    await store.prepare([CH])
+    for n in range(4):
+        await put(store, {"n": n})
+    await put(store, {"later": True}, delay_ms=60_000)
+    d1, d2 = await store.fetch([CH], "A", 2, 0)
+
+    st = await stats(store)
+    assert (st.queued, st.in_flight, st.scheduled) == (2, 2, 1)
+    assert st.oldest_lease_age is not None and st.oldest_lease_age >= 0
+    assert st.next_due is not None
+    assert (st.processed_last_hour, st.failed_last_hour) == (0, 0)
+
+    minute = int(time.time() // 60)
+    await store.ack([d1])
+    await store.ack([d2], outcome="failed")
+    st = await stats(store)
+    same_minute = minute == int(time.time() // 60)
+
+    assert (st.queued, st.in_flight, st.scheduled) == (2, 0, 1)
+    assert st.oldest_lease_age is None
+    assert (st.processed_last_hour, st.failed_last_hour) == (1, 1)
+    if same_minute:
+        assert (st.processed_last_minute, st.failed_last_minute) == (1, 1)
+
+
+async def test_stats_of_an_unused_channel_are_zero(store):
+    st = await stats(store, "taskchan.c.never-used")
+
+    assert (st.queued, st.in_flight, st.scheduled, st.processed_last_hour) == (0, 0, 0, 0)
+    assert st.next_due is None and st.oldest_lease_age is None
+
+
+async def test_known_channels_lists_every_channel_sent_to(store):
+    await put(store, channel=CH)
+    await put(store, channel=CH2, delay_ms=60_000)
+
+    known = await store.known_channels()
+
+    assert known == sorted(known)
+    assert {CH, CH2} <= set(known)
+
+
+async def test_worker_registry_heartbeat_workers_and_remove(store):
+    await store.heartbeat_worker("w1", {"pid": 1, "channels": [CH], "processed": 0}, ttl=30)
+    await store.heartbeat_worker("w2", {"pid": 2, "channels": [CH2], "processed": 0}, ttl=30)
+    await store.heartbeat_worker("w1", {"pid": 1, "channels": [CH], "processed": 5}, ttl=30)
+
+    by_id = {w["id"]: w for w in await store.workers()}
+    assert by_id == {
+        "w1": {"id": "w1", "pid": 1, "channels": [CH], "processed": 5},
+        "w2": {"id": "w2", "pid": 2, "channels": [CH2], "processed": 0},
+    }
+
+    await store.remove_worker("w1", "w1", [CH])
+
+    assert [w["id"] for w in await store.workers()] == ["w2"]
+
+
+async def test_a_worker_that_stops_heartbeating_drops_out(store):
+    await store.heartbeat_worker("gone", {"pid": 3}, ttl=1)
+    assert [w["id"] for w in await store.workers()] == ["gone"]
+
+    async def no_workers():
+        return await store.workers() == []
+
+    await eventually(no_workers, timeout=5, what="the silent worker to drop out")
+
+
+async def test_removing_a_worker_keeps_the_leases_it_still_holds(store):
+    await store.prepare([CH])
+    _, raw = await put(store)
+    await store.heartbeat_worker("wA", {"pid": 1}, ttl=30)
+    await one(store, "A")
+
+    # A job outlived the grace period: the worker deregisters while holding it.
+    await store.remove_worker("wA", "A", [CH])
+
+    await asyncio.sleep(0.1)
+    [reclaimed] = await store.reclaim(CH, "B", 50, 10)
+    assert reclaimed.raw == raw
+    assert reclaimed.deliveries == 2

@@ -1,0 +1,274 @@
+"""send_on_commit: the transactional outbox, on the real Redis layer.
+
+The message exists in Redis exactly when the caller's transaction committed;
+a relay that fails at commit time (Redis down) leaves its outbox row, and a
+sweep (or a worker's housekeeping) relays it once Redis is back, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import redis as redis_lib
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+import taskchan
+from taskchan import outbox
+from taskchan.envelope import decode
+from taskchan.layers import get_store
+from taskchan.models import OutboxMessage
+from taskchan.worker import Worker
+from tests.conftest import layer_settings, wait_for
+from tests.contract import consumers
+from tests.contract.conftest import run_burst
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CH = "taskchan.c.ok"
+
+
+@pytest.fixture(autouse=True)
+def _reset_records():
+    consumers.reset()
+    yield
+    consumers.reset()
+
+
+def stored(client, channel=CH) -> list:
+    """Envelopes on the channel's stream."""
+    return [
+        decode(fields["m"], channel)
+        for _id, fields in client.xrange(get_store().keys.stream(channel))
+    ]
+
+
+class BackgroundWorker:
+    """A non-burst Worker on its own thread and loop, stopped gracefully by stop()."""
+
+    def __init__(self, channels, **options):
+        self.worker = Worker(list(channels), poll_interval=0.02, **options)
+        self.loop = None
+        self.clean = None
+        self.thread = threading.Thread(target=self._run, name="test-worker", daemon=True)
+
+    def _run(self):
+        async def main():
+            self.loop = asyncio.get_running_loop()
+            try:
+                self.clean = await self.worker.arun()
+            finally:
+                await self.worker.store.aclose()
+
+        asyncio.run(main())
+
+    def start(self):
+        self.thread.start()
+        wait_for(
+            lambda: self.loop is not None and self.worker._stopping is not None,
+            message="worker start",
+        )
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.worker.request_stop)
+            self.thread.join(30)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+
+# -- commit and rollback -------------------------------------------------------------
+
+
+def test_nothing_is_in_redis_until_commit_then_exactly_one_message(use_redis_layer, redis_client):
+    with transaction.atomic():
+        message_id = taskchan.send_on_commit(CH, {"photo_id": 1})
+        with transaction.atomic():  # a savepoint releasing is not a commit
+            pass
+        assert redis_client.dbsize() == 0
+        assert OutboxMessage.objects.filter(pk=message_id).exists()
+
+    [envelope] = stored(redis_client)
+    assert (envelope.id, envelope.content) == (message_id, {"photo_id": 1})
+    assert not OutboxMessage.objects.exists()
+
+
+def test_rollback_sends_nothing_and_leaves_no_outbox_row(use_redis_layer, redis_client, settings):
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        taskchan.send_on_commit(CH, {"photo_id": 1})
+        raise RuntimeError("the view failed")
+
+    assert not OutboxMessage.objects.exists()
+    assert outbox.sweep() == 0
+    assert redis_client.dbsize() == 0
+
+
+def test_a_rolled_back_savepoint_drops_its_message_only(use_redis_layer, redis_client):
+    with transaction.atomic():
+        kept = taskchan.send_on_commit(CH, {"kept": True})
+        try:
+            with transaction.atomic():
+                taskchan.send_on_commit(CH, {"kept": False})
+                raise RuntimeError("inner step failed")
+        except RuntimeError:
+            pass
+
+    assert [e.id for e in stored(redis_client)] == [kept]
+    assert not OutboxMessage.objects.exists()
+
+
+def test_options_survive_the_outbox(use_redis_layer, redis_client):
+    with transaction.atomic():
+        message_id = taskchan.send_on_commit(
+            CH,
+            {"n": 1},
+            delay=60,
+            max_attempts=2,
+            idempotency_key="order-7",
+            reply_channel="specific.x!y",
+        )
+
+    store = get_store()
+    assert redis_client.xlen(store.keys.stream(CH)) == 0
+    [raw] = redis_client.zrange(store.keys.scheduled(CH), 0, -1)
+    envelope = decode(raw, CH)
+    assert (
+        envelope.id,
+        envelope.max_attempts,
+        envelope.idempotency_key,
+        envelope.reply_channel,
+    ) == (
+        message_id,
+        2,
+        "order-7",
+        "specific.x!y",
+    )
+
+
+def test_a_consumer_never_sees_the_row_its_sender_wrote_missing(use_redis_layer, redis_client):
+    background = BackgroundWorker(["taskchan.c.user"])
+    background.start()
+    try:
+        # The worker is running and leasing before the transaction begins.
+        wait_for(
+            lambda: redis_client.zcard(f"{get_store().keys.prefix}:w") == 1,
+            message="worker heartbeat",
+        )
+        with transaction.atomic():
+            user = get_user_model().objects.create(username="alice")
+            message_id = taskchan.send_on_commit("taskchan.c.user", {"user_id": user.pk})
+            # Time enough for a worker to run a message sent too early.
+            time.sleep(0.3)
+            assert consumers.events() == []
+        wait_for(lambda: consumers.events(), timeout=15, message="the consumer to run")
+    finally:
+        background.stop()
+
+    [call] = consumers.events()
+    assert call["id"] == message_id
+    assert call["found"] is True
+
+
+# -- Redis down at commit time -----------------------------------------------------------
+
+
+@pytest.fixture
+def flaky_redis(redis_server_factory, settings):
+    """A Redis of this test's own, as the layer's, that the test can kill and restart."""
+    server = redis_server_factory()
+    settings.CHANNEL_LAYERS = layer_settings(server.url)
+    settings.TASKCHAN_SEND_RETRY_SECONDS = 0.3
+    client = redis_lib.Redis.from_url(server.url, decode_responses=True)
+    yield server, client
+    client.close()
+
+
+def commit_while_redis_is_down(server) -> str:
+    with transaction.atomic():
+        message_id = taskchan.send_on_commit(CH, {"photo_id": 9})
+        server.kill()
+    # The commit succeeded although its relay could not reach Redis.
+    return message_id
+
+
+def test_a_relay_that_fails_leaves_the_row_and_a_sweep_relays_it_once(flaky_redis, settings):
+    server, client = flaky_redis
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 60
+
+    message_id = commit_while_redis_is_down(server)
+
+    assert OutboxMessage.objects.filter(pk=message_id).exists()
+    server.start()
+    assert client.dbsize() == 0
+    # A fresh row may still be relayed by its own commit hook: not swept yet.
+    assert outbox.sweep() == 0
+    assert OutboxMessage.objects.filter(pk=message_id).exists()
+
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+    assert outbox.sweep() == 1
+
+    assert [(e.id, e.content) for e in stored(client)] == [(message_id, {"photo_id": 9})]
+    assert not OutboxMessage.objects.exists()
+    assert outbox.sweep() == 0
+    assert len(stored(client)) == 1
+
+
+def test_a_sweep_while_redis_is_still_down_keeps_the_row(flaky_redis, settings):
+    server, client = flaky_redis
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+    message_id = commit_while_redis_is_down(server)
+
+    assert outbox.sweep() == 0
+
+    assert OutboxMessage.objects.filter(pk=message_id).exists()
+    server.start()
+    assert outbox.sweep() == 1
+    assert [e.id for e in stored(client)] == [message_id]
+
+
+def test_a_workers_housekeeping_relays_a_row_left_behind(flaky_redis, settings):
+    server, client = flaky_redis
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+    message_id = commit_while_redis_is_down(server)
+    server.start()
+
+    run_burst([CH])
+
+    assert [(c["id"], c["attempt"]) for c in consumers.events()] == [(message_id, 1)]
+    assert stored(client) == []  # run and acked
+    assert not OutboxMessage.objects.exists()
+    assert outbox.sweep() == 0
+
+
+# -- idempotent relay ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "order-7"])
+def test_relaying_the_same_row_twice_stores_one_message(
+    use_redis_layer, redis_client, settings, idempotency_key
+):
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+    with transaction.atomic():
+        message_id = taskchan.send_on_commit(CH, {"n": 1}, idempotency_key=idempotency_key)
+        row = OutboxMessage.objects.filter(pk=message_id).values().get()
+    assert [e.id for e in stored(redis_client)] == [message_id]
+
+    # The relay stored the message but its process died before deleting the
+    # row: a sweep finds the row and relays it again.
+    OutboxMessage.objects.create(**row)
+    assert outbox.sweep() == 1
+    # And once more, straight through relay().
+    OutboxMessage.objects.create(**row)
+    assert outbox.relay(message_id) is True
+
+    assert [e.id for e in stored(redis_client)] == [message_id]
+    assert not OutboxMessage.objects.exists()
+
+
+def test_relay_of_a_row_already_gone_does_nothing(use_redis_layer, redis_client):
+    assert outbox.relay("no-such-row") is False
+    assert redis_client.dbsize() == 0
