@@ -36,6 +36,9 @@ def positive_int(text: str) -> int:
 class Command(BaseCommand):
     help = "Run workers for taskchan channels (patterns such as 'taskchan.*' allowed) and plain channels."
     leave_locale_alone = True
+    # A worker runs no views: skipping the system checks keeps the URL conf,
+    # admin and templates out of its memory and its start-up time.
+    requires_system_checks: list = []
 
     def add_arguments(self, parser):
         parser.add_argument("channels", nargs="+", help="channel names or patterns, e.g. 'taskchan.*'")
