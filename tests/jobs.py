@@ -77,3 +77,52 @@ def crash(message):
 async def async_record(message):
     await asyncio.sleep(0)
     rec().rpush("t:done", f"{message.id}|{message.attempt}|{os.getpid()}")
+
+
+# --- consumers of the failure-window tests (tests/failure_windows/) ----------
+
+
+@taskchan.consumer("taskchan.fw.pause_before_ack", max_attempts=5)
+def fw_pause_before_ack(message):
+    """Marks done; on its first run (no file at content["marker"] yet) it then
+    pauses every write to the test Redis (``CLIENT PAUSE ... WRITE``) and
+    creates the marker file, so the worker's ack that follows is held in Redis."""
+    _mark("t:done", message)
+    marker = message.content["marker"]
+    if not os.path.exists(marker):
+        rec().execute_command("CLIENT", "PAUSE", int(message.content.get("pause_ms", 5000)), "WRITE")
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+
+
+@taskchan.consumer("taskchan.fw.fail_once_slow_backoff", max_attempts=3, backoff=lambda state: 2.0)
+def fw_fail_once_slow_backoff(message):
+    """Fails its first attempt (retry scheduled 2 s later); marks done on the next."""
+    _mark("t:started", message)
+    if message.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    _mark("t:done", message)
+
+
+@taskchan.consumer("taskchan.fw.record_tag", max_attempts=3)
+def fw_record_tag(message):
+    """Marks done as ``"<content tag>|<attempt>|<pid>"`` (for messages sent without a known id)."""
+    rec().rpush("t:done", f"{message.content['tag']}|{message.attempt}|{os.getpid()}")
+
+
+@taskchan.consumer("taskchan.fw.work", max_attempts=10, backoff=lambda state: 0.2)
+def fw_work(message):
+    """Sleeps content["ms"] milliseconds, then marks done (retries fast when Redis is away)."""
+    ms = message.content.get("ms", 0)
+    if ms:
+        time.sleep(ms / 1000)
+    _mark("t:done", message)
+
+
+@taskchan.consumer("taskchan.fw.crash_if", max_attempts=2, visibility_timeout=1)
+def fw_crash_if(message):
+    """Kills its own worker when content["crash"] is true; otherwise marks done."""
+    _mark("t:started", message)
+    if message.content.get("crash"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    _mark("t:done", message)

@@ -1,0 +1,132 @@
+"""Helpers for the failure-window tests: Redis state, counting, subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from taskchan.envelope import decode
+from taskchan.stores.keys import GROUP, Keys
+from tests.conftest import ARTIFACTS, ROOT, wait_for
+
+KEYS = Keys("taskchan")
+
+
+# -- Redis state ---------------------------------------------------------------
+
+
+def stream_key(channel: str) -> str:
+    return KEYS.stream(channel)
+
+
+def scheduled_key(channel: str) -> str:
+    return KEYS.scheduled(channel)
+
+
+def pending(client, channel: str) -> list[dict]:
+    """The consumer group's pending list (the lease table) for ``channel``."""
+    try:
+        return client.xpending_range(stream_key(channel), GROUP, min="-", max="+", count=10_000)
+    except redis.ResponseError:  # no stream or group yet
+        return []
+
+
+def stream_envelopes(client, channel: str) -> list:
+    """Decode every entry of the channel's stream; fails the test on a half-written one."""
+    out = []
+    for entry_id, fields in client.xrange(stream_key(channel)):
+        assert set(fields) == {"m"}, f"entry {entry_id} has fields {fields!r}"
+        out.append(decode(fields["m"], channel))
+    return out
+
+
+def blocked_clients(client, command: str | None = None) -> list[dict]:
+    """Clients Redis holds blocked (e.g. by CLIENT PAUSE), optionally only those running ``command``."""
+    return [
+        c
+        for c in client.client_list()
+        if "b" in c["flags"] and (command is None or c["cmd"].split("|")[0] == command)
+    ]
+
+
+def counts(records) -> Counter:
+    """message id -> number of records (from ``done_records``)."""
+    return Counter(r[0] for r in records)
+
+
+# -- processes -----------------------------------------------------------------
+
+
+class Script:
+    """``python -m MODULE ARGS`` with the test's Redis and database, output under test-artifacts/."""
+
+    def __init__(self, module: str, args, env: dict, name: str):
+        self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *map(str, args)],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.pid = self.proc.pid
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def kill(self):
+        # SIGKILL ends a stopped (SIGSTOP) process too; no SIGCONT first, which
+        # would let it run on for a moment.
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+
+def read_ids(path: Path) -> list[str]:
+    """Complete lines of an id file a producer wrote (a torn last line is not an id it reported)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    return [line for line in lines[:-1] if line and not line.startswith("ERR")]
+
+
+def wait_exit(proc, timeout: float = 60.0) -> int:
+    """Wait for a worker subprocess to exit; fail with its output if it does not."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"worker did not exit within {timeout}s:\n{proc.output()[-4000:]}"
+        ) from None
+
+
+__all__ = [
+    "Script",
+    "blocked_clients",
+    "counts",
+    "pending",
+    "read_ids",
+    "scheduled_key",
+    "stream_envelopes",
+    "stream_key",
+    "wait_exit",
+    "wait_for",
+]

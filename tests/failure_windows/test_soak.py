@@ -1,0 +1,102 @@
+"""Soak: thousands of jobs while workers keep getting SIGKILLed.
+
+How this design keeps the count: every message is a stream entry until the ack
+after its consumer returned; a killed worker's leases (running, prefetched, or
+done but not yet acked) lapse after the visibility timeout and the other
+worker reclaims them.  So nothing is lost, and only what the dead worker had
+running or finished-but-unacked runs twice -- at most concurrency + prefetch
+per kill.
+
+How the test does it: TASKCHAN_SOAK_JOBS (default 3000) ``taskchan.fw.work``
+jobs of 20 ms; two ``runworker`` processes (``--concurrency 4 --prefetch 4``,
+visibility timeout 1 s); one of them, alternately, is SIGKILLed every ~2 s
+and a new one started in its place, until every job is done.  It prints
+``soak: sent=N processed=N duplicates=D lost=0 kills=K`` and writes the same
+line to test-artifacts/soak.txt.
+"""
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from tests.conftest import ARTIFACTS, done_records, wait_for
+from tests.failure_windows.helpers import counts, pending, wait_exit
+
+CHANNEL = "taskchan.fw.work"
+JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "3000"))
+CONCURRENCY = 4
+PREFETCH = 4
+JOB_MS = 20
+
+
+@pytest.mark.timeout(max(180, JOBS // 20))
+def test_soak_with_workers_killed_every_two_seconds(use_redis_layer, redis_client, worker):
+    import taskchan
+
+    sent = {taskchan.send(CHANNEL, {"ms": JOB_MS, "n": n}) for n in range(JOBS)}
+    assert len(sent) == JOBS
+
+    def start():
+        return worker(
+            CHANNEL,
+            args=["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)],
+            TASKCHAN_VISIBILITY_TIMEOUT=1,
+        )
+
+    def serving(proc):
+        # Registered by its first heartbeat: startup is over and it holds or fetches work.
+        return any(f":{proc.pid}:" in w for w in redis_client.zrange("taskchan:w", 0, -1))
+
+    def all_done():
+        # LLEN first: parsing thousands of records on every poll would eat the workers' CPU.
+        if redis_client.llen("t:done") < JOBS:
+            return False
+        return {r[0] for r in done_records(redis_client)} >= sent
+
+    workers = [start(), start()]
+    rng = random.Random()
+    kills = 0
+    victim = 0
+    deadline = time.monotonic() + max(120, JOBS / 25)
+    next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
+    while not all_done():
+        assert time.monotonic() < deadline, (
+            f"soak stalled: {redis_client.llen('t:done')}/{JOBS} records after {kills} kills"
+        )
+        for w in workers:
+            assert w.running, f"a worker died on its own:\n{w.output()[-3000:]}"
+        # Kill only a worker that is serving: one killed during startup holds nothing.
+        if time.monotonic() >= next_kill and serving(workers[victim]):
+            workers[victim].kill()
+            kills += 1
+            workers[victim] = start()
+            victim = 1 - victim
+            next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
+        time.sleep(0.05)
+
+    for w in workers:
+        # A worker still starting up has no SIGTERM handler yet: let it finish starting.
+        wait_for(lambda w=w: serving(w), timeout=30, message="worker started")
+        w.signal(signal.SIGTERM)
+    for w in workers:
+        assert wait_exit(w, 60) == 0, w.output()[-3000:]
+
+    done = counts(done_records(redis_client))
+    processed = len(set(done) & sent)
+    lost = len(sent - set(done))
+    duplicates = sum(done.values()) - len(done)
+    line = (
+        f"soak: sent={JOBS} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
+    )
+    print(line)
+    (ARTIFACTS / "soak.txt").write_text(line + "\n")
+
+    assert lost == 0
+    assert set(done) == sent, "a job nobody sent was run"
+    assert kills >= 2, "the soak ended before workers were killed: raise TASKCHAN_SOAK_JOBS"
+    assert duplicates <= kills * (CONCURRENCY + PREFETCH), line
+    assert not pending(redis_client, CHANNEL)
+    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 0
