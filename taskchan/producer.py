@@ -62,7 +62,7 @@ def _retrying(cls):
     return cls(
         retry=tenacity.retry_if_exception_type(TRANSIENT),
         stop=tenacity.stop_after_delay(settings.SEND_RETRY_SECONDS),
-        wait=tenacity.wait_exponential_jitter(initial=0.05, max=0.5, jitter=0.05),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
         reraise=True,
         before_sleep=lambda state: logger.warning(
             "send: Redis error %s, retrying (attempt %d)", state.outcome.exception(), state.attempt_number

@@ -1,6 +1,6 @@
 """What happens after a failed attempt: retry later, or dead-letter.
 
-Backoff maths is tenacity's.  The default is ``wait_exponential_jitter(initial=1,
+Backoff maths is tenacity's.  The default is ``wait_exponential_jitter(multiplier=1,
 max=600, jitter=1)``: before attempt k+1 the wait is min(600, 2**(k-1)) seconds
 plus up to 1 s of random jitter, i.e. about 1, 2, 4, 8, 16 s for attempts 2..6.
 Jitter spreads a burst of failures (a bad deploy, a database blip) so their
@@ -15,7 +15,7 @@ import tenacity
 
 from .exceptions import Reject, Retry
 
-DEFAULT_BACKOFF = tenacity.wait_exponential_jitter(initial=1, max=600, jitter=1)
+DEFAULT_BACKOFF = tenacity.wait_exponential_jitter(multiplier=1, max=600, jitter=1)
 
 
 @dataclass(frozen=True, slots=True)

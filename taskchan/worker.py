@@ -61,8 +61,8 @@ FETCH_BLOCK_SECONDS = 1.0
 #: seconds between worker-registry heartbeats and outbox sweeps
 HOUSEKEEPING_INTERVAL = 5.0
 #: acks sent at once without waiting; smaller batches wait up to ACK_DELAY seconds
-ACK_BATCH = 64
-ACK_DELAY = 0.002
+ACK_BATCH = 128
+ACK_DELAY = 0.005
 #: seconds to wait after a Redis error before trying again (grows up to 5 s)
 ERROR_BACKOFF = 0.1
 
@@ -83,6 +83,7 @@ class Outcome:
     traceback: str | None = None
     malformed: str | None = None  # why the message could not be read
     worker_lost: bool = False  # earlier deliveries died with their worker
+    skipped: bool = False  # a reclaimed delivery another worker took before it started
 
 
 class Worker:
@@ -269,7 +270,10 @@ class Worker:
                 await self._wait_either(self._room, self._stopping)
                 continue
             try:
-                deliveries = await self.store.fetch(self.channels, self.consumer_name, room, block_ms)
+                # Redis applies COUNT per stream: split the room between the
+                # channels so a multi-channel worker stays near its bound.
+                count = max(1, room // len(self.channels))
+                deliveries = await self.store.fetch(self.channels, self.consumer_name, count, block_ms)
             except (RedisError, OSError) as exc:
                 logger.warning("fetch failed (%s); retrying in %.1f s", exc, backoff)
                 await self._sleep_unless_stopping(backoff)
@@ -301,13 +305,19 @@ class Worker:
         delivery.idempotency_key = envelope.idempotency_key
         outcome.envelope = envelope
         outcome.consumer = consumer
-        outcome.attempt = envelope.attempts_before + delivery.deliveries
         outcome.max_attempts = envelope.max_attempts or consumer.max_attempts
-        # Earlier deliveries of this copy that ended with no outcome at all
-        # mean the worker died (SIGKILL, out of memory, segfault) holding it.
-        # Counting deliveries, not exceptions, is what stops a crash loop.
-        outcome.worker_lost = delivery.deliveries > 1 and outcome.attempt > outcome.max_attempts
+        if not delivery.reclaimed:
+            outcome.attempt = envelope.attempts_before + delivery.deliveries
+            return outcome
+        # A reclaimed copy's earlier deliveries ended with no outcome at all:
+        # the worker died (SIGKILL, out of memory, segfault) while holding it.
+        # Counting those deliveries, not only exceptions, stops a crash loop.
+        outcome.attempt = envelope.attempts_before + delivery.deliveries + 1
+        outcome.worker_lost = outcome.attempt > outcome.max_attempts
         return outcome
+
+    def _runnable(self, outcome: Outcome) -> bool:
+        return outcome.malformed is None and not outcome.worker_lost and not outcome.skipped
 
     def _thread_main(self) -> None:
         while True:
@@ -318,10 +328,9 @@ class Worker:
                 self._unstarted.append(delivery)
                 continue
             outcome = self._prepare(delivery)
-            if outcome.malformed is None and not outcome.worker_lost:
-                # Same connection hygiene as a Django request: drop connections
-                # that are broken or past CONN_MAX_AGE around each job.
-                close_old_connections()
+            if delivery.reclaimed and self._runnable(outcome):
+                outcome.skipped = not self._charge_sync(delivery)
+            if self._runnable(outcome):
                 try:
                     outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
                     outcome.ok = True
@@ -329,8 +338,26 @@ class Worker:
                     outcome.exc = exc
                     outcome.traceback = traceback_module.format_exc()
                 finally:
+                    # Django's request hygiene, once per job rather than before
+                    # and after (it costs a thread-local lookup per call): drop
+                    # connections that broke or passed CONN_MAX_AGE, so the next
+                    # job on this thread starts with a usable one.
                     close_old_connections()
             self._report(outcome)
+
+    def _charge_sync(self, delivery: Delivery) -> bool:
+        """From a job thread: record that a reclaimed delivery starts (one round trip).
+
+        It must be in Redis before the job runs, or a job that kills its
+        worker would never be charged and could crash-loop forever.
+        """
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((RedisError, OSError)),
+            wait=tenacity.wait_exponential_jitter(multiplier=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
+            stop=tenacity.stop_after_attempt(20),
+            reraise=True,
+        )
+        return retrying(self.store.charge, delivery, self.consumer_name)
 
     def _report(self, outcome: Outcome) -> None:
         """From a job thread: queue the outcome, waking the loop once per batch."""
@@ -360,7 +387,11 @@ class Worker:
                 self._unstarted.append(delivery)
                 return
             outcome = self._prepare(delivery)
-            if outcome.malformed is None and not outcome.worker_lost:
+            if delivery.reclaimed and self._runnable(outcome):
+                outcome.skipped = not await self._retry_redis(
+                    lambda: self.store.acharge(delivery, self.consumer_name), attempts=20
+                )
+            if self._runnable(outcome):
                 try:
                     await outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
                     outcome.ok = True
@@ -372,12 +403,20 @@ class Worker:
     def _settle(self, outcome: Outcome) -> None:
         """On the loop: ack a success now (batched); retry or dead-letter a failure."""
         delivery = outcome.delivery
+        if outcome.skipped:
+            # Taken by another worker before it started here: not ours to settle.
+            self._held.pop(delivery.entry_id, None)
+            self._room.set()
+            return
         if outcome.ok:
             self.processed += 1
-            # Still leased to us until the ack lands: it stays in _held (and
-            # counts against concurrency + prefetch) until _flush_acks.
+            # Finished: it no longer counts against concurrency + prefetch (the
+            # bound on work held), though it stays leased until its ack lands,
+            # at most ACK_DELAY later; heartbeats cover it meanwhile.
+            self._held.pop(delivery.entry_id, None)
             self._acks.append(delivery)
             self._ack_event.set()
+            self._room.set()
             return
         task = asyncio.ensure_future(self._settle_failure(outcome))
         self._settling.add(task)
@@ -400,7 +439,7 @@ class Worker:
             lost = envelope.failed(
                 outcome.attempt - 1,
                 "taskchan.WorkerLost",
-                f"the worker running it was lost {delivery.deliveries - 1} time(s)",
+                f"the worker running it was lost {delivery.deliveries} time(s)",
                 None,
             )
             await self._dead_letter(
@@ -459,8 +498,9 @@ class Worker:
         while True:
             await self._ack_event.wait()
             if len(self._acks) < ACK_BATCH:
-                # Let a few more successes join this round trip; a job's ack
-                # waits at most ACK_DELAY (the duplicate window after a crash).
+                # Let more successes join this round trip; a job's ack waits at
+                # most ACK_DELAY, which widens the duplicate window after a
+                # crash (window 4) by that much.
                 await asyncio.sleep(ACK_DELAY)
             self._ack_event.clear()
             await self._flush_acks()
@@ -478,10 +518,6 @@ class Worker:
                 self._acks[:0] = batch
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-            else:
-                for delivery in batch:
-                    self._held.pop(delivery.entry_id, None)
-                self._room.set()
 
     # -- maintenance --------------------------------------------------------
 
@@ -515,7 +551,7 @@ class Worker:
 
     async def _extend_leases(self) -> None:
         by_channel: dict[str, list[str]] = {}
-        for d in list(self._held.values()):
+        for d in [*self._held.values(), *self._acks]:
             by_channel.setdefault(d.channel, []).append(d.entry_id)
         for channel, ids in by_channel.items():
             lost = await self.store.extend(channel, self.consumer_name, ids)
@@ -558,7 +594,7 @@ class Worker:
         """Await ``make_call()``, retrying Redis errors with backoff (forever when attempts is 0)."""
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type((RedisError, OSError)),
-            wait=tenacity.wait_exponential_jitter(initial=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
+            wait=tenacity.wait_exponential_jitter(multiplier=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
             stop=tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never,
             before_sleep=lambda state: logger.warning(
                 "Redis error %s; retrying (attempt %d)", state.outcome.exception(), state.attempt_number

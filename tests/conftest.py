@@ -84,6 +84,23 @@ def _pings(client) -> bool:
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A SQLite test database file of this pytest process's own.
+
+    A file, not an in-memory database, so worker subprocesses share it (they
+    find it through ``subprocess_env``'s TASKCHAN_TEST_DB); named by pid so two
+    suites run at once in one checkout never delete each other's file.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        test = db.setdefault("TEST", {})
+        name = str(test.get("NAME") or ARTIFACTS / "test-db.sqlite3")
+        test["NAME"] = f"{name}.{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
 def _session_redis():
     server = RedisServer()
     yield server

@@ -4,8 +4,9 @@ A store holds taskchan channels' messages with leases: a worker ``fetch``es
 deliveries (each leased to it), and every delivery ends in exactly one of
 ``ack`` (done), ``reschedule`` (retry later) or ``hand_back`` (unstarted, at
 shutdown).  A lease not renewed with ``extend`` lapses after the channel's
-visibility timeout and ``reclaim`` hands the entry to another worker, counting
-one more delivery.  ``tests/contract/`` runs the same tests on every store.
+visibility timeout and ``reclaim`` hands the entry to another worker; that
+worker ``charge``s it one more delivery right before starting it, so only
+deliveries that may have started count as attempts.  ``tests/contract/`` runs the same tests on every store.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ class Delivery:
     channel: str
     entry_id: str  # the store's id of this copy (a stream entry id on Redis)
     raw: str  # envelope JSON, as stored
-    deliveries: int = 1  # times this entry has been handed out, this one included
+    # Deliveries of this entry charged as attempts.  A fresh read counts itself
+    # (1).  A reclaimed entry (``reclaimed``) carries the count it had: the
+    # worker charges one more (``charge``) just before starting it.
+    deliveries: int = 1
+    reclaimed: bool = False
     idempotency_key: str | None = None  # set by the worker once decoded
 
 
@@ -56,6 +61,8 @@ class StoreBase:
     async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0) -> bool: ...
     async def hand_back(self, deliveries: list[Delivery]) -> int: ...
     async def extend(self, channel, consumer, entry_ids) -> list[str]: ...
+    def charge(self, delivery, consumer) -> bool: ...
+    async def acharge(self, delivery, consumer) -> bool: ...
     async def reclaim(self, channel, consumer, min_idle_ms, count) -> list[Delivery]: ...
     async def promote(self, channel, limit=500) -> tuple[int, float | None]: ...
     async def is_idle(self, channels) -> bool: ...

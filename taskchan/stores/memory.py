@@ -192,9 +192,21 @@ class MemoryStore(StoreBase):
                 if len(out) >= count:
                     break
                 if (now - lease[1]) * 1000 >= min_idle_ms:
-                    lease[0], lease[1], lease[2] = consumer, now, lease[2] + 1
-                    out.append(Delivery(channel, entry_id, ch.entries[entry_id], lease[2]))
+                    # The count is not raised here: see charge() and lua/reclaim.lua.
+                    lease[0], lease[1] = consumer, now
+                    out.append(Delivery(channel, entry_id, ch.entries[entry_id], lease[2], reclaimed=True))
         return out
+
+    def charge(self, delivery, consumer):
+        with self._lock:
+            lease = self._channel(delivery.channel).pending.get(delivery.entry_id)
+            if lease is None or lease[0] != consumer:
+                return False
+            lease[2] = delivery.deliveries + 1
+            return True
+
+    async def acharge(self, delivery, consumer):
+        return self.charge(delivery, consumer)
 
     async def promote(self, channel, limit=500):
         now = time.time()

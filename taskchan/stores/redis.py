@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 from .base import ChannelStats, Delivery, StoreBase
 from .keys import FIELD, GROUP, STATS_TTL_SECONDS, Keys
 
-SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend")
+SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend", "charge")
 
 
 def load_scripts() -> dict[str, str]:
@@ -81,6 +81,7 @@ class RedisStore(StoreBase):
         else:
             self.client = redis.Redis(**sync_options)
         self._sync_send = self.client.register_script(self._scripts["send"])
+        self._sync_charge = self.client.register_script(self._scripts["charge"])
         # redis.asyncio connections belong to the event loop that opened them.
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -213,7 +214,20 @@ class RedisStore(StoreBase):
             if "NOGROUP" in str(exc):
                 return []
             raise
-        return [Delivery(channel, entry_id, _entry_raw(fields), int(n)) for entry_id, fields, n in reply]
+        return [
+            Delivery(channel, entry_id, _entry_raw(fields), int(n), reclaimed=True) for entry_id, fields, n in reply
+        ]
+
+    def charge(self, delivery, consumer):
+        # Sync: called by a job thread right before it starts the job.
+        keys = [self.keys.stream(delivery.channel)]
+        return bool(self._sync_charge(keys=keys, args=[GROUP, consumer, delivery.entry_id, delivery.deliveries + 1]))
+
+    async def acharge(self, delivery, consumer):
+        _, scripts = self._aclient()
+        keys = [self.keys.stream(delivery.channel)]
+        args = [GROUP, consumer, delivery.entry_id, delivery.deliveries + 1]
+        return bool(await scripts["charge"](keys=keys, args=args))
 
     async def promote(self, channel, limit=500):
         _, scripts = self._aclient()

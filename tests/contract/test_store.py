@@ -60,6 +60,18 @@ def next_attempt(raw: str, attempt: int = 1) -> str:
     return decode(raw, CH).failed(attempt, "builtins.ValueError", "boom", "Traceback ...").encode()
 
 
+@pytest.fixture(params=["acharge", "charge"])
+def charge(request, store):
+    """``store.acharge``, or the sync ``store.charge`` called from a thread as a job thread does."""
+    if request.param == "acharge":
+        return store.acharge
+
+    async def from_a_thread(delivery, consumer):
+        return await asyncio.to_thread(store.charge, delivery, consumer)
+
+    return from_a_thread
+
+
 # -- send / fetch / ack --------------------------------------------------------
 
 
@@ -73,7 +85,8 @@ async def test_send_then_fetch_returns_it_once_with_one_delivery(store):
 
     assert delivery.channel == CH
     assert delivery.raw == raw
-    assert delivery.deliveries == 1
+    # A fresh read counts itself.
+    assert (delivery.deliveries, delivery.reclaimed) == (1, False)
     assert delivery.entry_id
     assert decode(delivery.raw, CH).content == {"photo_id": 7}
 
@@ -138,10 +151,11 @@ async def test_ack_removes_the_entry(store):
 # -- leases --------------------------------------------------------------------
 
 
-async def test_a_lease_not_extended_lapses_and_reclaim_counts_a_delivery(store):
+async def test_a_lease_not_extended_lapses_and_reclaim_takes_it_at_the_count_it_had(store):
     await store.prepare([CH])
     _, raw = await put(store)
     delivery = await one(store, "A")
+    assert (delivery.deliveries, delivery.reclaimed) == (1, False)
     # A fresh lease is not taken.
     assert await store.reclaim(CH, "B", 60_000, 10) == []
 
@@ -151,13 +165,36 @@ async def test_a_lease_not_extended_lapses_and_reclaim_counts_a_delivery(store):
     assert reclaimed.entry_id == delivery.entry_id
     assert reclaimed.raw == raw
     assert reclaimed.channel == CH
-    assert reclaimed.deliveries == 2
+    # Reclaiming does not raise the count: B has not started it yet.
+    assert (reclaimed.deliveries, reclaimed.reclaimed) == (1, True)
     # B holds it now, with a fresh lease.
     assert await store.reclaim(CH, "C", 60_000, 10) == []
-    # Each lapse counts: a crash loop is visible in the delivery count.
+    # B died with it unstarted (say, in its prefetch buffer): reclaiming it
+    # again does not charge it for B's crash.
     await asyncio.sleep(0.1)
     [again] = await store.reclaim(CH, "C", 50, 10)
-    assert again.deliveries == 3
+    assert (again.entry_id, again.deliveries, again.reclaimed) == (delivery.entry_id, 1, True)
+
+
+async def test_each_lapse_that_followed_a_start_is_visible_in_the_delivery_count(store):
+    # A crash loop: every holder charges its start, then dies with the job.
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store, "A")
+
+    for holder, charged_so_far in [("B", 1), ("C", 2), ("D", 3)]:
+        await asyncio.sleep(0.1)
+        [reclaimed] = await store.reclaim(CH, holder, 50, 10)
+        assert (reclaimed.entry_id, reclaimed.deliveries, reclaimed.reclaimed) == (
+            delivery.entry_id,
+            charged_so_far,
+            True,
+        )
+        assert await store.acharge(reclaimed, holder) is True
+
+    await asyncio.sleep(0.1)
+    [last] = await store.reclaim(CH, "E", 50, 10)
+    assert last.deliveries == 4
 
 
 async def test_reclaim_takes_at_most_count(store):
@@ -186,10 +223,20 @@ async def test_extend_keeps_a_lease_alive_without_counting_a_delivery(store):
         assert await store.extend(CH, "A", [delivery.entry_id]) == []
         assert await store.reclaim(CH, "B", 120, 10) == []
 
-    # Renewals stop: the lease lapses, and only real deliveries were counted.
+    # Renewals stop: the lease lapses, and the renewals were not counted.
     await asyncio.sleep(0.15)
     [reclaimed] = await store.reclaim(CH, "B", 120, 10)
-    assert reclaimed.deliveries == 2
+    assert (reclaimed.deliveries, reclaimed.reclaimed) == (1, True)
+
+    # Renewing a charged delivery keeps the charged count (neither raised nor reset).
+    assert await store.acharge(reclaimed, "B") is True
+    for _ in range(2):
+        await asyncio.sleep(0.15)
+        assert await store.extend(CH, "B", [reclaimed.entry_id]) == []
+        assert await store.reclaim(CH, "C", 120, 10) == []
+    await asyncio.sleep(0.15)
+    [again] = await store.reclaim(CH, "C", 120, 10)
+    assert (again.entry_id, again.deliveries) == (reclaimed.entry_id, 2)
 
 
 async def test_extend_reports_entries_another_consumer_reclaimed_as_lost(store):
@@ -220,6 +267,68 @@ async def test_extend_does_not_report_an_entry_finished_meanwhile(store):
 
     assert await store.extend(CH, "A", [delivery.entry_id]) == []
     assert await store.is_idle([CH])
+
+
+# -- charge --------------------------------------------------------------------
+
+
+async def test_charge_records_the_start_of_a_reclaimed_delivery(store, charge):
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store, "A")
+    await asyncio.sleep(0.1)
+    [taken] = await store.reclaim(CH, "B", 50, 10)
+    assert taken.deliveries == 1
+
+    assert await charge(taken, "B") is True
+    # The same charge again (a call retried after its reply was lost) records
+    # the same count, not one more.
+    assert await charge(taken, "B") is True
+
+    # B still holds it; once that lease lapses, the charged count shows.
+    assert await store.extend(CH, "B", [taken.entry_id]) == []
+    await asyncio.sleep(0.1)
+    [again] = await store.reclaim(CH, "C", 50, 10)
+    assert (again.entry_id, again.deliveries, again.reclaimed) == (delivery.entry_id, 2, True)
+
+
+async def test_charge_refuses_an_entry_another_consumer_took_and_changes_nothing(store, charge):
+    await store.prepare([CH])
+    await put(store)
+    delivery = await one(store, "A")
+    await asyncio.sleep(0.1)
+    [b_copy] = await store.reclaim(CH, "B", 50, 10)
+    # B stalls before starting it; its lease lapses and C takes the entry over.
+    await asyncio.sleep(0.1)
+    [c_copy] = await store.reclaim(CH, "C", 50, 10)
+    assert b_copy.entry_id == c_copy.entry_id == delivery.entry_id
+
+    # B gets round to starting it: refused, so the job does not start there.
+    assert await charge(b_copy, "B") is False
+
+    # Nothing changed: C still holds it, at the count it had.
+    assert await store.extend(CH, "B", [delivery.entry_id]) == [delivery.entry_id]
+    assert await store.extend(CH, "C", [delivery.entry_id]) == []
+    await asyncio.sleep(0.1)
+    [d_copy] = await store.reclaim(CH, "D", 50, 10)
+    assert (d_copy.entry_id, d_copy.deliveries) == (delivery.entry_id, 1)
+
+
+async def test_charge_after_ack_returns_false(store, charge):
+    await store.prepare([CH])
+    await put(store)
+    await one(store, "A")
+    await asyncio.sleep(0.1)
+    [taken] = await store.reclaim(CH, "B", 50, 10)
+    await store.ack([taken])
+
+    assert await charge(taken, "B") is False
+
+    # Nothing came back to life.
+    assert await store.is_idle([CH])
+    assert await store.reclaim(CH, "C", 0, 10) == []
+    st = await stats(store)
+    assert (st.queued, st.in_flight, st.scheduled) == (0, 0, 0)
 
 
 # -- retries: reschedule and promote -----------------------------------------------
@@ -314,11 +423,17 @@ async def test_hand_back_returns_unstarted_entries_unchanged_without_counting_a_
     assert (st.queued, st.in_flight) == (2, 0)
     again = await store.fetch([CH], "B", 10, 0)
     assert sorted(d.raw for d in again) == sorted([raw1, raw2])
-    assert [d.deliveries for d in again] == [1, 1]
-    # The handed-back delivery did not count: the next lapse makes it 2, not 3.
+    assert [(d.deliveries, d.reclaimed) for d in again] == [(1, False), (1, False)]
+    # The handed-back delivery did not count: B's lapse leaves them at 1, and
+    # once C starts them and lapses too they are at 2, not 3.
     await asyncio.sleep(0.1)
     reclaimed = await store.reclaim(CH, "C", 50, 10)
-    assert sorted(d.deliveries for d in reclaimed) == [2, 2]
+    assert [d.deliveries for d in reclaimed] == [1, 1]
+    for d in reclaimed:
+        assert await store.acharge(d, "C") is True
+    await asyncio.sleep(0.1)
+    reclaimed = await store.reclaim(CH, "D", 50, 10)
+    assert [d.deliveries for d in reclaimed] == [2, 2]
 
 
 async def test_hand_back_of_an_acked_entry_returns_nothing(store):
@@ -487,12 +602,12 @@ async def test_removing_a_worker_keeps_the_leases_it_still_holds(store):
     await store.prepare([CH])
     _, raw = await put(store)
     await store.heartbeat_worker("wA", {"pid": 1}, ttl=30)
-    await one(store, "A")
+    delivery = await one(store, "A")
 
     # A job outlived the grace period: the worker deregisters while holding it.
     await store.remove_worker("wA", "A", [CH])
 
     await asyncio.sleep(0.1)
     [reclaimed] = await store.reclaim(CH, "B", 50, 10)
-    assert reclaimed.raw == raw
-    assert reclaimed.deliveries == 2
+    assert (reclaimed.entry_id, reclaimed.raw) == (delivery.entry_id, raw)
+    assert (reclaimed.deliveries, reclaimed.reclaimed) == (1, True)

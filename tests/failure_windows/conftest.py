@@ -8,30 +8,10 @@ Shared fixtures (``redis_url``, ``worker``, ``manage`` ...) come from
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import ARTIFACTS, subprocess_env
+from tests.conftest import subprocess_env
 from tests.failure_windows.helpers import Script
-
-
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    """A test database file of this run's own.
-
-    The shared settings put every run's SQLite test database at one path;
-    several suites running at once in one checkout would then create and
-    delete each other's file.  Worker subprocesses find the file through
-    ``subprocess_env`` (TASKCHAN_TEST_DB), so any name works.
-    """
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        test = db.setdefault("TEST", {})
-        name = str(test.get("NAME") or ARTIFACTS / "test-db.sqlite3")
-        test["NAME"] = f"{name}.fw{os.getpid()}"
 
 
 @pytest.fixture

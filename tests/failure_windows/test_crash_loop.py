@@ -15,10 +15,11 @@ message and exits cleanly.  The message ran at most max_attempts times, and a
 normal message sent behind it on another channel served by the same workers
 is processed.
 
-The second test (xfail, strict) documents a known hole: the delivery counter
-counts *leases*, so a good message that sat unstarted in the prefetch buffer
-of each crashing worker is charged too, and on the same channel with
-max_attempts=2 it is dead-lettered as ``worker_lost`` without ever running.
+The second test covers a good message that sat unstarted in the prefetch
+buffer of each crashing worker: reclaiming does not raise the delivery count
+(only starting does, ``lua/charge.lua``), so it is charged at most once for a
+crash it had no part in, and on the same channel with max_attempts=2 it still
+runs instead of being dead-lettered as ``worker_lost``.
 """
 
 import pytest
@@ -66,15 +67,6 @@ def test_crash_loop_ends_as_worker_lost_dead_letter(use_redis_layer, redis_clien
         assert redis_client.xlen(f"taskchan:q:{channel}") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug: a crash charges an attempt to every message the dead worker had leased, "
-        "also the prefetched ones it never started (the stream's delivery counter counts "
-        "leases, not starts), so a good message queued behind a crash-looping one on the "
-        "same channel is dead-lettered as worker_lost without ever running"
-    ),
-)
 def test_message_prefetched_behind_a_crash_loop_is_not_charged_for_it(
     use_redis_layer, redis_client, worker
 ):

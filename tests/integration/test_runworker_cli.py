@@ -154,8 +154,9 @@ def test_prefetch_bounds_the_messages_a_worker_leases(use_redis_layer, redis_cli
     assert len(done_records(redis_client)) == 20
     assert {r[0] for r in done_records(redis_client)} == ids
     most_leased = max(leased for leased, _ in samples)
-    # concurrency (1) + prefetch (2): never more leased at once ...
-    assert most_leased <= 3, samples
+    # concurrency (1) + prefetch (2) unfinished, plus at most one finished job
+    # whose ack is on its way (acks are batched for a few ms): never more ...
+    assert most_leased <= 3 + 1, samples
     # ... and it did lease ahead, while the rest stayed queued in Redis.
     assert most_leased >= 2, samples
     assert any(length - leased >= 10 for leased, length in samples if leased), samples
