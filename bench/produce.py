@@ -1,0 +1,118 @@
+"""One producer process: send ``--count`` jobs to one system, print a JSON line.
+
+Run by bench.py as ``python -m bench.produce SYSTEM --count N --target T``.
+``--rate R`` paces the sends at R per second (latency phase) and ``--latency``
+stamps ``sent_at`` into each message. The timing window is from just before
+the first send() call to just after the last one returns, so process start-up,
+imports and django.setup() are not counted.
+
+Output (stdout, one line): ``{"t_first": ..., "t_last": ..., "sent": N,
+"send_per_s": ...}`` with wall-clock times (``time.time()``), comparable with
+the ``bench:last_done`` time the workers record on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+from bench.common import (
+    RAW_CHANNEL,
+    RAW_LAYER_CONFIG,
+    TASKCHAN_CHANNEL,
+    make_content,
+    redis_url,
+)
+
+
+class Pacer:
+    """Sleep until job i is due, for a steady ``rate`` per second (0 = no pacing)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.start = time.perf_counter()
+
+    def delay(self, i: int) -> float:
+        if not self.rate:
+            return 0.0
+        return self.start + i / self.rate - time.perf_counter()
+
+
+def result(t_first: float, t_last: float, sent: int) -> dict:
+    elapsed = max(t_last - t_first, 1e-9)
+    return {"t_first": t_first, "t_last": t_last, "sent": sent, "send_per_s": sent / elapsed}
+
+
+async def produce_raw(count: int, target: int, rate: float, latency: bool) -> dict:
+    from channels_redis.core import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[redis_url()], **RAW_LAYER_CONFIG)
+    pacer = Pacer(rate)
+    t_first = time.time()
+    for i in range(count):
+        if (wait := pacer.delay(i)) > 0:
+            await asyncio.sleep(wait)
+        content = make_content(i, target, latency)
+        content["type"] = "bench.job"  # channels requires a "type" key
+        await layer.send(RAW_CHANNEL, content)
+    t_last = time.time()
+    await layer.close_pools()
+    return result(t_first, t_last, count)
+
+
+def produce_sync(send, count: int, target: int, rate: float, latency: bool) -> dict:
+    pacer = Pacer(rate)
+    t_first = time.time()
+    for i in range(count):
+        if (wait := pacer.delay(i)) > 0:
+            time.sleep(wait)
+        send(make_content(i, target, latency))
+    return result(t_first, time.time(), count)
+
+
+def produce_celery(count: int, target: int, rate: float, latency: bool) -> dict:
+    from bench.celery_app import noop
+
+    return produce_sync(noop.delay, count, target, rate, latency)
+
+
+def produce_taskchan(count: int, target: int, rate: float, latency: bool) -> dict:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+
+    django.setup()
+    import taskchan
+
+    def send(content: dict) -> None:
+        taskchan.send(TASKCHAN_CHANNEL, content)
+
+    return produce_sync(send, count, target, rate, latency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("system", choices=["raw", "celery", "taskchan"])
+    parser.add_argument("--count", type=int, required=True, help="jobs to send")
+    parser.add_argument(
+        "--target", type=int, required=True, help="the job count that ends the phase"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="jobs per second (0 = as fast as possible)"
+    )
+    parser.add_argument("--latency", action="store_true", help="stamp sent_at into each job")
+    args = parser.parse_args()
+    params = (args.count, args.target, args.rate, args.latency)
+    if args.system == "raw":
+        out = asyncio.run(produce_raw(*params))
+    elif args.system == "celery":
+        out = produce_celery(*params)
+    else:
+        out = produce_taskchan(*params)
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
