@@ -38,7 +38,25 @@ _EXPORTS = {
     "NotATaskchanLayer": "taskchan.exceptions",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    # Sending
+    "send",
+    "asend",
+    "send_on_commit",
+    # Consuming
+    "consumer",
+    "Message",
+    "Retry",
+    "Reject",
+    # Errors
+    "TaskchanError",
+    "InvalidChannelName",
+    "ContentNotSerializable",
+    "MessageTooLarge",
+    "StoreUnavailable",
+    "NotATaskchanLayer",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

@@ -47,7 +47,7 @@ class Settings:
         except KeyError:
             raise AttributeError(f"unknown taskchan setting {name!r}") from None
         value = getattr(django_settings, f"TASKCHAN_{name}", default)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise ImproperlyConfigured(
                 f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."

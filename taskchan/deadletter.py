@@ -68,8 +68,10 @@ def record(
             last_failed_at=_when(last.get("at")) or datetime.datetime.now(tz=datetime.UTC),
         )
         first = _when(errors[0].get("at")) if errors else None
-        row, created = FailedMessage.objects.update_or_create(
-            message_id=message_id, defaults=fields, create_defaults={**fields, "first_failed_at": first or fields["last_failed_at"]}
+        row, _created = FailedMessage.objects.update_or_create(
+            message_id=message_id,
+            defaults=fields,
+            create_defaults={**fields, "first_failed_at": first or fields["last_failed_at"]},
         )
         logger.error(
             "dead-lettered channel=%s message=%s reason=%s attempts=%s error=%s",

@@ -144,7 +144,7 @@ class Envelope:
             idempotency_key=self.idempotency_key,
             reply_channel=self.reply_channel,
             sent_at=self.sent_at,
-            errors=(self.errors + [error])[-MAX_ERRORS_KEPT:],
+            errors=[*self.errors, error][-MAX_ERRORS_KEPT:],
             traceback=traceback[-MAX_TRACEBACK_CHARS:] if traceback else None,
         )
 

@@ -63,7 +63,7 @@ class OutboxMessage(models.Model):
     channel = models.CharField(max_length=100)
     envelope = models.TextField()
     delay_ms = models.PositiveBigIntegerField(default=0)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

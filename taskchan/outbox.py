@@ -35,7 +35,7 @@ def send_on_commit(
         channel=channel,
         envelope=raw,
         delay_ms=delay_ms,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or "",
     )
     transaction.on_commit(lambda: relay(envelope.id, using=using), using=using, robust=True)
     return envelope.id

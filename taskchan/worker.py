@@ -389,7 +389,7 @@ class Worker:
             outcome = self._prepare(delivery)
             if delivery.reclaimed and self._runnable(outcome):
                 outcome.skipped = not await self._retry_redis(
-                    lambda: self.store.acharge(delivery, self.consumer_name), attempts=20
+                    lambda d=delivery: self.store.acharge(d, self.consumer_name), attempts=20
                 )
             if self._runnable(outcome):
                 try:

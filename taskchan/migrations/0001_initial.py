@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 ('channel', models.CharField(max_length=100)),
                 ('envelope', models.TextField()),
                 ('delay_ms', models.PositiveBigIntegerField(default=0)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
+                ('idempotency_key', models.CharField(blank=True, default='', max_length=200)),
                 ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
             ],
             options={

@@ -18,9 +18,9 @@ from importlib import resources
 from typing import Any
 
 import redis
-import redis.retry
-import redis.asyncio.retry
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
