@@ -30,8 +30,11 @@ run: $(STAMP)
 services:
 	bash .ci/services
 
+# Four pytest workers on this two-core machine: most tests wait on real
+# processes (workers, Redis, a browser), not on the CPU.
 test: $(STAMP) services
-	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -n 4 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
