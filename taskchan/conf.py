@@ -23,7 +23,7 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "VISIBILITY_TIMEOUT": (30.0, (int, float), "seconds a delivered message stays leased without a heartbeat"),
     "IDEMPOTENCY_WINDOW": (24 * 3600.0, (int, float), "seconds an idempotency key is kept after its message finished"),
     "SEND_RETRY_SECONDS": (3.0, (int, float), "how long send() retries a Redis that does not answer"),
-    "PREFETCH": (16, int, "messages a worker leases ahead per channel beyond those running"),
+    "PREFETCH": (16, int, "messages a worker leases ahead of those running (shared by its channels)"),
     "SHUTDOWN_GRACE": (30.0, (int, float), "seconds a stopping worker waits for running jobs"),
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
