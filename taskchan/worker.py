@@ -2,9 +2,10 @@
 
 One process, one asyncio loop, plus ``concurrency`` job threads:
 
-- the *fetcher* (loop) leases up to ``concurrency + prefetch`` messages with
-  one XREADGROUP for all channels; it never holds more, so a worker cannot
-  drain a channel into memory;
+- the *fetcher* (loop) leases messages with one XREADGROUP for all channels,
+  keeping at most ``concurrency + prefetch`` unfinished ones (finished ones
+  stay leased only until their batched ack lands), so a worker cannot drain a
+  channel into memory;
 - plain consumers run in ``concurrency`` long-lived *job threads* that pull
   from a queue (one channel's messages run side by side, unlike channels'
   worker); ``async def`` consumers run in as many *runner tasks* on the loop;
@@ -65,6 +66,9 @@ ACK_BATCH = 128
 ACK_DELAY = 0.005
 #: seconds to wait after a Redis error before trying again (grows up to 5 s)
 ERROR_BACKOFF = 0.1
+
+#: outcomes a job thread lets collect before waking the loop, while work is queued
+OUTCOME_BATCH = 16
 
 _STOP = object()  # tells a job thread to exit
 
@@ -360,8 +364,16 @@ class Worker:
         return retrying(self.store.charge, delivery, self.consumer_name)
 
     def _report(self, outcome: Outcome) -> None:
-        """From a job thread: queue the outcome, waking the loop once per batch."""
+        """From a job thread: queue the outcome, waking the loop once per batch.
+
+        While the threads still have plenty queued, outcomes collect without
+        waking the loop (each wake-up is a pipe write and a GIL hand-over);
+        the loop is woken when a batch has built up or the queue runs low and
+        needs refilling.
+        """
         self._outcomes.append(outcome)
+        if len(self._outcomes) < OUTCOME_BATCH and self._thread_queue.qsize() > self.concurrency:
+            return
         with self._notify_lock:
             if self._notify_pending:
                 return
