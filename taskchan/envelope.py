@@ -145,7 +145,7 @@ class Envelope:
             reply_channel=self.reply_channel,
             sent_at=self.sent_at,
             errors=[*self.errors, error][-MAX_ERRORS_KEPT:],
-            traceback=traceback[-MAX_TRACEBACK_CHARS:] if traceback else None,
+            traceback=traceback[-MAX_TRACEBACK_CHARS:] if traceback else self.traceback,
         )
 
 

@@ -251,6 +251,9 @@ class Worker:
                 break
             if item is not _STOP:
                 unstarted.append(item)
+        for d in unstarted:
+            if d.reclaimed:
+                d.raw = _with_lost_attempts(d)
         if unstarted:
             returned = await self._retry_redis(lambda: self.store.hand_back(unstarted), attempts=5)
             logger.info("handed %s unstarted message(s) back", returned)
@@ -635,6 +638,19 @@ class Worker:
         finally:
             for w in waits:
                 w.cancel()
+
+
+def _with_lost_attempts(delivery: Delivery) -> str:
+    """The envelope of a reclaimed, unstarted delivery with the attempts lost
+    with earlier workers folded in, so a hand-back keeps the crash count."""
+    try:
+        envelope = decode(delivery.raw, delivery.channel)
+    except MalformedEnvelope:
+        return delivery.raw  # dead-lettered as malformed wherever it is read next
+    lost = envelope.attempts_before + delivery.deliveries
+    return envelope.failed(
+        lost, "taskchan.WorkerLost", f"the worker running it was lost {delivery.deliveries} time(s)", None
+    ).encode()
 
 
 def _sweep_outbox() -> int:

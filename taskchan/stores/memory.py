@@ -161,9 +161,8 @@ class MemoryStore(StoreBase):
         with self._lock:
             for d in deliveries:
                 ch = self._channel(d.channel)
-                raw = ch.entries.get(d.entry_id)
-                if self._finish(ch, d.entry_id) and raw is not None:
-                    self._add(ch, raw)
+                if self._finish(ch, d.entry_id):
+                    self._add(ch, d.raw)
                     returned += 1
         self._wake()
         return returned

@@ -193,9 +193,9 @@ class RedisStore(StoreBase):
         returned = 0
         by_channel: dict[str, list[str]] = {}
         for d in deliveries:
-            by_channel.setdefault(d.channel, []).append(d.entry_id)
-        for channel, ids in by_channel.items():
-            returned += await scripts["handback"](keys=[self.keys.stream(channel)], args=[GROUP, *ids])
+            by_channel.setdefault(d.channel, []).extend((d.entry_id, d.raw))
+        for channel, pairs in by_channel.items():
+            returned += await scripts["handback"](keys=[self.keys.stream(channel)], args=[GROUP, *pairs])
         return returned
 
     async def extend(self, channel, consumer, entry_ids):

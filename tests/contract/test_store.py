@@ -436,6 +436,21 @@ async def test_hand_back_returns_unstarted_entries_unchanged_without_counting_a_
     assert [d.deliveries for d in reclaimed] == [2, 2]
 
 
+async def test_hand_back_requeues_the_envelope_the_worker_gives(store):
+    # A worker hands back a reclaimed delivery with the attempts lost with
+    # earlier workers folded into its envelope; the store keeps that envelope.
+    await store.prepare([CH])
+    await put(store, {"n": 1})
+    [held] = await store.fetch([CH], "A", 10, 0)
+    held.raw = '{"replaced": true}'
+
+    assert await store.hand_back([held]) == 1
+
+    [again] = await store.fetch([CH], "B", 10, 0)
+    assert again.raw == '{"replaced": true}'
+    assert (again.deliveries, again.reclaimed) == (1, False)
+
+
 async def test_hand_back_of_an_acked_entry_returns_nothing(store):
     await store.prepare([CH])
     await put(store)
