@@ -13,13 +13,21 @@ key                        type    lifetime                             written 
                                                                          (retries); score = due, unix ms
 ``P:i:CH:KEY``             STRING  delay + window while pending; then   send.lua (SET NX), ack and
                                    TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE)
-``P:n:CH:OUTCOME:MINUTE``  STRING  2 hours (EXPIRE)                     worker ack; OUTCOME is
-                                                                         ``processed`` or ``failed``
+``P:n:CH:OUTCOME:BUCKET``  STRING  2 hours (EXPIRE)                     worker ack; OUTCOME is
+                                                                         ``processed`` or ``failed``;
+                                                                         BUCKET = unix time // 10 s
 ``P:w``                    ZSET    members pruned 3 heartbeats after    worker heartbeat: id -> last
                                    their last one                       heartbeat, unix ms
 ``P:w:ID``                 STRING  3 heartbeats (EX)                    worker heartbeat: JSON of pid,
                                                                          host, channels, started
+``P:cel:ID:N``             STRING  until attempt N+1 ends; 7-day TTL    Celery hand-off (``handoff.py``):
+                                                                         starts of attempt N+1 of message
+                                                                         ID in a Celery worker
 =========================  ======  ===================================  ==================================
+
+For a channel that hands off to Celery, ``P:i:CH:KEY`` holds ``~ID`` while the
+publish to the broker is in flight, then ``ID`` (see ``handoff.py``); the
+messages themselves live in Celery's broker keys, not in ``P:q:CH``.
 
 A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``).
 The consumer group's pending-entries list is the lease table: an entry read
@@ -33,6 +41,15 @@ from __future__ import annotations
 GROUP = "workers"
 FIELD = "m"
 STATS_TTL_SECONDS = 2 * 3600
+#: width of one outcome-counter bucket; "the last minute" sums the last 6, so it
+#: is never more than 10 s off (whole-minute buckets read 0 just after a minute turns)
+STATS_BUCKET_SECONDS = 10
+BUCKETS_PER_MINUTE = 60 // STATS_BUCKET_SECONDS
+BUCKETS_PER_HOUR = 3600 // STATS_BUCKET_SECONDS
+
+
+def stats_bucket(now: float) -> int:
+    return int(now // STATS_BUCKET_SECONDS)
 
 
 class Keys:
@@ -50,8 +67,11 @@ class Keys:
     def idempotency(self, channel: str, key: str) -> str:
         return f"{self.prefix}:i:{channel}:{key}"
 
-    def counter(self, channel: str, outcome: str, minute: int) -> str:
-        return f"{self.prefix}:n:{channel}:{outcome}:{minute}"
+    def counter(self, channel: str, outcome: str, bucket: int) -> str:
+        return f"{self.prefix}:n:{channel}:{outcome}:{bucket}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:w:{worker_id}"
+
+    def celery_starts(self, message_id: str, attempts_before: int) -> str:
+        return f"{self.prefix}:cel:{message_id}:{attempts_before}"

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict, deque
 
 from .base import ChannelStats, Delivery, StoreBase
+from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, stats_bucket
 
 
 class _Channel:
@@ -135,11 +136,11 @@ class MemoryStore(StoreBase):
             self._idempotency[(channel, key)] = (message_id, time.time() + ms / 1000)
 
     async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
-        minute = int(time.time() // 60)
+        bucket = stats_bucket(time.time())
         with self._lock:
             for d in deliveries:
                 self._finish(self._channel(d.channel), d.entry_id)
-                counter = (d.channel, outcome, minute)
+                counter = (d.channel, outcome, bucket)
                 self._counters[counter] = self._counters.get(counter, 0) + 1
                 self._keep_key(d.channel, d.idempotency_key, idempotency_ms)
 
@@ -233,17 +234,18 @@ class MemoryStore(StoreBase):
 
     async def stats(self, channels):
         now_mono = time.monotonic()
-        minute = int(time.time() // 60)
+        bucket = stats_bucket(time.time())
+        last_minute = range(bucket - BUCKETS_PER_MINUTE + 1, bucket + 1)
+        last_hour = range(bucket - BUCKETS_PER_HOUR + 1, bucket + 1)
         result = []
         with self._lock:
             for name in channels:
                 ch = self._channel(name)
                 ages = [now_mono - lease[1] for lease in ch.pending.values()]
 
-                def count(outcome, minutes):
-                    return sum(self._counters.get((name, outcome, m), 0) for m in minutes)  # noqa: B023
+                def count(outcome, buckets):
+                    return sum(self._counters.get((name, outcome, b), 0) for b in buckets)  # noqa: B023
 
-                last_hour = range(minute - 59, minute + 1)
                 result.append(
                     ChannelStats(
                         channel=name,
@@ -252,9 +254,9 @@ class MemoryStore(StoreBase):
                         oldest_lease_age=max(ages) if ages else None,
                         scheduled=len(ch.scheduled),
                         next_due=ch.scheduled[0][0] if ch.scheduled else None,
-                        processed_last_minute=count("processed", [minute]),
+                        processed_last_minute=count("processed", last_minute),
                         processed_last_hour=count("processed", last_hour),
-                        failed_last_minute=count("failed", [minute]),
+                        failed_last_minute=count("failed", last_minute),
                         failed_last_hour=count("failed", last_hour),
                     )
                 )

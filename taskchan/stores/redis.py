@@ -25,7 +25,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from .base import ChannelStats, Delivery, StoreBase
-from .keys import FIELD, GROUP, STATS_TTL_SECONDS, Keys
+from .keys import (
+    BUCKETS_PER_HOUR,
+    BUCKETS_PER_MINUTE,
+    FIELD,
+    GROUP,
+    STATS_TTL_SECONDS,
+    Keys,
+    stats_bucket,
+)
 
 SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend", "charge")
 
@@ -165,14 +173,14 @@ class RedisStore(StoreBase):
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
             by_channel.setdefault(delivery.channel, []).append(delivery)
-        minute = int(time.time() // 60)
+        bucket = stats_bucket(time.time())
         pipe = client.pipeline(transaction=False)
         for channel, batch in by_channel.items():
             stream = self.keys.stream(channel)
             ids = [d.entry_id for d in batch]
             pipe.xack(stream, GROUP, *ids)
             pipe.xdel(stream, *ids)
-            counter = self.keys.counter(channel, outcome, minute)
+            counter = self.keys.counter(channel, outcome, bucket)
             pipe.incrby(counter, len(ids))
             pipe.expire(counter, STATS_TTL_SECONDS)
             for d in batch:
@@ -253,7 +261,8 @@ class RedisStore(StoreBase):
     async def stats(self, channels):
         client, _ = self._aclient()
         now = time.time()
-        minute = int(now // 60)
+        bucket = stats_bucket(now)
+        last_hour = range(bucket - BUCKETS_PER_HOUR + 1, bucket + 1)
         pipe = client.pipeline(transaction=False)
         for channel in channels:
             stream = self.keys.stream(channel)
@@ -265,7 +274,7 @@ class RedisStore(StoreBase):
             pipe.zcard(self.keys.scheduled(channel))
             pipe.zrange(self.keys.scheduled(channel), 0, 0, withscores=True)
             for outcome in ("processed", "failed"):
-                pipe.mget([self.keys.counter(channel, outcome, m) for m in range(minute - 59, minute + 1)])
+                pipe.mget([self.keys.counter(channel, outcome, b) for b in last_hour])
         replies = await pipe.execute(raise_on_error=False)
         result = []
         for i, channel in enumerate(channels):
@@ -280,9 +289,9 @@ class RedisStore(StoreBase):
                     oldest_lease_age=max(idles) / 1000 if idles else None,
                     scheduled=scheduled or 0,
                     next_due=first[0][1] / 1000 if first else None,
-                    processed_last_minute=int(processed[-1] or 0),
+                    processed_last_minute=sum(int(v or 0) for v in processed[-BUCKETS_PER_MINUTE:]),
                     processed_last_hour=sum(int(v or 0) for v in processed),
-                    failed_last_minute=int(failed[-1] or 0),
+                    failed_last_minute=sum(int(v or 0) for v in failed[-BUCKETS_PER_MINUTE:]),
                     failed_last_hour=sum(int(v or 0) for v in failed),
                 )
             )
