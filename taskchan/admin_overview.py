@@ -1,0 +1,200 @@
+"""The queue overview's data: every channel's queue, leases, schedule and rates, and the live workers.
+
+``collect()`` returns one JSON-ready dict that both the page (first render)
+and its JSON endpoint (every refresh) use, with each table cell already turned
+into text here, so the server and the browser show the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from urllib.parse import urlencode
+
+from django.db.models import Count
+from django.urls import reverse
+from django.utils import timezone
+
+from . import registry
+from .layers import get_store
+from .models import FailedMessage
+from .stores.base import ChannelStats
+
+#: how often the page fetches fresh numbers, in milliseconds
+REFRESH_MS = 3000
+
+CHANNEL_COLUMNS = [
+    "Channel",
+    "Consumer",
+    "Queued",
+    "In flight",
+    "Scheduled",
+    "Failed",
+    "Processed (1 min)",
+    "Processed (1 h)",
+    "Failed (1 min)",
+    "Failed (1 h)",
+]
+WORKER_COLUMNS = [
+    "Worker",
+    "Host",
+    "PID",
+    "Serves",
+    "Concurrency",
+    "Started",
+    "Processed",
+    "Failed",
+]
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min, 2 h 5 min, 3 d: short and rounded down."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{seconds // 86400} d"
+
+
+def _iso(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat()
+
+
+def _cell(text, *, href: str = "", title: str = "", numeric: bool = False) -> dict:
+    zero = numeric and str(text) == "0"
+    return {"text": str(text), "href": href, "title": title, "numeric": numeric, "zero": zero}
+
+
+def _channel_row(stats: ChannelStats, failed: int, now: float) -> dict:
+    consumer = registry.get_consumer(stats.channel)
+    in_flight = str(stats.in_flight)
+    if stats.in_flight and stats.oldest_lease_age is not None:
+        in_flight += f" (oldest {duration(stats.oldest_lease_age)})"
+    scheduled = str(stats.scheduled)
+    if stats.scheduled and stats.next_due is not None:
+        wait = stats.next_due - now
+        scheduled += (
+            f" (next in {duration(wait)})" if wait > 0 else f" (next due {duration(-wait)} ago)"
+        )
+    changelist = reverse("admin:taskchan_failedmessage_changelist")
+    counts = (
+        stats.queued,
+        stats.in_flight,
+        stats.scheduled,
+        failed,
+        stats.processed_last_hour,
+        stats.failed_last_hour,
+    )
+    return {
+        "key": stats.channel,
+        "idle": not any(counts),
+        "channel": stats.channel,
+        "consumer": consumer.name if consumer else "",
+        "queued": stats.queued,
+        "in_flight": stats.in_flight,
+        "oldest_lease_age": stats.oldest_lease_age,
+        "scheduled": stats.scheduled,
+        "next_due": stats.next_due,
+        "failed": failed,
+        "processed_last_minute": stats.processed_last_minute,
+        "processed_last_hour": stats.processed_last_hour,
+        "failed_last_minute": stats.failed_last_minute,
+        "failed_last_hour": stats.failed_last_hour,
+        "cells": [
+            _cell(stats.channel),
+            _cell(consumer.name if consumer else "(no consumer registered)"),
+            _cell(stats.queued, numeric=True),
+            _cell(in_flight, numeric=True),
+            _cell(scheduled, numeric=True, title=_iso(stats.next_due)),
+            _cell(
+                failed,
+                numeric=True,
+                href=f"{changelist}?{urlencode({'channel': stats.channel})}" if failed else "",
+            ),
+            _cell(stats.processed_last_minute, numeric=True),
+            _cell(stats.processed_last_hour, numeric=True),
+            _cell(stats.failed_last_minute, numeric=True),
+            _cell(stats.failed_last_hour, numeric=True),
+        ],
+    }
+
+
+def _worker_row(info: dict, now: float) -> dict:
+    started = info.get("started")
+    channels = info.get("channels") or []
+    return {
+        "key": str(info.get("id", "")),
+        **{
+            k: info.get(k)
+            for k in (
+                "id",
+                "host",
+                "pid",
+                "channels",
+                "concurrency",
+                "started",
+                "processed",
+                "failed",
+            )
+        },
+        "cells": [
+            _cell(info.get("id", "")),
+            _cell(info.get("host", "")),
+            _cell(info.get("pid", ""), numeric=True),
+            _cell(", ".join(map(str, channels))),
+            _cell(info.get("concurrency", ""), numeric=True),
+            _cell(f"{duration(now - started)} ago" if started else "", title=_iso(started)),
+            _cell(info.get("processed", ""), numeric=True),
+            _cell(info.get("failed", ""), numeric=True),
+        ],
+    }
+
+
+async def _read_store(store, extra_channels):
+    try:
+        channels = sorted(set(extra_channels) | set(await store.known_channels()))
+        stats = await store.stats(channels) if channels else []
+        workers = await store.workers()
+    finally:
+        aclose = getattr(store, "aclose", None)  # the client belongs to this call's event loop
+        if aclose is not None:
+            await aclose()
+    return stats, workers
+
+
+def collect(store=None) -> dict:
+    """Everything the overview shows, as a JSON-ready dict."""
+    store = store or get_store()
+    failed = dict(FailedMessage.objects.values_list("channel").annotate(n=Count("id")).order_by())
+    registered = set(registry.all_consumers())
+    error = ""
+    try:
+        # A sync view runs in a thread with no event loop: give the store's
+        # async API one of its own for this call.
+        stats, workers = asyncio.run(_read_store(store, registered | set(failed)))
+    except Exception as exc:  # Redis down or misbehaving: show what the database knows
+        error = f"Could not read the queues from {store!r}: {exc}"
+        stats = [ChannelStats(channel) for channel in sorted(registered | set(failed))]
+        workers = []
+    now = time.time()
+    generated = timezone.localtime()
+    return {
+        "generated_at": generated.isoformat(),
+        "generated_text": generated.strftime("%H:%M:%S %Z"),
+        "refresh_ms": REFRESH_MS,
+        "refresh_seconds": REFRESH_MS / 1000,
+        "error": error,
+        "channel_columns": CHANNEL_COLUMNS,
+        "worker_columns": WORKER_COLUMNS,
+        "channels": [_channel_row(s, failed.get(s.channel, 0), now) for s in stats],
+        "workers": [
+            _worker_row(w, now) for w in sorted(workers, key=lambda w: str(w.get("id", "")))
+        ],
+    }
