@@ -16,7 +16,7 @@ dir; the Redis on 6379 is never touched), then for each system:
 Every job runs the same no-op (bench/common.py: one INCR), so the difference
 between the rows is what each system costs per job. Usage:
 
-    python bench/bench.py [--jobs N] [--quick] [--only raw,celery,taskchan] [--json PATH]
+    python bench/bench.py [--jobs N] [--quick] [--only raw,celery,taskchan,handoff,relay] [--json PATH]
 """
 
 from __future__ import annotations
@@ -56,11 +56,24 @@ from bench.common import (  # noqa: E402
     PHASE_KEYS,
     RAW_CHANNEL,
     REDIS_URL_ENV,
+    RELAY_CHANNEL,
     TASKCHAN_CHANNEL,
 )
 
-SYSTEMS = ("raw", "celery", "taskchan")
-LABELS = {"raw": "raw channels_redis", "celery": "Celery", "taskchan": "taskchan"}
+#: "handoff": a taskchan channel with handoff="celery" (send() publishes to
+#: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
+#: worker relaying each message to Celery (opt-in: --only ...,relay).
+SYSTEMS = ("raw", "celery", "taskchan", "handoff", "relay")
+DEFAULT_SYSTEMS = ("raw", "celery", "taskchan", "handoff")
+LABELS = {
+    "raw": "raw channels_redis",
+    "celery": "Celery",
+    "taskchan": "taskchan",
+    "handoff": "taskchan→celery",
+    "relay": "taskchan→worker→celery",
+}
+#: Systems whose processes run under Django (and need its throw-away database).
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay")
 #: Where each system holds queued jobs (Redis command, key), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -68,6 +81,8 @@ QUEUED = {
     "raw": ("zcard", "asgi" + RAW_CHANNEL),
     "celery": ("llen", CELERY_QUEUE),
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "handoff": ("llen", CELERY_QUEUE),
+    "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
 }
 #: Jobs sent (and waited for) after a worker starts and before it is timed.
 WARMUP_JOBS = 20
@@ -264,18 +279,28 @@ class Bench:
                 BENCH_SQLITE_PATH=str(workdir / "db.sqlite3"),
             ),
         }
+        # The hand-off rows: taskchan's settings plus the hand-off consumers;
+        # their Celery worker is the project's app under Django.
+        self.envs["handoff"] = self.envs["relay"] = dict(
+            self.envs["taskchan"], DJANGO_SETTINGS_MODULE="bench.settings_handoff"
+        )
 
     def worker_cmd(self, system: str) -> list[str]:
         py = sys.executable
         if system == "raw":
             return [py, "-m", "bench.raw_worker"]
-        if system == "celery":
-            return [
-                py, "-m", "celery", "-A", "bench.celery_app", "worker",
-                "--pool", "threads", "--concurrency", "4",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-Q", "bench", "--loglevel", "WARNING",
-            ]  # fmt: skip
+        # The same Celery worker configuration for the Celery and hand-off rows;
+        # only the app differs (bench's plain one, or the project's under Django).
+        celery = [
+            py, "-m", "celery", "-A", "bench.celery_app" if system == "celery" else "project", "worker",
+            "--pool", "threads", "--concurrency", "4",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-Q", CELERY_QUEUE, "--loglevel", "WARNING",
+        ]  # fmt: skip
+        if system in ("celery", "handoff"):
+            return celery
+        if system == "relay":
+            return [py, "-m", "bench.relay_worker", *celery]
         return [py, "manage.py", "runworker", "taskchan.bench", "--concurrency", "4"]
 
     # -- steps
@@ -357,7 +382,7 @@ class Bench:
     def run(self, system: str, res: dict) -> None:
         """Measure one system into ``res``; what was measured before a failure stays there."""
         n, a = self.args.jobs, self.args
-        if system == "taskchan":
+        if system in DJANGO_SYSTEMS:
             self.migrate(res)
         self.r.flushall()
 
@@ -553,6 +578,8 @@ def report(results: dict, params: dict) -> str:
                 " rate, so its latency includes a growing queue (try a lower --latency-rate)"
             )
     for name, (a, b, path) in RATIOS.items():
+        if a not in results or b not in results:
+            continue
         r = ratio(results, a, b, *path)
         out.append(f"{name}: {'n/a' if r is None else f'{r:.2f}x'}")
     return "\n".join(out)
@@ -562,6 +589,14 @@ RATIOS = {
     "taskchan/raw end-to-end": ("taskchan", "raw", ("end_to_end", "jobs_per_s")),
     "taskchan/celery end-to-end": ("taskchan", "celery", ("end_to_end", "jobs_per_s")),
     "taskchan/raw send": ("taskchan", "raw", ("send_only", "send_per_s")),
+    # What choosing handoff="celery" for a channel costs (taskchan/handoff.py).
+    "taskchan→celery/taskchan end-to-end": ("handoff", "taskchan", ("end_to_end", "jobs_per_s")),
+    "taskchan→celery/celery end-to-end": ("handoff", "celery", ("end_to_end", "jobs_per_s")),
+    "taskchan→celery/taskchan send": ("handoff", "taskchan", ("send_only", "send_per_s")),
+    "taskchan→celery/celery send": ("handoff", "celery", ("send_only", "send_per_s")),
+    # The hand-off design not chosen, against the one shipped (only with --only ...,relay).
+    "relay/taskchan→celery end-to-end": ("relay", "handoff", ("end_to_end", "jobs_per_s")),
+    "relay/taskchan→celery p50": ("relay", "handoff", ("latency", "p50_ms")),
 }
 
 
@@ -588,7 +623,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="smoke test: 2000 jobs, 1 s latency run")
     p.add_argument(
-        "--only", default=",".join(SYSTEMS), help="comma-separated subset of: raw,celery,taskchan"
+        "--only",
+        default=",".join(DEFAULT_SYSTEMS),
+        help=f"comma-separated subset of: {','.join(SYSTEMS)} (default {','.join(DEFAULT_SYSTEMS)})",
     )
     p.add_argument(
         "--repeat",

@@ -32,6 +32,10 @@ PHASE_KEYS = (DONE_KEY, LAST_DONE_KEY, LATENCY_KEY)
 RAW_CHANNEL = "bench.raw"
 TASKCHAN_CHANNEL = "taskchan.bench"
 CELERY_QUEUE = "bench"
+#: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
+HANDOFF_CHANNEL = "taskchan.bench-handoff"
+#: The other design, for comparison: a taskchan worker relays each message to Celery.
+RELAY_CHANNEL = "taskchan.bench-relay"
 
 #: channels_redis options for the raw baseline. The capacity must hold a whole
 #: run (the default of 100 would raise ChannelFull as soon as the producer is

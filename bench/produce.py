@@ -20,12 +20,17 @@ import os
 import time
 
 from bench.common import (
+    HANDOFF_CHANNEL,
     RAW_CHANNEL,
     RAW_LAYER_CONFIG,
+    RELAY_CHANNEL,
     TASKCHAN_CHANNEL,
     make_content,
     redis_url,
 )
+
+#: The taskchan channel each taskchan-based system sends to.
+CHANNELS = {"taskchan": TASKCHAN_CHANNEL, "handoff": HANDOFF_CHANNEL, "relay": RELAY_CHANNEL}
 
 
 class Pacer:
@@ -79,7 +84,9 @@ def produce_celery(count: int, target: int, rate: float, latency: bool) -> dict:
     return produce_sync(noop.delay, count, target, rate, latency)
 
 
-def produce_taskchan(count: int, target: int, rate: float, latency: bool) -> dict:
+def produce_taskchan(
+    count: int, target: int, rate: float, latency: bool, channel: str = TASKCHAN_CHANNEL
+) -> dict:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
@@ -87,14 +94,14 @@ def produce_taskchan(count: int, target: int, rate: float, latency: bool) -> dic
     import taskchan
 
     def send(content: dict) -> None:
-        taskchan.send(TASKCHAN_CHANNEL, content)
+        taskchan.send(channel, content)
 
     return produce_sync(send, count, target, rate, latency)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("system", choices=["raw", "celery", "taskchan"])
+    parser.add_argument("system", choices=["raw", "celery", *CHANNELS])
     parser.add_argument("--count", type=int, required=True, help="jobs to send")
     parser.add_argument(
         "--target", type=int, required=True, help="the job count that ends the phase"
@@ -110,7 +117,7 @@ def main() -> None:
     elif args.system == "celery":
         out = produce_celery(*params)
     else:
-        out = produce_taskchan(*params)
+        out = produce_taskchan(*params, channel=CHANNELS[args.system])
     print(json.dumps(out), flush=True)
 
 

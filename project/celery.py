@@ -1,7 +1,19 @@
 """The Celery app, for channels that hand their work to Celery.
 
 Run a worker with ``celery -A project worker``.  Its settings are the
-``CELERY_*`` names in ``project/settings.py``.
+``CELERY_*`` names in ``project/settings.py`` (JSON only, ``task_acks_late``,
+``task_reject_on_worker_lost``; the broker is ``REDIS_URL``).
+
+``app.autodiscover_tasks()`` imports every installed app's ``tasks.py``, which
+registers taskchan's one task, ``taskchan.run_handed_off`` (``taskchan/tasks.py``);
+the Django fix-up runs ``django.setup()`` first, which autodiscovers the
+consumers it runs.
+
+``CELERY_VISIBILITY_TIMEOUT`` (environment, seconds) sets the Redis broker's
+``visibility_timeout``: how long a task taken by a worker that died
+unacknowledged waits before another worker gets it.  Unset, it is kombu's
+default, 3600 s, which must exceed your longest job plus its longest delay or
+retry backoff (``docs/celery.md``).  The tests set a few seconds.
 """
 
 import os
@@ -13,3 +25,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _visibility_timeout_from_env(sender, **kwargs):
+    seconds = os.environ.get("CELERY_VISIBILITY_TIMEOUT")
+    if not seconds:
+        return
+    seconds = float(seconds)
+    sender.conf.broker_transport_options = {
+        **(sender.conf.broker_transport_options or {}),
+        "visibility_timeout": seconds,
+        # Look for lapsed tasks often enough for so short a timeout (kombu's
+        # default sweep is every 10 s x 10).
+        "unacked_restore_interval": max(1, min(10, int(seconds // 3))),
+        "unacked_restore_throttle": 1,
+    }

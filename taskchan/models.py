@@ -35,10 +35,23 @@ class FailedMessage(models.Model):
     reply_channel = models.CharField(max_length=255, blank=True)
     retried_at = models.DateTimeField(null=True, blank=True)
     retried_as = models.CharField(max_length=64, blank=True, help_text="id of the message it was re-sent as")
+    ran_under_celery = models.BooleanField(
+        default=False, help_text="its attempts ran in a Celery worker (a channel with handoff=\"celery\")"
+    )
+    original_content = models.JSONField(
+        null=True, blank=True, help_text="the content as it failed, when it was edited before a retry"
+    )
 
     class Meta:
         ordering = ["-last_failed_at", "-id"]
         permissions = [("retry_failedmessage", "Can retry failed messages")]
+        # The admin lists a filtered channel/consumer/error type newest first
+        # by walking one of these, however many rows the table holds.
+        indexes = [
+            models.Index(fields=["channel", "last_failed_at"], name="taskchan_fm_channel_time"),
+            models.Index(fields=["consumer", "last_failed_at"], name="taskchan_fm_consumer_time"),
+            models.Index(fields=["last_error_type", "last_failed_at"], name="taskchan_fm_errtype_time"),
+        ]
 
     def __str__(self):
         return f"{self.channel} {self.message_id} ({self.get_reason_display()})"
@@ -52,6 +65,19 @@ class FailedMessage(models.Model):
         self.retried_as = new_id
         self.save(update_fields=["retried_at", "retried_as"])
         return new_id
+
+
+class QueueOverview(models.Model):
+    """No table: the admin's queue overview page hangs on it, with its own permission."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_queue_overview", "Can view the queue overview")]
+        verbose_name = verbose_name_plural = "queue overview"
+
+    def __str__(self):
+        return "queue overview"
 
 
 class OutboxMessage(models.Model):

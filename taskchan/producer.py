@@ -19,6 +19,7 @@ from .conf import settings
 from .envelope import Envelope, encode_content, validate_channel
 from .exceptions import StoreUnavailable
 from .layers import get_store
+from .registry import get_consumer
 from .stores.base import StoreBase
 
 logger = logging.getLogger("taskchan.producer")
@@ -41,6 +42,10 @@ def _prepare(channel, content, delay, max_attempts, idempotency_key, reply_chann
         raise ValueError("idempotency_key must be a non-empty str of at most 200 characters")
     if reply_channel is not None and not isinstance(reply_channel, str):
         raise ValueError("reply_channel must be a channel name (str)")
+    if (consumer := _hands_off(channel)) is not None:
+        from . import handoff  # Celery hand-off: imported only where a channel hands off
+
+        handoff.check(consumer, delay)
     envelope = Envelope.new(
         channel,
         content,
@@ -49,6 +54,12 @@ def _prepare(channel, content, delay, max_attempts, idempotency_key, reply_chann
         reply_channel=reply_channel,
     )
     return envelope, int((delay or 0) * 1000), envelope.encode(content_json)
+
+
+def _hands_off(channel):
+    """The consumer of ``channel`` if it hands its messages to Celery (taskchan/handoff.py), else None."""
+    consumer = get_consumer(channel)
+    return consumer if consumer is not None and consumer.handoff else None
 
 
 def _unavailable(store, exc) -> StoreUnavailable:
@@ -73,6 +84,13 @@ def _retrying(cls):
 def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
     """Store an already validated envelope, retrying a Redis that does not answer."""
     store = store or get_store()
+    if (consumer := _hands_off(channel)) is not None:
+        from . import handoff
+
+        if handoff.active(store):
+            return handoff.publish(
+                consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
+            )
     options = {
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,
@@ -90,6 +108,13 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
 
 async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
     store = store or get_store()
+    if (consumer := _hands_off(channel)) is not None:
+        from . import handoff
+
+        if handoff.active(store):
+            return await handoff.apublish(
+                consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
+            )
     options = {
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,

@@ -126,3 +126,74 @@ def fw_crash_if(message):
     if message.content.get("crash"):
         os.kill(os.getpid(), signal.SIGKILL)
     _mark("t:done", message)
+
+
+# --- consumers of the Celery hand-off tests (tests/celery/) -------------------
+# Channels with handoff="celery" run in a Celery worker (celery -A project worker).
+
+
+@taskchan.consumer("taskchan.cel.record", max_attempts=3, handoff="celery")
+def cel_record(message):
+    _mark("t:done", message)
+
+
+@taskchan.consumer("taskchan.cel.async", handoff="celery")
+async def cel_async_record(message):
+    await asyncio.sleep(0)
+    rec().rpush("t:done", f"{message.id}|{message.attempt}|{os.getpid()}")
+
+
+@taskchan.consumer("taskchan.cel.flaky", max_attempts=4, backoff=lambda state: 0.05, handoff="celery")
+def cel_flaky(message):
+    """Fails until attempt content["succeed_on"]."""
+    _mark("t:started", message)
+    if message.attempt < message.content.get("succeed_on", 2):
+        raise RuntimeError(f"flaky failure on attempt {message.attempt}")
+    _mark("t:done", message)
+
+
+@taskchan.consumer("taskchan.cel.poison", max_attempts=3, backoff=lambda state: 0.05, handoff="celery")
+def cel_poison(message):
+    _mark("t:started", message)
+    raise ValueError(f"poison under Celery, attempt {message.attempt}")
+
+
+@taskchan.consumer("taskchan.cel.reject", max_attempts=5, handoff="celery")
+def cel_reject(message):
+    _mark("t:started", message)
+    raise taskchan.Reject("not for us")
+
+
+@taskchan.consumer("taskchan.cel.slow", max_attempts=5, handoff="celery")
+def cel_slow(message):
+    """Sleeps content["seconds"]; marks start and end."""
+    _mark("t:started", message)
+    time.sleep(float(message.content.get("seconds", 1)))
+    _mark("t:done", message)
+
+
+@taskchan.consumer("taskchan.cel.crash", max_attempts=2, handoff="celery")
+def cel_crash(message):
+    """Kills its own Celery worker every time (a crash loop)."""
+    _mark("t:started", message)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@taskchan.consumer("taskchan.cel.toggle", max_attempts=1)
+def cel_toggle(message):
+    """A plain taskchan channel (no hand-off): fails while the Redis key t:fail is set."""
+    if rec().get("t:fail"):
+        raise RuntimeError("t:fail is set")
+    _mark("t:done", message)
+
+
+# --- consumers of the admin tests (tests/admin/) -----------------------------
+
+
+@taskchan.consumer("taskchan.adm.fail_once", max_attempts=1)
+def adm_fail_once(message):
+    """Fails the first message with a given content["key"] (one attempt: dead-lettered at
+    once); a later message with the same key - the admin's retry - marks done."""
+    if rec().set(f"t:adm:first:{message.content['key']}", message.id, nx=True):
+        raise RuntimeError(f"first run for key {message.content['key']!r} fails")
+    _mark("t:done", message)
