@@ -3,12 +3,15 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path
 
 from project import views
+from taskchan.metrics import metrics_view
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("jobs/", views.submit_job, name="submit-job"),
     path("jobs/<str:message_id>/", views.job_status, name="job-status"),
     path("admin/", admin.site.urls),
+    # Prometheus scrape target: no login; restrict it at the proxy (docs/configuration.md).
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 # Serves the admin's CSS under plain daphne when DEBUG is on (empty otherwise).

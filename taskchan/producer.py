@@ -15,6 +15,7 @@ import tenacity
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import metrics
 from .conf import settings
 from .envelope import Envelope, encode_content, validate_channel
 from .exceptions import StoreUnavailable
@@ -97,11 +98,11 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
         "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
     }
     try:
-        return store.send(channel, raw, message_id, **options)
+        return metrics.sent(channel, store.send(channel, raw, message_id, **options))
     except TRANSIENT:
         pass  # the common case pays nothing for retry machinery
     try:
-        return _retrying(tenacity.Retrying)(store.send, channel, raw, message_id, **options)
+        return metrics.sent(channel, _retrying(tenacity.Retrying)(store.send, channel, raw, message_id, **options))
     except TRANSIENT as exc:
         raise _unavailable(store, exc) from exc
 
@@ -121,11 +122,13 @@ async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=
         "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
     }
     try:
-        return await store.asend(channel, raw, message_id, **options)
+        return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))
     except TRANSIENT:
         pass
     try:
-        return await _retrying(tenacity.AsyncRetrying)(store.asend, channel, raw, message_id, **options)
+        return metrics.sent(
+            channel, await _retrying(tenacity.AsyncRetrying)(store.asend, channel, raw, message_id, **options)
+        )
     except TRANSIENT as exc:
         raise _unavailable(store, exc) from exc
 

@@ -45,7 +45,7 @@ import tenacity
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
-from . import deadletter, outbox, registry, retry
+from . import deadletter, metrics, outbox, registry, retry
 from .conf import settings
 from .envelope import Envelope, MalformedEnvelope, decode
 from .layers import get_store
@@ -338,6 +338,7 @@ class Worker:
             if delivery.reclaimed and self._runnable(outcome):
                 outcome.skipped = not self._charge_sync(delivery)
             if self._runnable(outcome):
+                started = metrics.job_started(delivery.channel, outcome.envelope.sent_at)
                 try:
                     outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
                     outcome.ok = True
@@ -345,6 +346,7 @@ class Worker:
                     outcome.exc = exc
                     outcome.traceback = traceback_module.format_exc()
                 finally:
+                    metrics.job_finished(delivery.channel, started)
                     # Django's request hygiene, once per job rather than before
                     # and after (it costs a thread-local lookup per call): drop
                     # connections that broke or passed CONN_MAX_AGE, so the next
@@ -407,12 +409,14 @@ class Worker:
                     lambda d=delivery: self.store.acharge(d, self.consumer_name), attempts=20
                 )
             if self._runnable(outcome):
+                started = metrics.job_started(delivery.channel, outcome.envelope.sent_at)
                 try:
                     await outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
                     outcome.ok = True
                 except Exception as exc:
                     outcome.exc = exc
                     outcome.traceback = traceback_module.format_exc()
+                metrics.job_finished(delivery.channel, started)
             self._settle(outcome)
 
     def _settle(self, outcome: Outcome) -> None:
@@ -425,6 +429,7 @@ class Worker:
             return
         if outcome.ok:
             self.processed += 1
+            metrics.processed(delivery.channel)
             # Finished: it no longer counts against concurrency + prefetch (the
             # bound on work held), though it stays leased until its ack lands,
             # at most ACK_DELAY later; heartbeats cover it meanwhile.
@@ -489,6 +494,7 @@ class Worker:
             ),
             attempts=20,
         )
+        metrics.retried(delivery.channel)
 
     async def _dead_letter(self, delivery, envelope, reason, *, error="", consumer="", attempts=0, max_attempts=None):
         loop = asyncio.get_running_loop()
@@ -506,6 +512,7 @@ class Worker:
             logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
             return
         await self._retry_redis(lambda: self.store.ack([delivery], outcome="failed"), attempts=20)
+        metrics.dead_lettered(delivery.channel)
 
     # -- acking -------------------------------------------------------------
 
@@ -581,6 +588,7 @@ class Worker:
             reclaimed = await self.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
             if reclaimed:
                 logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
+                metrics.redelivered(channel, len(reclaimed))
                 self._enqueue(reclaimed)
 
     async def _housekeeping(self) -> None:

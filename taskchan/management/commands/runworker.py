@@ -56,6 +56,10 @@ class Command(BaseCommand):
             "--grace", type=float, default=None,
             help="seconds to let running jobs finish after SIGTERM (default TASKCHAN_SHUTDOWN_GRACE)",
         )
+        parser.add_argument(
+            "--metrics-port", type=int, default=None,
+            help="serve Prometheus metrics of this worker on http://0.0.0.0:PORT/metrics",
+        )
 
     def handle(self, *args, **options):
         self._configure_logging(options["verbosity"])
@@ -71,6 +75,10 @@ class Command(BaseCommand):
         if options["prefetch"] is not None and options["prefetch"] < 0:
             raise CommandError("--prefetch must be 0 or more")
 
+        if options["metrics_port"] is not None:
+            from taskchan import metrics
+
+            metrics.start_server(options["metrics_port"])
         worker = None
         if taskchan_channels:
             worker = Worker(

@@ -1,0 +1,249 @@
+"""Prometheus metrics: what was sent, how jobs ended, how long they took, and the queues.
+
+Counters and histograms (all labelled ``channel``) are counted where things
+happen, in the process where they happen:
+
+- ``taskchan_messages_sent_total``: stored by ``send()``/``asend()``/the
+  outbox relay, in the *sending* process (web, shell, worker sending follow-ups);
+- ``taskchan_messages_processed_total``, ``..._retried_total``,
+  ``..._dead_lettered_total``, ``..._redelivered_total`` (a lapsed lease
+  reclaimed from a dead worker), ``taskchan_job_duration_seconds`` and
+  ``taskchan_job_start_delay_seconds`` (from send to the start of this
+  attempt; a retry's includes its backoff), in the *worker* process.
+
+Gauges (``taskchan_queue_depth``, ``taskchan_in_flight``,
+``taskchan_scheduled``, ``taskchan_oldest_lease_age_seconds``,
+``taskchan_store_up``) are read from the store at scrape time by
+``StoreCollector``, so every process exposing them reports the same values.
+
+Exposing them:
+
+- ``runworker --metrics-port PORT`` serves the worker's own counters (and the
+  gauges) on ``http://0.0.0.0:PORT/metrics`` with prometheus_client's HTTP
+  server; scrape every worker.
+- ``metrics_view`` is a plain Django view (no login: a scraper has no
+  session) serving the web process's counters and the gauges; mount it, e.g.
+  ``path("metrics", taskchan.metrics.metrics_view)``, and protect it outside
+  Django (serve it only on an internal network, or have the proxy require a
+  token or an IP allow-list), since queue names and volumes are visible to
+  anyone who can read it.
+
+Multi-process note: prometheus_client keeps counters in process memory, so
+every process counts only what it did itself and a worker's numbers are lost
+when it restarts (Prometheus' ``rate()`` copes with resets).  Under a
+multi-process web server (gunicorn with several workers) a scrape of
+``/metrics`` reaches one of them at random: set ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode) before the processes start, and
+``metrics_view`` then aggregates every process's files.  Workers are better
+scraped one by one through ``--metrics-port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+_LABELS = ("channel",)
+
+SENT = Counter("taskchan_messages_sent", "Messages stored for a channel by send()", _LABELS)
+PROCESSED = Counter("taskchan_messages_processed", "Jobs that finished successfully", _LABELS)
+RETRIED = Counter("taskchan_messages_retried", "Failed attempts rescheduled for a retry", _LABELS)
+DEAD_LETTERED = Counter(
+    "taskchan_messages_dead_lettered",
+    "Messages that ended as a FailedMessage (exhausted, rejected, worker lost, malformed)",
+    _LABELS,
+)
+REDELIVERED = Counter(
+    "taskchan_messages_redelivered", "Lapsed leases (a dead worker's messages) reclaimed by this worker", _LABELS
+)
+DURATION = Histogram(
+    "taskchan_job_duration_seconds",
+    "Time a consumer ran, per attempt",
+    _LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf")),
+)
+START_DELAY = Histogram(
+    "taskchan_job_start_delay_seconds",
+    "Time from send to the start of an attempt (includes delays and retry backoff)",
+    _LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, float("inf")),
+)
+
+# channel -> (sent, processed, retried, dead lettered, redelivered, duration, start delay) children.
+# ``.labels()`` takes a lock and builds a tuple on every call; the hot path
+# looks its children up here instead.  A racing first insert is harmless:
+# ``.labels()`` returns the same child to both threads.
+_children: dict[str, tuple] = {}
+
+
+def _for(channel: str) -> tuple:
+    children = _children.get(channel)
+    if children is None:
+        children = _children[channel] = tuple(
+            metric.labels(channel) for metric in (SENT, PROCESSED, RETRIED, DEAD_LETTERED, REDELIVERED,
+                                                   DURATION, START_DELAY)
+        )
+    return children
+
+
+# -- hooks (producer.py, worker.py) ------------------------------------------
+
+
+def sent(channel: str, result=None):
+    """Count a stored message; returns ``result`` so a ``return`` can wrap the store call."""
+    _for(channel)[0].inc()
+    return result
+
+
+def processed(channel: str) -> None:
+    _for(channel)[1].inc()
+
+
+def retried(channel: str) -> None:
+    _for(channel)[2].inc()
+
+
+def dead_lettered(channel: str) -> None:
+    _for(channel)[3].inc()
+
+
+def redelivered(channel: str, count: int = 1) -> None:
+    _for(channel)[4].inc(count)
+
+
+def job_started(channel: str, sent_at: float) -> float:
+    """Observe send-to-start; return the start time for ``job_finished``."""
+    if sent_at:
+        _for(channel)[6].observe(max(0.0, time.time() - sent_at))
+    return time.perf_counter()
+
+
+def job_finished(channel: str, started: float) -> None:
+    _for(channel)[5].observe(time.perf_counter() - started)
+
+
+# -- gauges, read from the store at scrape time --------------------------------
+
+
+class StoreCollector:
+    """Queue depth, in flight, scheduled and oldest lease age per channel, from ``store.stats()``.
+
+    Uses the overview's data gathering (``admin_overview._read_store``): the
+    channels the store knows plus every registered consumer's.
+    """
+
+    def __init__(self, store=None):
+        self._store = store
+
+    def describe(self):
+        return []  # do not read Redis when registering
+
+    def collect(self):
+        from . import registry
+        from .admin_overview import _read_store
+        from .layers import get_store
+
+        up = GaugeMetricFamily("taskchan_store_up", "1 if the store answered this scrape, else 0")
+        families = {
+            "queued": GaugeMetricFamily("taskchan_queue_depth", "Messages waiting, not leased", labels=_LABELS),
+            "in_flight": GaugeMetricFamily("taskchan_in_flight", "Messages leased to a worker", labels=_LABELS),
+            "scheduled": GaugeMetricFamily(
+                "taskchan_scheduled", "Delayed sends and retries waiting for their time", labels=_LABELS
+            ),
+            "oldest_lease_age": GaugeMetricFamily(
+                "taskchan_oldest_lease_age_seconds",
+                "Seconds since the longest-held lease was taken or renewed",
+                labels=_LABELS,
+            ),
+        }
+        try:
+            store = self._store or get_store()
+            stats, _workers = _run(_read_store(store, set(registry.all_consumers())))
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        for s in stats:
+            for name, family in families.items():
+                value = getattr(s, name)
+                if value is not None:
+                    family.add_metric([s.channel], value)
+        yield from families.values()
+
+
+def _run(coro):
+    """Run ``coro`` to completion from sync code, even when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    result = {}
+
+    def target():
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+_install_lock = threading.Lock()
+_collector: StoreCollector | None = None
+
+
+def install(registry=REGISTRY) -> None:
+    """Register the gauges' collector on the default registry (once per process)."""
+    global _collector
+    with _install_lock:
+        if _collector is None:
+            _collector = StoreCollector()
+            registry.register(_collector)
+
+
+def _registry():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(StoreCollector())
+        return registry
+    install()
+    return REGISTRY
+
+
+def metrics_view(request):
+    """``/metrics`` for a Prometheus scraper: this process's counters plus the queue gauges.
+
+    No authentication of its own; protect it where it is served (see the module docstring).
+    """
+    from django.http import HttpResponse
+
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def start_server(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a scraper must reach it
+    """Serve ``/metrics`` from a daemon thread of this process (``runworker --metrics-port``)."""
+    install()
+    start_http_server(port, addr=addr)

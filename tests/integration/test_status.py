@@ -1,0 +1,122 @@
+"""``manage.py taskchan_status``: the table, ``--json`` and its health-check exit codes, on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+import taskchan
+from taskchan.layers import get_store
+from taskchan.models import FailedMessage
+from tests.conftest import done_records, free_port, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def status(manage, redis_url, *args, **env):
+    proc = manage(["taskchan_status", *args], redis_url=redis_url, name="status", **env)
+    code = proc.wait(60)
+    return code, proc.output()
+
+
+def test_healthy_table_and_json_with_a_live_worker(use_redis_layer, redis_client, worker, manage):
+    ids = [taskchan.send("taskchan.t.record", {"n": n}) for n in range(3)]
+    proc = worker("taskchan.t.record")
+    wait_for(lambda: len(done_records(redis_client)) == 3, timeout=30, message="3 jobs done")
+    wait_for(lambda: redis_client.zcard("taskchan:w"), timeout=10, message="worker registered")
+
+    code, out = status(manage, use_redis_layer)
+    assert code == 0, out
+    assert "Channel" in out and "Queued" in out and "In flight" in out
+    assert "taskchan.t.record" in out
+    assert f":{proc.pid}:" in out  # the live worker, with what it serves
+    assert out.rstrip().endswith("OK")
+
+    code, out = status(manage, use_redis_layer, "--json", "taskchan.t.rec*")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["healthy"] is True and data["problems"] == []
+    assert [c["channel"] for c in data["channels"]] == ["taskchan.t.record"]
+    row = data["channels"][0]
+    for field in ("queued", "in_flight", "oldest_lease_age", "scheduled", "failed", "lapsed",
+                  "processed_last_minute", "processed_last_hour", "failed_last_minute", "failed_last_hour"):
+        assert field in row
+    assert row["processed_last_minute"] == len(ids)
+    assert row["queued"] == 0 and row["failed"] == 0 and row["lapsed"] == 0
+    [live] = [w for w in data["workers"] if w["pid"] == proc.pid]
+    assert live["channels"] == ["taskchan.t.record"]
+
+
+def test_queued_and_scheduled_counts_without_a_worker(use_redis_layer, manage):
+    for n in range(4):
+        taskchan.send("taskchan.t.record", {"n": n})
+    taskchan.send("taskchan.t.record", {"n": 9}, delay=600)
+
+    code, out = status(manage, use_redis_layer, "--json", "taskchan.t.record")
+    assert code == 0, out
+    [row] = json.loads(out)["channels"]
+    assert (row["queued"], row["in_flight"], row["scheduled"]) == (4, 0, 1)
+    assert json.loads(out)["workers"] == []
+
+
+def test_a_failed_message_exits_1_unless_allowed(use_redis_layer, worker, manage):
+    worker("taskchan.t.poison")
+    taskchan.send("taskchan.t.poison", {})
+    wait_for(lambda: FailedMessage.objects.filter(channel="taskchan.t.poison").exists(), timeout=30,
+             message="dead letter")
+
+    code, out = status(manage, use_redis_layer)
+    assert code == 1, out
+    assert "taskchan.t.poison: 1 failed message(s)" in out
+    assert "--max-failed 0" in out
+
+    code, out = status(manage, use_redis_layer, "--json")
+    assert code == 1, out
+    data = json.loads(out)
+    assert data["healthy"] is False
+    assert {c["channel"]: c["failed"] for c in data["channels"]}["taskchan.t.poison"] == 1
+
+    assert status(manage, use_redis_layer, "--max-failed", "1")[0] == 0
+    assert status(manage, use_redis_layer, "taskchan.t.record")[0] == 0  # filtered out
+    FailedMessage.objects.update(retried_at="2024-01-01T00:00Z")  # retried: no longer counts
+    assert status(manage, use_redis_layer)[0] == 0
+
+
+def test_a_lapsed_lease_exits_1(use_redis_layer, manage):
+    store = get_store()
+    taskchan.send("taskchan.t.record", {"n": 1})
+    taskchan.send("taskchan.t.record", {"n": 2})
+
+    async def lease():
+        try:
+            await store.prepare(["taskchan.t.record"])
+            return await store.fetch(["taskchan.t.record"], "ghost-worker", 10, 100)
+        finally:
+            await store.aclose()
+
+    assert len(asyncio.run(lease())) == 2
+    code, out = status(manage, use_redis_layer, TASKCHAN_VISIBILITY_TIMEOUT=1)
+    assert code == 0, out  # held, but not for longer than the timeout yet
+    time.sleep(1.3)
+
+    code, out = status(manage, use_redis_layer, TASKCHAN_VISIBILITY_TIMEOUT=1)
+    assert code == 1, out
+    assert "taskchan.t.record: 2 lease(s) older than the visibility timeout of 1 s" in out
+
+    code, out = status(manage, use_redis_layer, "--json", TASKCHAN_VISIBILITY_TIMEOUT=1)
+    [row] = [c for c in json.loads(out)["channels"] if c["channel"] == "taskchan.t.record"]
+    assert (row["in_flight"], row["lapsed"]) == (2, 2)
+    assert row["oldest_lease_age"] >= 1
+
+    assert status(manage, use_redis_layer, "--max-lapsed", "2", TASKCHAN_VISIBILITY_TIMEOUT=1)[0] == 0
+    assert status(manage, use_redis_layer, TASKCHAN_VISIBILITY_TIMEOUT=30)[0] == 0
+
+
+def test_redis_down_exits_2(manage):
+    code, out = status(manage, f"redis://127.0.0.1:{free_port()}/0")
+    assert code == 2, out
+    assert "could not read the queues" in out
+    assert "Traceback" not in out
