@@ -50,3 +50,156 @@ def check_layer(app_configs, **kwargs):
             id="taskchan.E003",
         )
     ]
+
+
+#: settings read outside conf.DEFAULTS (by taskchan.handoff)
+EXTRA_SETTINGS = ("CELERY_APP",)
+
+#: seconds: the shortest interval at which a worker's lease renewals can be
+#: relied on.  Renewals are sent every visibility_timeout / 3 from the worker's
+#: maintenance pass, which also promotes due messages, reclaims lapsed leases and
+#: backs off on Redis errors (0.1 s, doubling); a renewal can therefore land up
+#: to one pass (POLL_INTERVAL plus Redis round trips, more under load) late.
+#: Below about 1 s between renewals that slack is a real share of the lease, so
+#: a busy or briefly disconnected worker can lose a lease on a job it is still
+#: running, and the job runs twice.  This is a rule of thumb, not a measured
+#: bound: taskchan has no per-job time limit to compare the lease against.
+LEASE_RENEWAL_FLOOR = 1.0
+
+
+def _known_settings() -> list[str]:
+    from .conf import DEFAULTS
+
+    return [*DEFAULTS, *EXTRA_SETTINGS]
+
+
+@checks.register()
+def check_setting_types(app_configs, **kwargs):
+    """Every TASKCHAN_* setting has the type conf.settings expects (E004)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import DEFAULTS
+    from .conf import settings as taskchan_settings
+
+    errors = []
+    for name in DEFAULTS:
+        try:
+            getattr(taskchan_settings, name)
+        except ImproperlyConfigured as exc:
+            errors.append(
+                checks.Error(
+                    str(exc),
+                    hint=f"Give TASKCHAN_{name} a value of the type shown, or remove it to use the default.",
+                    obj=f"settings.TASKCHAN_{name}",
+                    id="taskchan.E004",
+                )
+            )
+    return errors
+
+
+@checks.register()
+def check_unknown_settings(app_configs, **kwargs):
+    """A TASKCHAN_* setting taskchan does not read is most likely a typo (W005)."""
+    import difflib
+
+    known = _known_settings()
+    warnings = []
+    for attr in sorted(dir(settings)):
+        if not attr.startswith("TASKCHAN_"):
+            continue
+        name = attr.removeprefix("TASKCHAN_")
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            hint = f"Did you mean TASKCHAN_{close[0]}? Rename the setting."
+        else:
+            hint = "Remove it, or see docs/configuration.md for the settings taskchan reads."
+        warnings.append(
+            checks.Warning(
+                f"{attr} is not a taskchan setting, so it has no effect.",
+                hint=hint,
+                obj=f"settings.{attr}",
+                id="taskchan.W005",
+            )
+        )
+    return warnings
+
+
+@checks.register(deploy=True)
+def check_memory_layer_in_production(app_configs, **kwargs):
+    """The in-memory layer with DEBUG off: runworker processes share nothing with it (W006).
+
+    A deployment check (``manage.py check --deploy``): with DEBUG off one expects
+    separate runworker processes, and they cannot see messages kept in the memory
+    of the web process.
+    """
+    from .conf import settings as taskchan_settings
+
+    if settings.DEBUG:
+        return []
+    try:
+        alias = taskchan_settings.LAYER
+    except Exception:  # E004 reports a bad TASKCHAN_LAYER
+        return []
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    if layers.get(alias, {}).get("BACKEND") != "taskchan.layers.InMemoryChannelLayer":
+        return []
+    return [
+        checks.Warning(
+            f"CHANNEL_LAYERS[{alias!r}] is taskchan.layers.InMemoryChannelLayer with DEBUG off: "
+            "messages stay in the sending process, so workers in other processes will never see "
+            "these messages.",
+            hint="Use 'taskchan.layers.RedisChannelLayer' with CONFIG hosts (in the reference project: "
+            "set REDIS_URL) for every process that sends or runs 'manage.py runworker'.",
+            id="taskchan.W006",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def check_visibility_timeouts(app_configs, **kwargs):
+    """A visibility timeout too short for its leases to be renewed reliably (W007).
+
+    A deployment check: the test suite uses 1 s timeouts on purpose, to see
+    redeliveries quickly.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    from . import registry
+    from .conf import settings as taskchan_settings
+
+    minimum = 3 * LEASE_RENEWAL_FLOOR
+    warnings = []
+    try:
+        default = float(taskchan_settings.VISIBILITY_TIMEOUT)
+    except ImproperlyConfigured:  # reported by E004
+        return []
+    if default < minimum:
+        warnings.append(
+            checks.Warning(
+                f"TASKCHAN_VISIBILITY_TIMEOUT is {default:g} s: leases are renewed every third of it, "
+                f"less than {LEASE_RENEWAL_FLOOR:g} s apart, so a busy worker can lose the lease on a job "
+                "it is still running and the job runs twice.",
+                hint=f"Set TASKCHAN_VISIBILITY_TIMEOUT to at least {minimum:g} seconds (default 30).",
+                obj="settings.TASKCHAN_VISIBILITY_TIMEOUT",
+                id="taskchan.W007",
+            )
+        )
+    for channel, entry in sorted(registry.all_consumers().items()):
+        if entry.visibility_timeout_option is None:
+            continue  # follows the setting, checked above
+        seconds = float(entry.visibility_timeout_option)
+        if seconds < minimum:
+            warnings.append(
+                checks.Warning(
+                    f"Consumer {entry.name} of {channel!r} has visibility_timeout={seconds:g} s: leases are "
+                    f"renewed every third of it, less than {LEASE_RENEWAL_FLOOR:g} s apart, so a busy worker "
+                    "can lose the lease on a job it is still running and the job runs twice.",
+                    hint=f"Pass visibility_timeout of at least {minimum:g} seconds to @taskchan.consumer, "
+                    "or leave it out to follow TASKCHAN_VISIBILITY_TIMEOUT.",
+                    obj=entry.name,
+                    id="taskchan.W007",
+                )
+            )
+    return warnings

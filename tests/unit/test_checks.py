@@ -120,3 +120,141 @@ def test_the_layer_checked_is_the_one_taskchan_layer_names(layer_alias, expected
         messages = taskchan_messages()
 
     assert ids(messages) == expected
+
+
+# -- settings: wrong types, unknown names --------------------------------------
+
+
+def deploy_messages() -> list:
+    """taskchan's messages from ``manage.py check --deploy`` (deployment checks included)."""
+    return [
+        m
+        for m in run_checks(databases=[], include_deployment_checks=True)
+        if str(m.id).startswith("taskchan.")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("TASKCHAN_MAX_ATTEMPTS", "5"),
+        ("TASKCHAN_MAX_ATTEMPTS", True),
+        ("TASKCHAN_VISIBILITY_TIMEOUT", "30"),
+        ("TASKCHAN_CONSUMER_MODULES", "tests.jobs"),
+        ("TASKCHAN_KEY_PREFIX", 7),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_an_error(setting, value):
+    with override_settings(**{setting: value}):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.E004"]
+    error = messages[0]
+    assert isinstance(error, Error)
+    assert error.msg.startswith(f"{setting} must be")
+    assert repr(value) in error.msg
+    assert setting in error.hint
+
+
+def test_every_wrong_setting_is_reported_not_only_the_first():
+    with override_settings(TASKCHAN_MAX_ATTEMPTS="5", TASKCHAN_PREFETCH=1.5):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.E004", "taskchan.E004"]
+    assert {m.obj for m in messages} == {"settings.TASKCHAN_MAX_ATTEMPTS", "settings.TASKCHAN_PREFETCH"}
+
+
+def test_a_misspelt_setting_is_a_warning_naming_the_closest_one():
+    with override_settings(TASKCHAN_MAX_ATTEMPT=3):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.W005"]
+    warning = messages[0]
+    assert isinstance(warning, Warning)
+    assert "TASKCHAN_MAX_ATTEMPT is not a taskchan setting" in warning.msg
+    assert "Did you mean TASKCHAN_MAX_ATTEMPTS?" in warning.hint
+
+
+def test_an_unknown_setting_like_nothing_known_gets_no_suggestion():
+    with override_settings(TASKCHAN_FROBNICATE=1):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.W005"]
+    assert "Did you mean" not in messages[0].hint
+    assert "docs/configuration.md" in messages[0].hint
+
+
+def test_the_celery_app_setting_read_by_handoff_is_known():
+    with override_settings(TASKCHAN_CELERY_APP="project.celery.app"):
+        assert taskchan_messages() == []
+
+
+# -- deployment checks (manage.py check --deploy) --------------------------------
+
+
+def test_deployment_checks_are_quiet_for_a_redis_layer_with_default_timeouts(redis_url):
+    from taskchan import registry
+
+    layers = {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}}
+    short = {c for c, e in registry.all_consumers().items() if e.visibility_timeout_option}
+    with override_settings(DEBUG=False, CHANNEL_LAYERS=layers):
+        messages = [m for m in deploy_messages() if m.obj not in {registry.get_consumer(c).name for c in short}]
+
+    assert messages == []
+
+
+def test_memory_layer_with_debug_off_is_a_deployment_warning():
+    layers = {"default": {"BACKEND": "taskchan.layers.InMemoryChannelLayer"}}
+    with override_settings(DEBUG=False, CHANNEL_LAYERS=layers):
+        messages = [m for m in deploy_messages() if m.id == "taskchan.W006"]
+        plain = taskchan_messages()
+
+    assert len(messages) == 1
+    warning = messages[0]
+    assert isinstance(warning, Warning)
+    assert "workers in other processes will never see these messages" in warning.msg
+    assert "taskchan.layers.RedisChannelLayer" in warning.hint
+    # Only with --deploy: the test suite itself runs with DEBUG off on this layer.
+    assert "taskchan.W006" not in ids(plain)
+
+
+def test_memory_layer_with_debug_on_is_fine():
+    layers = {"default": {"BACKEND": "taskchan.layers.InMemoryChannelLayer"}}
+    with override_settings(DEBUG=True, CHANNEL_LAYERS=layers):
+        assert "taskchan.W006" not in ids(deploy_messages())
+
+
+def test_short_default_visibility_timeout_is_a_deployment_warning():
+    with override_settings(TASKCHAN_VISIBILITY_TIMEOUT=2):
+        messages = [m for m in deploy_messages() if m.obj == "settings.TASKCHAN_VISIBILITY_TIMEOUT"]
+
+    assert ids(messages) == ["taskchan.W007"]
+    assert "TASKCHAN_VISIBILITY_TIMEOUT is 2 s" in messages[0].msg
+    assert "at least 3 seconds" in messages[0].hint
+
+
+def test_visibility_timeout_of_three_seconds_passes():
+    with override_settings(TASKCHAN_VISIBILITY_TIMEOUT=3):
+        messages = [m for m in deploy_messages() if m.obj == "settings.TASKCHAN_VISIBILITY_TIMEOUT"]
+
+    assert messages == []
+
+
+def test_a_consumer_with_a_short_visibility_timeout_is_a_deployment_warning():
+    import taskchan
+    from taskchan import registry
+
+    @taskchan.consumer("taskchan.checks.short_lease", visibility_timeout=1.5)
+    def short_lease(message):
+        pass
+
+    try:
+        messages = [m for m in deploy_messages() if m.id == "taskchan.W007" and m.obj == short_lease.name]
+        plain = taskchan_messages()
+    finally:
+        registry.unregister("taskchan.checks.short_lease")
+
+    assert len(messages) == 1
+    assert "'taskchan.checks.short_lease' has visibility_timeout=1.5 s" in messages[0].msg
+    assert "visibility_timeout of at least 3 seconds" in messages[0].hint
+    assert "taskchan.W007" not in ids(plain)
