@@ -1,0 +1,136 @@
+"""Every code sample in docs/*.md is checked.
+
+- ```python blocks must compile; a block whose fence is preceded by the line
+  ``<!-- run -->`` is also executed, in a fresh namespace, with the in-memory
+  layer and a database (consumers it registers are unregistered afterwards);
+- ```sh blocks: every ``python manage.py COMMAND`` must name a real management
+  command, and every ``--option`` passed to ``runworker`` or
+  ``taskchan_status`` must exist in that command's parser.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.core.management import get_commands, load_command_class
+
+from taskchan import registry
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+RUN_MARK = "<!-- run -->"
+CHECKED_OPTIONS = ("runworker", "taskchan_status")
+FENCE = re.compile(r"^```(\S*)\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int  # 1-based line of the opening fence
+    lang: str
+    source: str
+    run: bool
+
+    @property
+    def where(self) -> str:
+        return f"docs/{self.page}:{self.line}"
+
+
+def parse(path: Path) -> list[Block]:
+    lines = path.read_text().splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        start = i
+        previous = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+        body = []
+        i += 1
+        while i < len(lines) and lines[i].rstrip() != "```":
+            body.append(lines[i])
+            i += 1
+        assert i < len(lines), f"docs/{path.name}:{start + 1}: unclosed code fence"
+        blocks.append(Block(path.name, start + 1, match.group(1), "\n".join(body) + "\n", previous == RUN_MARK))
+        i += 1
+    return blocks
+
+
+PAGES = sorted(DOCS.glob("*.md"))
+BLOCKS = [block for page in PAGES for block in parse(page)]
+PYTHON = [b for b in BLOCKS if b.lang == "python"]
+RUNNABLE = [b for b in PYTHON if b.run]
+SHELL = [b for b in BLOCKS if b.lang == "sh"]
+
+
+def test_samples_were_found():
+    assert PYTHON and RUNNABLE and SHELL
+    marked_elsewhere = [b.where for b in BLOCKS if b.run and b.lang != "python"]
+    assert not marked_elsewhere, f"{RUN_MARK} before a block that is not python: {marked_elsewhere}"
+
+
+def test_every_fence_names_a_language():
+    unnamed = [b.where for b in BLOCKS if not b.lang]
+    assert not unnamed, f"code fences without a language (use text for signatures): {unnamed}"
+
+
+def test_index_links_every_page():
+    index = (DOCS / "index.md").read_text()
+    missing = [p.name for p in PAGES if p.name != "index.md" and f"({p.name})" not in index]
+    assert not missing, f"docs/index.md does not link {missing}"
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=[b.where for b in PYTHON])
+def test_python_sample_compiles(block):
+    compile(block.source, block.where, "exec")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("block", RUNNABLE, ids=[b.where for b in RUNNABLE])
+def test_runnable_python_sample_runs(block, use_memory_layer):
+    before = set(registry.all_consumers())
+    try:
+        exec(compile(block.source, block.where, "exec"), {"__name__": "docs_sample"})  # noqa: S102
+    finally:
+        for channel in set(registry.all_consumers()) - before:
+            registry.unregister(channel)
+
+
+def manage_commands(source: str):
+    """(command, [arguments]) for every ``python manage.py COMMAND ...`` in a shell block."""
+    text = source.replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line)
+        for i, word in enumerate(words[:-1]):
+            if word == "manage.py" and i > 0 and words[i - 1].endswith("python"):
+                yield words[i + 1], words[i + 2 :]
+
+
+def option_strings(name: str) -> set[str]:
+    command = load_command_class(get_commands()[name], name)
+    parser = command.create_parser("manage.py", name)
+    return set(parser._option_string_actions)
+
+
+@pytest.mark.parametrize("block", SHELL, ids=[b.where for b in SHELL])
+def test_shell_sample_commands_exist(block):
+    commands = get_commands()
+    for name, args in manage_commands(block.source):
+        assert name in commands, f"{block.where}: 'manage.py {name}' is not a management command"
+        if name not in CHECKED_OPTIONS:
+            continue
+        known = option_strings(name)
+        for arg in args:
+            if arg in {"&&", "||", "|", ";", "&"}:
+                break
+            if arg.startswith("--"):
+                option = arg.split("=", 1)[0]
+                assert option in known, f"{block.where}: {name} has no option {option}"
