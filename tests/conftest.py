@@ -165,13 +165,13 @@ def done_records(client, key="t:done") -> list[tuple[str, int, int]]:
 
 
 class Process:
-    """A ``manage.py`` subprocess with its output in a file under test-artifacts/."""
+    """A subprocess run from the repo root with its output in a file under test-artifacts/."""
 
-    def __init__(self, args, env, name):
+    def __init__(self, command, env, name):
         self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+            [str(part) for part in command], cwd=ROOT, env=env,
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         self.pid = self.proc.pid
@@ -185,6 +185,8 @@ class Process:
             self.proc.send_signal(sig)
 
     def kill(self):
+        # SIGKILL ends a stopped (SIGSTOP) process too; no SIGCONT first, which
+        # would let it run on for a moment.
         self.signal(signal.SIGKILL)
         self.proc.wait(10)
 
@@ -221,7 +223,8 @@ def manage(request):
     processes: list[Process] = []
 
     def start(args, redis_url=None, name=None, **env) -> Process:
-        proc = Process(args, subprocess_env(redis_url, **env), name or request.node.name[:60])
+        command = [sys.executable, "manage.py", *args]
+        proc = Process(command, subprocess_env(redis_url, **env), name or request.node.name[:60])
         processes.append(proc)
         return proc
 
@@ -240,3 +243,27 @@ def worker(manage, redis_url):
         return manage(["runworker", *(channels or ("taskchan.t.*",)), *args], redis_url=redis_url, **env)
 
     return start
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def devserver(manage):
+    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
+    port = free_port()
+    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=None)
+
+    def up():
+        if not proc.running:
+            raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
+        return accepts(port)
+
+    wait_for(up, timeout=30, message=f"runserver on port {port}")
+    return proc, f"http://127.0.0.1:{port}"

@@ -26,7 +26,7 @@ from tests.admin.conftest import (
     make_user,
 )
 from tests.browser import test_page as browser
-from tests.conftest import done_records, free_port, wait_for
+from tests.conftest import accepts, done_records, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,7 @@ def admin_server(manage, use_redis_layer):
     def up():
         if not proc.running:
             raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
-        return browser._accepts(port)
+        return accepts(port)
 
     wait_for(up, timeout=30, message=f"runserver on port {port}")
     return f"http://127.0.0.1:{port}"

@@ -11,13 +11,12 @@ the browser before the test ends (so Django's teardown sees no running loop).
 from __future__ import annotations
 
 import re
-import socket
 from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import ARTIFACTS, free_port, wait_for
+from tests.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,28 +34,11 @@ CHROMIUM_ARGS = [
 #: how long a page element may take to reach its expected state, in ms
 TIMEOUT_MS = 20_000
 
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+# Assertions wait as long as page actions do (Playwright's default is 5 s, too
+# short for a loaded two-core machine running the suite in parallel).
+expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture
-def devserver(manage):
-    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
-    port = free_port()
-    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=None)
-
-    def up():
-        if not proc.running:
-            raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
-        return _accepts(port)
-
-    wait_for(up, timeout=30, message=f"runserver on port {port}")
-    return proc, f"http://127.0.0.1:{port}"
 
 
 @contextmanager

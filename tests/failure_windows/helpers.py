@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import redis
 
 from taskchan.envelope import decode
 from taskchan.stores.keys import GROUP, Keys
-from tests.conftest import ARTIFACTS, ROOT, wait_for
+from tests.conftest import Process, wait_for
 
 KEYS = Keys("taskchan")
 
@@ -64,39 +61,11 @@ def counts(records) -> Counter:
 # -- processes -----------------------------------------------------------------
 
 
-class Script:
+class Script(Process):
     """``python -m MODULE ARGS`` with the test's Redis and database, output under test-artifacts/."""
 
     def __init__(self, module: str, args, env: dict, name: str):
-        self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *map(str, args)],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.pid = self.proc.pid
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def kill(self):
-        # SIGKILL ends a stopped (SIGSTOP) process too; no SIGCONT first, which
-        # would let it run on for a moment.
-        self.signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
+        super().__init__([sys.executable, "-m", module, *args], env, name)
 
 
 def read_ids(path: Path) -> list[str]:

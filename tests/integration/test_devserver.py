@@ -8,38 +8,16 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def devserver(manage):
-    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
-    port = free_port()
-    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=None)
-
-    def up():
-        if not proc.running:
-            raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
-        return _accepts(port)
-
-    wait_for(up, timeout=30, message=f"runserver on port {port}")
-    return proc, f"http://127.0.0.1:{port}"
 
 
 class Client:

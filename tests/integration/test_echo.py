@@ -8,7 +8,6 @@ ASGI application (routing, origin check, close codes), then through a real
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from channels.testing import WebsocketCommunicator
 from websockets.sync.client import connect
 
 from project.consumers import CLOSE_NOT_FOUND, CLOSE_UNSUPPORTED_DATA
-from tests.conftest import ARTIFACTS, ROOT, free_port, subprocess_env, wait_for
+from tests.conftest import ARTIFACTS, ROOT, accepts, free_port, subprocess_env, wait_for
 
 GOOD_ORIGIN = (b"origin", b"http://127.0.0.1")
 
@@ -110,12 +109,6 @@ async def test_binary_frame_closes_with_4415(application):
 # -- a real daphne process -----------------------------------------------------
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Daphne:
@@ -151,7 +144,7 @@ class Daphne:
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"daphne exited with {self.proc.returncode}:\n{self.output()}")
-            return _accepts(self.port)
+            return accepts(self.port)
 
         wait_for(ready, timeout=30, message=f"daphne on port {self.port}")
 

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import ARTIFACTS, ROOT, free_port, subprocess_env, wait_for
+from tests.conftest import ARTIFACTS, ROOT, accepts, free_port, subprocess_env, wait_for
 from tests.integration.test_devserver import Client
 
 CONFIGS = ROOT / "worker_configs"
@@ -205,12 +204,6 @@ def test_procfile_commands_exist():
 # -- all together on loopback ----------------------------------------------------
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class _Proc:
@@ -230,7 +223,7 @@ class _Proc:
         def up():
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
-            return _accepts(port)
+            return accepts(port)
 
         wait_for(up, timeout=30, message=f"{self.name} on port {port}")
 
