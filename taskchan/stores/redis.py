@@ -20,7 +20,9 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.retry
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
@@ -59,6 +61,22 @@ def client_options(host: Any) -> tuple[str | None, dict]:
     raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
 
 
+def sentinel_options(host: Any) -> tuple[str, list, dict | None, dict] | None:
+    """A channels_redis Sentinel ``hosts`` entry as (master_name, sentinels, sentinel_kwargs, connection kwargs).
+
+    ``None`` for any other entry.  The format is channels_redis's own: a dict
+    with ``master_name``, ``sentinels`` (a list of (host, port)), an optional
+    ``sentinel_kwargs``, and keyword arguments for the master's connections.
+    """
+    if not isinstance(host, dict) or host.get("master_name") is None:
+        return None
+    options = dict(host)
+    master_name = options.pop("master_name")
+    sentinels = [(address[0], int(address[1])) for address in options.pop("sentinels")]
+    sentinel_kwargs = options.pop("sentinel_kwargs", None)
+    return master_name, sentinels, sentinel_kwargs, options
+
+
 def _entry_raw(fields: Any) -> str:
     """The envelope of a stream entry; anything else (sent around taskchan) as JSON for the dead letter."""
     if isinstance(fields, list):  # Lua replies give a flat [field, value, ...]
@@ -70,7 +88,12 @@ def _entry_raw(fields: Any) -> str:
 
 class RedisStore(StoreBase):
     def __init__(self, host: Any, prefix: str = "taskchan"):
-        self.url, options = client_options(host)
+        self.sentinel = sentinel_options(host)
+        if self.sentinel:
+            self.url = None
+            self.master_name, self.sentinels, self.sentinel_kwargs, options = self.sentinel
+        else:
+            self.url, options = client_options(host)
         # Retries are ours (tenacity in producer.py, backoff in the worker), so
         # redis-py must fail fast instead of sleeping through its own retries.
         options = {
@@ -84,7 +107,12 @@ class RedisStore(StoreBase):
         self.keys = Keys(prefix)
         self._scripts = load_scripts()
         sync_options = {**options, "retry": redis.retry.Retry(NoBackoff(), 0)}
-        if self.url:
+        if self.sentinel:
+            sentinel = redis.sentinel.Sentinel(
+                self.sentinels, sentinel_kwargs=self._sentinel_kwargs(redis.retry.Retry), **sync_options
+            )
+            self.client = sentinel.master_for(self.master_name)
+        elif self.url:
             self.client = redis.Redis.from_url(self.url, **sync_options)
         else:
             self.client = redis.Redis(**sync_options)
@@ -94,29 +122,48 @@ class RedisStore(StoreBase):
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"<RedisStore {self.url or self.options.get('host')} prefix={self.keys.prefix!r}>"
+        where = self.url or self.options.get("host")
+        if self.sentinel:
+            where = f"sentinel master {self.master_name!r} via {self.sentinels}"
+        return f"<RedisStore {where} prefix={self.keys.prefix!r}>"
+
+    def _sentinel_kwargs(self, retry_class) -> dict:
+        """Options for the connections to the sentinels: CONFIG's, else redis-py's default, without retries."""
+        if self.sentinel_kwargs is not None:
+            return dict(self.sentinel_kwargs)
+        kwargs = {k: v for k, v in self.options.items() if k.startswith("socket_")}
+        return {**kwargs, "retry": retry_class(NoBackoff(), 0)}
 
     # -- clients ------------------------------------------------------------
 
     def _aclient(self) -> tuple[redis.asyncio.Redis, dict]:
         loop = asyncio.get_running_loop()
-        pair = self._async.get(loop)
-        if pair is None:
+        entry = self._async.get(loop)
+        if entry is None:
             options = {**self.options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
-            if self.url:
+            sentinel = None
+            if self.sentinel:
+                sentinel = redis.asyncio.sentinel.Sentinel(
+                    self.sentinels, sentinel_kwargs=self._sentinel_kwargs(redis.asyncio.retry.Retry), **options
+                )
+                client = sentinel.master_for(self.master_name)
+            elif self.url:
                 client = redis.asyncio.Redis.from_url(self.url, **options)
             else:
                 client = redis.asyncio.Redis(**options)
             scripts = {name: client.register_script(text) for name, text in self._scripts.items()}
-            pair = (client, scripts)
-            self._async[loop] = pair
-        return pair
+            # The Sentinel is kept alongside so aclose() can close its connections too.
+            entry = (client, scripts, sentinel)
+            self._async[loop] = entry
+        return entry[0], entry[1]
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
-        pair = self._async.pop(loop, None)
-        if pair:
-            await pair[0].aclose()
+        entry = self._async.pop(loop, None)
+        if entry:
+            await entry[0].aclose()
+            if entry[2] is not None:
+                await entry[2].aclose()
 
     # -- producer -----------------------------------------------------------
 
