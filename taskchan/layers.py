@@ -6,21 +6,29 @@ store that holds every ``taskchan.*`` channel.  Websocket reply channels and
 groups behave exactly as before.  ``layer.send("taskchan.x", {...})`` is routed
 to the store through the same validation as ``taskchan.send``, so a message
 sent around taskchan's API is still delivered reliably (or refused).
+
+``RedisChannelLayer`` lives in ``redis_layer.py`` and is imported on first use
+(PEP 562): a taskchan worker reaches its Redis store straight from the
+settings (``get_store``) and never loads channels_redis, whose optional
+encryption import alone costs a worker process about 7 MB.
 """
 
 from __future__ import annotations
 
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryLayer
 from channels.layers import get_channel_layer
-from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 from .conf import settings
 from .exceptions import NotATaskchanLayer, TaskchanError
 from .stores.base import StoreBase
 from .stores.memory import MemoryStore
-from .stores.redis import RedisStore
+from .stores.redis import shared_store, store_host
 
 TASKCHAN_PREFIX = "taskchan."
+REDIS_BACKEND = "taskchan.layers.RedisChannelLayer"
+MEMORY_BACKEND = "taskchan.layers.InMemoryChannelLayer"
 
 
 class TaskchanLayerMixin:
@@ -43,20 +51,6 @@ class TaskchanLayerMixin:
         return await super().receive(channel)
 
 
-class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
-    """channels_redis, with ``taskchan.*`` channels on Redis Streams.
-
-    The reliable store uses the first of ``hosts`` unless CONFIG gives
-    ``taskchan_host``; its keys start with TASKCHAN_KEY_PREFIX (or CONFIG's
-    ``taskchan_prefix``).
-    """
-
-    def __init__(self, hosts=None, *args, taskchan_host=None, taskchan_prefix=None, **kwargs):
-        super().__init__(hosts, *args, **kwargs)
-        host = taskchan_host or (hosts[0] if hosts else "redis://localhost:6379/0")
-        self.taskchan_store = RedisStore(host, prefix=taskchan_prefix or settings.KEY_PREFIX)
-
-
 class InMemoryChannelLayer(TaskchanLayerMixin, ChannelsInMemoryLayer):
     """channels' in-memory layer, with ``taskchan.*`` channels in a MemoryStore.
 
@@ -69,16 +63,53 @@ class InMemoryChannelLayer(TaskchanLayerMixin, ChannelsInMemoryLayer):
         self.taskchan_store = MemoryStore()
 
 
+def __getattr__(name: str):
+    if name == "RedisChannelLayer":
+        from .redis_layer import RedisChannelLayer
+
+        return RedisChannelLayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_stores: dict[str, StoreBase] = {}
+
+
 def get_store(alias: str | None = None) -> StoreBase:
-    """The reliable store of the configured layer (TASKCHAN_LAYER, "default")."""
+    """The reliable store of the configured layer (TASKCHAN_LAYER, "default").
+
+    A Redis store is built from the layer's settings, without building the
+    channels_redis layer itself; an in-memory store must be the layer's own
+    (producers and workers share it), so that one comes from the layer.
+    """
     alias = alias or settings.LAYER
-    layer = get_channel_layer(alias)
-    store = getattr(layer, "taskchan_store", None)
-    if store is None:
-        backend = "none configured" if layer is None else type(layer).__module__ + "." + type(layer).__name__
-        raise NotATaskchanLayer(
-            f"CHANNEL_LAYERS[{alias!r}] ({backend}) is not a taskchan layer: set its BACKEND to "
-            "'taskchan.layers.RedisChannelLayer' (production) or "
-            "'taskchan.layers.InMemoryChannelLayer' (development, no services)."
+    store = _stores.get(alias)
+    if store is not None:
+        return store
+    layer_settings = (getattr(django_settings, "CHANNEL_LAYERS", None) or {}).get(alias) or {}
+    if layer_settings.get("BACKEND") == REDIS_BACKEND:
+        config = layer_settings.get("CONFIG") or {}
+        store = shared_store(
+            store_host(config.get("hosts"), config.get("taskchan_host")),
+            config.get("taskchan_prefix") or settings.KEY_PREFIX,
         )
+    else:
+        layer = get_channel_layer(alias)
+        store = getattr(layer, "taskchan_store", None)
+        if store is None:
+            backend = "none configured" if layer is None else type(layer).__module__ + "." + type(layer).__name__
+            raise NotATaskchanLayer(
+                f"CHANNEL_LAYERS[{alias!r}] ({backend}) is not a taskchan layer: set its BACKEND to "
+                f"'{REDIS_BACKEND}' (production) or '{MEMORY_BACKEND}' (development, no services)."
+            )
+    _stores[alias] = store
     return store
+
+
+def _forget_stores(*, setting: str, **kwargs) -> None:
+    # As channels' layer manager does for CHANNEL_LAYERS: settings changed in
+    # tests (override_settings) take effect at once.
+    if setting == "CHANNEL_LAYERS" or setting.startswith("TASKCHAN_"):
+        _stores.clear()
+
+
+setting_changed.connect(_forget_stores)

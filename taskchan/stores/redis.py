@@ -61,6 +61,26 @@ def client_options(host: Any) -> tuple[str | None, dict]:
     raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
 
 
+def store_host(hosts: Any, taskchan_host: Any = None) -> Any:
+    """The Redis the reliable store uses: CONFIG's ``taskchan_host``, else the first of ``hosts``."""
+    if taskchan_host:
+        return taskchan_host
+    return hosts[0] if hosts else "redis://localhost:6379/0"
+
+
+_shared: dict[str, RedisStore] = {}
+
+
+def shared_store(host: Any, prefix: str) -> RedisStore:
+    """One RedisStore (one connection pool) per Redis and prefix in a process,
+    shared by ``get_store()`` and the channel layer's ``taskchan_store``."""
+    key = json.dumps([host, prefix], sort_keys=True, default=str)
+    store = _shared.get(key)
+    if store is None:
+        store = _shared[key] = RedisStore(host, prefix=prefix)
+    return store
+
+
 def sentinel_options(host: Any) -> tuple[str, list, dict | None, dict] | None:
     """A channels_redis Sentinel ``hosts`` entry as (master_name, sentinels, sentinel_kwargs, connection kwargs).
 
