@@ -288,8 +288,12 @@ def test_nginx_daphne_and_a_worker_from_these_files_serve_echo_and_jobs(tmp_path
         assert result["result"] == "XNIGN AIV"
         # The runworker process ran it (sh exec'd it, so its pid is the Popen's).
         assert result["worker_pid"] == worker.proc.pid
-        access_log = (prefix / "access.log").read_text()
-        assert f"/jobs/{message_id}/" in access_log
+        # nginx logs a request after answering it: wait for the line.
+        access_log = wait_for(
+            lambda: (text := (prefix / "access.log").read_text()) and f"/jobs/{message_id}/" in text and text,
+            timeout=10,
+            message="nginx to log the job's requests",
+        )
         assert "GET /chat/" in access_log
     finally:
         for proc in reversed(processes):
