@@ -43,7 +43,9 @@ SHUTDOWN_GRACE = 30
 def _need(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        pytest.skip(f"{binary} is not installed (bash .ci/services installs it)")
+        # A missing tool fails the test rather than skipping it: `make test`
+        # runs .ci/services, which installs it.
+        pytest.fail(f"{binary} is not installed: run `bash .ci/services` (make test does)")
     return path
 
 
