@@ -82,6 +82,14 @@ def _retrying(cls):
     )
 
 
+def _store_options(delay_ms, idempotency_key) -> dict:
+    return {
+        "delay_ms": delay_ms,
+        "idempotency_key": idempotency_key,
+        "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
+    }
+
+
 def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
     """Store an already validated envelope, retrying a Redis that does not answer."""
     store = store or get_store()
@@ -92,11 +100,7 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
             return handoff.publish(
                 consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
             )
-    options = {
-        "delay_ms": delay_ms,
-        "idempotency_key": idempotency_key,
-        "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
-    }
+    options = _store_options(delay_ms, idempotency_key)
     try:
         return metrics.sent(channel, store.send(channel, raw, message_id, **options))
     except TRANSIENT:
@@ -116,11 +120,7 @@ async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=
             return await handoff.apublish(
                 consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
             )
-    options = {
-        "delay_ms": delay_ms,
-        "idempotency_key": idempotency_key,
-        "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
-    }
+    options = _store_options(delay_ms, idempotency_key)
     try:
         return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))
     except TRANSIENT:

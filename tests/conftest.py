@@ -254,11 +254,10 @@ def accepts(port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def devserver(manage):
-    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
+def start_runserver(manage, redis_url=None):
+    """``runserver`` on a free port (the in-memory layer unless ``redis_url``); returns (process, base url)."""
     port = free_port()
-    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=None)
+    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=redis_url)
 
     def up():
         if not proc.running:
@@ -267,3 +266,9 @@ def devserver(manage):
 
     wait_for(up, timeout=30, message=f"runserver on port {port}")
     return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def devserver(manage):
+    """A runserver subprocess on a free port with no REDIS_URL; yields (process, base url)."""
+    return start_runserver(manage)

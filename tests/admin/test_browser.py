@@ -26,7 +26,7 @@ from tests.admin.conftest import (
     make_user,
 )
 from tests.browser import test_page as browser
-from tests.conftest import accepts, done_records, free_port, wait_for
+from tests.conftest import done_records, start_runserver, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,16 +37,8 @@ XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2
 @pytest.fixture
 def admin_server(manage, use_redis_layer):
     """runserver on a free port, on the test Redis and the test database; yields its base URL."""
-    port = free_port()
-    proc = manage(["runserver", f"127.0.0.1:{port}", "--noreload"], redis_url=use_redis_layer)
-
-    def up():
-        if not proc.running:
-            raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
-        return accepts(port)
-
-    wait_for(up, timeout=30, message=f"runserver on port {port}")
-    return f"http://127.0.0.1:{port}"
+    _proc, url = start_runserver(manage, redis_url=use_redis_layer)
+    return url
 
 
 def orm_beside_playwright(monkeypatch) -> None:
