@@ -134,9 +134,11 @@ def _broker_named() -> bool:
 
 
 def _is_redis_store(store) -> bool:
+    """A store on Redis: one host, or several (sharded); not the in-memory one."""
     from .stores.redis import RedisStore
+    from .stores.sharded import ShardedStore
 
-    return isinstance(store, RedisStore)
+    return isinstance(store, (RedisStore, ShardedStore))
 
 
 def celery_configured() -> bool:
@@ -270,6 +272,7 @@ def publish(
 
     from .producer import TRANSIENT, _retrying, _unavailable
 
+    store = store.home(channel)  # the channel's keys live on its home host
     client = store.client
     key = store.keys.idempotency(channel, idempotency_key)
     claim = PENDING + message_id
@@ -368,6 +371,11 @@ def _store():
     except Exception:
         return None
     return store if _is_redis_store(store) else None
+
+
+def _home(store, envelope):
+    # A message's start counter and idempotency key live on its channel's home host.
+    return None if store is None else store.home(envelope.channel)
 
 
 def _counter_key(store, envelope) -> str:
@@ -511,7 +519,7 @@ def run(task, channel: str, raw: str, dead_letter: dict | None = None) -> None:
         )
         return
 
-    store = _store()
+    store = _home(_store(), envelope)
     starts = _start(store, envelope)
     attempt = envelope.attempts_before + starts
     max_attempts = envelope.max_attempts or consumer.max_attempts

@@ -24,7 +24,8 @@ from .conf import settings
 from .exceptions import NotATaskchanLayer, TaskchanError
 from .stores.base import StoreBase
 from .stores.memory import MemoryStore
-from .stores.redis import shared_store, store_host
+from .stores.redis import shared_store, store_hosts
+from .stores.sharded import ShardedStore
 
 TASKCHAN_PREFIX = "taskchan."
 REDIS_BACKEND = "taskchan.layers.RedisChannelLayer"
@@ -74,6 +75,23 @@ def __getattr__(name: str):
 _stores: dict[str, StoreBase] = {}
 
 
+def redis_store(hosts=None, taskchan_host=None, taskchan_hosts=None, prefix=None) -> StoreBase:
+    """The reliable store for a Redis layer's CONFIG: one RedisStore, or a ShardedStore over several."""
+    prefix = prefix or settings.KEY_PREFIX
+    stores = [shared_store(host, prefix) for host in store_hosts(hosts, taskchan_host, taskchan_hosts)]
+    if len(stores) == 1:
+        return stores[0]
+    # One per list of hosts, like shared_store: the layer and get_store() share it.
+    key = tuple(id(s) for s in stores)
+    sharded = _sharded.get(key)
+    if sharded is None:
+        sharded = _sharded[key] = ShardedStore(stores)
+    return sharded
+
+
+_sharded: dict[tuple, ShardedStore] = {}
+
+
 def get_store(alias: str | None = None) -> StoreBase:
     """The reliable store of the configured layer (TASKCHAN_LAYER, "default").
 
@@ -88,9 +106,8 @@ def get_store(alias: str | None = None) -> StoreBase:
     layer_settings = (getattr(django_settings, "CHANNEL_LAYERS", None) or {}).get(alias) or {}
     if layer_settings.get("BACKEND") == REDIS_BACKEND:
         config = layer_settings.get("CONFIG") or {}
-        store = shared_store(
-            store_host(config.get("hosts"), config.get("taskchan_host")),
-            config.get("taskchan_prefix") or settings.KEY_PREFIX,
+        store = redis_store(
+            config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"), config.get("taskchan_prefix")
         )
     else:
         layer = get_channel_layer(alias)

@@ -3,8 +3,9 @@
 ``FailedMessage.resend()`` sends one message (one round trip).  Retrying ten
 thousand rows that way would cost ten thousand round trips, so ``resend_many``
 validates every row's content exactly as ``send()`` does, builds the envelopes
-in Python and writes them to Redis in one pipeline of ``send.lua`` calls
-(``EVALSHA``; redis-py adds a ``SCRIPT EXISTS``/``SCRIPT LOAD`` before it), then
+in Python and hands them to the store's ``send_many``: on Redis one pipeline
+of ``send.lua`` calls per host (``EVALSHA``; redis-py adds a ``SCRIPT
+EXISTS``/``SCRIPT LOAD`` before it), then
 marks the rows retried with one ``executemany`` of an UPDATE.  Each message is still stored
 by the same atomic script as ``send()``; only the round trips are shared.
 
@@ -16,7 +17,6 @@ again - a duplicate, never a loss, as everywhere in taskchan.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,10 +32,6 @@ from .models import FailedMessage
 from .producer import send
 from .registry import get_consumer
 from .stores.base import StoreBase
-
-#: rows written to Redis per pipeline; 10,000 envelopes of a few hundred bytes
-#: are a few MB, well within what one pipeline should carry
-PIPELINE_SIZE = 10_000
 
 
 @dataclass
@@ -75,40 +71,6 @@ def cannot_retry(row: FailedMessage) -> str:
     return ""
 
 
-@functools.cache
-def _send_script_text() -> str:
-    from .stores.redis import load_scripts
-
-    return load_scripts()["send"]
-
-
-def _write_redis(store, batch: list[tuple[str, str, str]]) -> None:
-    """Store ``(channel, envelope JSON, message id)`` triples with send.lua, one pipeline per PIPELINE_SIZE."""
-    script = store.client.register_script(_send_script_text())
-    keys = store.keys
-    for start in range(0, len(batch), PIPELINE_SIZE):
-        pipe = store.client.pipeline(transaction=False)
-        for channel, raw, message_id in batch[start : start + PIPELINE_SIZE]:
-            # send.lua: KEYS stream, scheduled set, channels set; ARGV envelope,
-            # id, delay ms, idempotency ms (unused without a key), channel.
-            script(
-                keys=[keys.stream(channel), keys.scheduled(channel), keys.channels],
-                args=[raw, message_id, 0, 0, channel],
-                client=pipe,
-            )
-        pipe.execute()
-
-
-def _write(store: StoreBase, batch: list[tuple[str, str, str]]) -> None:
-    from .stores.redis import RedisStore
-
-    if isinstance(store, RedisStore):
-        _write_redis(store, batch)
-    else:  # the in-memory store: no round trips to save
-        for channel, raw, message_id in batch:
-            store.send(channel, raw, message_id)
-
-
 def resend_many(rows: Iterable[FailedMessage], *, store: StoreBase | None = None) -> ResendResult:
     """Re-send each row's content on its channel as a fresh message; mark the rows retried.
 
@@ -138,7 +100,7 @@ def resend_many(rows: Iterable[FailedMessage], *, store: StoreBase | None = None
                 row.retried_at = now
             _mark_retried(result.sent, now)
             if batch:
-                _write(store, batch)
+                store.send_many(batch)
     except BaseException:
         for row in result.sent:
             row.retried_as, row.retried_at = "", None

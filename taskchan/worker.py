@@ -5,7 +5,8 @@ One process, one asyncio loop, plus ``concurrency`` job threads:
 - the *fetcher* (loop) leases messages with one XREADGROUP for all channels,
   keeping at most ``concurrency + prefetch`` unfinished ones (finished ones
   stay leased only until their batched ack lands), so a worker cannot drain a
-  channel into memory;
+  channel into memory; with taskchan channels sharded over several Redis
+  hosts there is one fetcher per host (a *partition*), sharing that bound;
 - plain consumers run in ``concurrency`` long-lived *job threads* that pull
   from a queue (one channel's messages run side by side, unlike channels'
   worker); ``async def`` consumers run in as many *runner tasks* on the loop;
@@ -52,7 +53,7 @@ from .layers import get_store
 from .message import Message
 from .models import FailedMessage
 from .registry import Consumer
-from .stores.base import Delivery, StoreBase
+from .stores.base import Delivery, Partition, StoreBase
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -126,7 +127,14 @@ class Worker:
         self._has_sync = any(not c.is_async for c in self._consumers.values())
         self._has_async = any(c.is_async for c in self._consumers.values())
 
-        self._held: dict[str, Delivery] = {}  # entry id -> delivery leased to us (loop thread only)
+        # What this worker reads: one partition per store (one per Redis host
+        # when sharded), keyed by Partition.index; only ever added to.
+        self._parts: dict[int, Partition] = {}
+        self._prepared: set[tuple[int, str]] = set()  # (partition, channel) whose consumer group exists
+        self._fetchers: dict[int, asyncio.Task] = {}
+        self._reserved: dict[int, int] = {}  # partition -> messages its fetch in progress may bring
+        self._held: dict[tuple, Delivery] = {}  # Delivery.key -> delivery leased to us (loop thread only)
+        self._held_per_part: collections.Counter[int] = collections.Counter()
         self._acks: list[Delivery] = []
         self._settling: set[asyncio.Task] = set()
         # job threads <-> loop
@@ -172,7 +180,7 @@ class Worker:
         if in_main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
-        await self._retry_redis(lambda: self.store.prepare(self.channels))
+        await self._retry_redis(self._refresh_partitions)
         logger.info(
             "worker %s serving %s (concurrency %d, prefetch %d%s)",
             self.id, ", ".join(self.channels), self.concurrency, self.prefetch, ", burst" if self.burst else "",
@@ -188,25 +196,26 @@ class Worker:
             asyncio.create_task(self._runner(), name=f"taskchan-run-{i}")
             for i in range(self.concurrency if self._has_async else 0)
         ]
-        fetcher = asyncio.create_task(self._fetch_loop(), name="taskchan-fetch")
         acker = asyncio.create_task(self._ack_loop(), name="taskchan-ack")
         maintenance = asyncio.create_task(self._maintenance_loop(), name="taskchan-maintenance")
         clean = True
         try:
             await self._stopping.wait()
             logger.info("worker %s stopping", self.id)
-            await fetcher
+            await asyncio.gather(*self._fetchers.values())
             clean = await self._finish_running(runners)
             await self._hand_back_unstarted()
             await self._flush_acks()
         finally:
-            for task in (fetcher, acker, maintenance, *runners):
+            tasks = (*self._fetchers.values(), acker, maintenance, *runners)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(fetcher, acker, maintenance, *runners, return_exceptions=True)
-            try:
-                await self.store.remove_worker(self.id, self.consumer_name if clean else None, self.channels)
-            except RedisError as exc:
-                logger.warning("could not deregister worker: %s", exc)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for part in self._parts.values():
+                try:
+                    await part.store.remove_worker(self.id, self.consumer_name if clean else None, part.channels)
+                except (RedisError, OSError) as exc:
+                    logger.warning("could not deregister worker from %r: %s", part.store, exc)
             self._bookkeeping.shutdown(wait=True)
             if in_main_thread:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -254,48 +263,103 @@ class Worker:
         for d in unstarted:
             if d.reclaimed:
                 d.raw = _with_lost_attempts(d)
-        if unstarted:
-            returned = await self._retry_redis(lambda: self.store.hand_back(unstarted), attempts=5)
+        by_part: dict[int, list[Delivery]] = {}
+        for d in unstarted:
+            by_part.setdefault(d.shard, []).append(d)
+        for index, batch in by_part.items():
+            store = self._parts[index].store
+            try:
+                returned = await self._retry_redis(lambda s=store, b=batch: s.hand_back(b), attempts=5)
+            except (RedisError, OSError) as exc:
+                # Still leased to us: they lapse and are reclaimed, as after a crash.
+                logger.warning("could not hand %d message(s) back to %r: %s", len(batch), store, exc)
+                continue
             logger.info("handed %s unstarted message(s) back", returned)
-            for d in unstarted:
-                self._held.pop(d.entry_id, None)
+            for d in batch:
+                self._release(d)
 
     # -- leasing ------------------------------------------------------------
 
-    async def _fetch_loop(self) -> None:
+    async def _refresh_partitions(self) -> None:
+        """Learn what to read (at start, then at housekeeping); start a fetcher per new partition.
+
+        A sharded store may name more over time: a channel whose home moved
+        (the hosts list changed) is read on its old home too, for as long as
+        that host lists it.
+        """
+        for part in await self.store.partitions(self.channels):
+            known = self._parts.get(part.index)
+            if known is None:
+                self._parts[part.index] = part
+                if self._stopping is not None and not self._stopping.is_set():
+                    self._fetchers[part.index] = asyncio.create_task(
+                        self._fetch_loop(part.index), name=f"taskchan-fetch-{part.index}"
+                    )
+            elif set(part.channels) - set(known.channels):
+                known.channels = [*known.channels, *(c for c in part.channels if c not in known.channels)]
+
+    async def _fetch_loop(self, index: int) -> None:
         backoff = ERROR_BACKOFF
         block_ms = int(FETCH_BLOCK_SECONDS * 1000 if not self.burst else 100)
         capacity = self.concurrency + self.prefetch
         while not self._stopping.is_set():
-            room = capacity - len(self._held)
+            part = self._parts[index]
+            held = len(self._held)
+            room = capacity - held - sum(self._reserved.values())
             # Refill in batches: while every job slot still has work queued,
             # wait until half the prefetch is free, so one read brings many
             # messages instead of one read per finished job.
-            starving = len(self._held) <= self.concurrency
+            starving = held <= self.concurrency
+            # With several partitions, one that holds nothing may always read
+            # one message: another partition's blocking read must not starve it
+            # (the bound grows by at most one per extra Redis host).
+            if self._held_per_part[index] == 0 and room <= 0:
+                room = 1
             if room <= 0 or (not starving and room < max(1, self.prefetch // 2)):
                 self._room.clear()
                 await self._wait_either(self._room, self._stopping)
                 continue
+            # Each partition reads at most its share of the free room, so an
+            # idle host's blocking read leaves room for the others.
+            count = min(room, max(1, -(-(capacity - held) // len(self._parts))))
+            self._reserved[index] = count
             try:
-                # Redis applies COUNT per stream: split the room between the
-                # channels so a multi-channel worker stays near its bound.
-                count = max(1, room // len(self.channels))
-                deliveries = await self.store.fetch(self.channels, self.consumer_name, count, block_ms)
+                await self._prepare_partition(part)
+                # Redis applies COUNT per stream: split it between the channels
+                # so a multi-channel worker stays near its bound.
+                per_stream = max(1, count // len(part.channels))
+                deliveries = await part.store.fetch(part.channels, self.consumer_name, per_stream, block_ms)
             except (RedisError, OSError) as exc:
-                logger.warning("fetch failed (%s); retrying in %.1f s", exc, backoff)
+                logger.warning("fetch from %r failed (%s); retrying in %.1f s", part.store, exc, backoff)
                 await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                self._reserved[index] = 0
+                self._room.set()
             backoff = ERROR_BACKOFF
-            self._enqueue(deliveries)
+            self._enqueue(deliveries, index)
 
-    def _enqueue(self, deliveries) -> None:
+    async def _prepare_partition(self, part: Partition) -> None:
+        new = [c for c in part.channels if (part.index, c) not in self._prepared]
+        if new:
+            await part.store.prepare(new)
+            self._prepared.update((part.index, c) for c in new)
+
+    def _enqueue(self, deliveries, index: int) -> None:
         for d in deliveries:
-            self._held[d.entry_id] = d
+            d.shard = index
+            self._held[d.key] = d
+            self._held_per_part[index] += 1
             if self._consumers[d.channel].is_async:
                 self._async_queue.put_nowait(d)
             else:
                 self._thread_queue.put(d)
+
+    def _release(self, delivery: Delivery) -> None:
+        """It no longer counts against concurrency + prefetch (finished, handed back, or taken elsewhere)."""
+        if self._held.pop(delivery.key, None) is not None:
+            self._held_per_part[delivery.shard] -= 1
 
     # -- running ------------------------------------------------------------
 
@@ -366,7 +430,7 @@ class Worker:
             stop=tenacity.stop_after_attempt(20),
             reraise=True,
         )
-        return retrying(self.store.charge, delivery, self.consumer_name)
+        return retrying(self._parts[delivery.shard].store.charge, delivery, self.consumer_name)
 
     def _report(self, outcome: Outcome) -> None:
         """From a job thread: queue the outcome, waking the loop once per batch.
@@ -406,7 +470,7 @@ class Worker:
             outcome = self._prepare(delivery)
             if delivery.reclaimed and self._runnable(outcome):
                 outcome.skipped = not await self._retry_redis(
-                    lambda d=delivery: self.store.acharge(d, self.consumer_name), attempts=20
+                    lambda d=delivery: self._parts[d.shard].store.acharge(d, self.consumer_name), attempts=20
                 )
             if self._runnable(outcome):
                 started = metrics.job_started(delivery.channel, outcome.envelope.sent_at)
@@ -424,7 +488,7 @@ class Worker:
         delivery = outcome.delivery
         if outcome.skipped:
             # Taken by another worker before it started here: not ours to settle.
-            self._held.pop(delivery.entry_id, None)
+            self._release(delivery)
             self._room.set()
             return
         if outcome.ok:
@@ -433,7 +497,7 @@ class Worker:
             # Finished: it no longer counts against concurrency + prefetch (the
             # bound on work held), though it stays leased until its ack lands,
             # at most ACK_DELAY later; heartbeats cover it meanwhile.
-            self._held.pop(delivery.entry_id, None)
+            self._release(delivery)
             self._acks.append(delivery)
             self._ack_event.set()
             self._room.set()
@@ -441,12 +505,12 @@ class Worker:
         task = asyncio.ensure_future(self._settle_failure(outcome))
         self._settling.add(task)
 
-        def done(task, entry_id=delivery.entry_id):
+        def done(task):
             self._settling.discard(task)
-            self._held.pop(entry_id, None)
+            self._release(delivery)
             self._room.set()
             if not task.cancelled() and task.exception():
-                logger.error("could not settle %s", entry_id, exc_info=task.exception())
+                logger.error("could not settle %s", delivery.entry_id, exc_info=task.exception())
 
         task.add_done_callback(done)
 
@@ -486,7 +550,7 @@ class Worker:
             delivery.channel, envelope.id, outcome.attempt, outcome.max_attempts, decision.delay, exc_type,
         )
         await self._retry_redis(
-            lambda: self.store.reschedule(
+            lambda: self._parts[delivery.shard].store.reschedule(
                 delivery,
                 next_envelope.encode(),
                 int(decision.delay * 1000),
@@ -511,7 +575,8 @@ class Worker:
             # lease lapses and the next delivery tries to dead-letter it again.
             logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
             return
-        await self._retry_redis(lambda: self.store.ack([delivery], outcome="failed"), attempts=20)
+        store = self._parts[delivery.shard].store
+        await self._retry_redis(lambda: store.ack([delivery], outcome="failed"), attempts=20)
         metrics.dead_lettered(delivery.channel)
 
     # -- acking -------------------------------------------------------------
@@ -529,15 +594,29 @@ class Worker:
 
     async def _flush_acks(self) -> None:
         backoff = ERROR_BACKOFF
+        idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
         while self._acks:
             batch, self._acks = self._acks, []
-            try:
-                await self.store.ack(batch, idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000))
-            except (RedisError, OSError) as exc:
-                # The jobs ran; until the ack lands they may run again (a
-                # duplicate, never a loss).  Keep the batch and try again.
-                logger.warning("ack of %d failed (%s); retrying", len(batch), exc)
-                self._acks[:0] = batch
+            by_part: dict[int, list[Delivery]] = {}
+            for d in batch:
+                by_part.setdefault(d.shard, []).append(d)
+            # One pipeline per Redis host, side by side: a host that is down
+            # holds back only its own acks.
+            results = await asyncio.gather(
+                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in by_part.items()),
+                return_exceptions=True,
+            )
+            failed = []
+            for (index, part_batch), result in zip(by_part.items(), results, strict=True):
+                if isinstance(result, (RedisError, OSError)):
+                    # The jobs ran; until the ack lands they may run again (a
+                    # duplicate, never a loss).  Keep them and try again.
+                    logger.warning("ack of %d on %r failed (%s); retrying", len(part_batch), self._parts[index].store, result)
+                    failed.extend(part_batch)
+                elif isinstance(result, BaseException):
+                    raise result
+            if failed:
+                self._acks[:0] = failed
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -548,51 +627,76 @@ class Worker:
         min_vt = min(self._vt.values())
         while True:
             now = time.monotonic()
-            try:
-                if not self._stopping.is_set():
-                    for channel in self.channels:
-                        await self.store.promote(channel)
-                if now >= next_extend:
-                    await self._extend_leases()
-                    next_extend = now + min_vt / 3
-                if now >= next_reclaim and not self._stopping.is_set():
-                    await self._reclaim()
-                    next_reclaim = now + min(1.0, min_vt / 4)
-                if now >= next_housekeeping:
-                    await self._housekeeping()
-                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
-                if self.burst and not self._stopping.is_set() and await self._burst_done():
-                    logger.info("burst: nothing queued, scheduled or in flight; stopping")
-                    self._stopping.set()
-            except (RedisError, OSError) as exc:
-                logger.warning("maintenance: Redis error %s", exc)
+            # Each step, on each partition, on its own: a Redis host that is
+            # down must not stop the renewal of leases held on the others.
+            if not self._stopping.is_set():
+                await self._each_partition("promote", self._promote)
+            if now >= next_extend:
+                await self._each_partition("lease renewal", self._extend_leases)
+                next_extend = now + min_vt / 3
+            if now >= next_reclaim and not self._stopping.is_set():
+                await self._each_partition("reclaim", self._reclaim)
+                next_reclaim = now + min(1.0, min_vt / 4)
+            if now >= next_housekeeping:
+                await self._each_partition("worker heartbeat", self._heartbeat)
+                await self._housekeeping()
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            if self.burst and not self._stopping.is_set():
+                try:
+                    if await self._burst_done():
+                        logger.info("burst: nothing queued, scheduled or in flight; stopping")
+                        self._stopping.set()
+                except (RedisError, OSError) as exc:
+                    logger.warning("maintenance: Redis error %s", exc)
             await asyncio.sleep(self.poll_interval)
 
-    async def _burst_done(self) -> bool:
-        return not self._held and not self._acks and await self.store.is_idle(self.channels)
+    async def _each_partition(self, what: str, step) -> None:
+        for part in list(self._parts.values()):
+            try:
+                await step(part)
+            except (RedisError, OSError) as exc:
+                logger.warning("%s on %r: Redis error %s", what, part.store, exc)
 
-    async def _extend_leases(self) -> None:
+    async def _promote(self, part: Partition) -> None:
+        for channel in part.channels:
+            await part.store.promote(channel)
+
+    async def _burst_done(self) -> bool:
+        if self._held or self._acks:
+            return False
+        for part in self._parts.values():
+            if not await part.store.is_idle(part.channels):
+                return False
+        return True
+
+    async def _extend_leases(self, part: Partition) -> None:
         by_channel: dict[str, list[str]] = {}
         for d in [*self._held.values(), *self._acks]:
-            by_channel.setdefault(d.channel, []).append(d.entry_id)
+            if d.shard == part.index:
+                by_channel.setdefault(d.channel, []).append(d.entry_id)
         for channel, ids in by_channel.items():
-            lost = await self.store.extend(channel, self.consumer_name, ids)
+            lost = await part.store.extend(channel, self.consumer_name, ids)
             if lost:
                 logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
 
-    async def _reclaim(self) -> None:
-        for channel in self.channels:
+    async def _reclaim(self, part: Partition) -> None:
+        for channel in part.channels:
             room = self.concurrency + self.prefetch - len(self._held)
             if room <= 0:
                 return
-            reclaimed = await self.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
+            reclaimed = await part.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
             if reclaimed:
                 logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
                 metrics.redelivered(channel, len(reclaimed))
-                self._enqueue(reclaimed)
+                self._enqueue(reclaimed, part.index)
 
-    async def _housekeeping(self) -> None:
-        info = {
+    async def _heartbeat(self, part: Partition) -> None:
+        # Registered on every host the worker reads, so the registry of each
+        # host lists who serves its channels.
+        await part.store.heartbeat_worker(self.id, self._info(), ttl=3 * HOUSEKEEPING_INTERVAL)
+
+    def _info(self) -> dict:
+        return {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "channels": self.channels,
@@ -601,7 +705,13 @@ class Worker:
             "processed": self.processed,
             "failed": self.failed,
         }
-        await self.store.heartbeat_worker(self.id, info, ttl=3 * HOUSEKEEPING_INTERVAL)
+
+    async def _housekeeping(self) -> None:
+        if not self._stopping.is_set():
+            try:
+                await self._refresh_partitions()
+            except (RedisError, OSError) as exc:
+                logger.warning("could not refresh what to read: %s", exc)
         loop = asyncio.get_running_loop()
         try:
             relayed = await loop.run_in_executor(self._bookkeeping, _sweep_outbox)

@@ -118,6 +118,29 @@ def redis_url(_session_redis, monkeypatch):
     return _session_redis.url
 
 
+@pytest.fixture(scope="session")
+def _session_redis_b():
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shard_urls(redis_url, _session_redis_b) -> list[str]:
+    """Two empty Redis servers to shard taskchan channels over (the first is ``redis_url``)."""
+    redis_lib.Redis.from_url(_session_redis_b.url).flushall()
+    return [redis_url, _session_redis_b.url]
+
+
+@pytest.fixture
+def use_sharded_layer(shard_urls, settings):
+    """This process's channel layer with taskchan channels sharded over two Redis servers."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(shard_urls)}}
+    }
+    return shard_urls
+
+
 @pytest.fixture
 def redis_client(redis_url):
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)

@@ -27,6 +27,23 @@ class Delivery:
     deliveries: int = 1
     reclaimed: bool = False
     idempotency_key: str | None = None  # set by the worker once decoded
+    # Which of a sharded store's Redis hosts leased it (``Partition.index``);
+    # 0 for a store of one.  Stream entry ids are only unique per stream, so a
+    # worker names a delivery by (shard, channel, entry id).
+    shard: int = 0
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        return (self.shard, self.channel, self.entry_id)
+
+
+@dataclass(slots=True)
+class Partition:
+    """Channels a worker reads from one store: the whole store, or one shard of a sharded store."""
+
+    index: int  # the shard's position in the hosts list (0 for a store of one)
+    store: StoreBase
+    channels: list[str]
 
 
 @dataclass(slots=True)
@@ -72,3 +89,23 @@ class StoreBase:
     async def heartbeat_worker(self, worker_id, info: dict, ttl: float) -> None: ...
     async def remove_worker(self, worker_id, consumer) -> None: ...
     async def workers(self) -> list[dict]: ...
+    async def lapsed_leases(self, channel, idle_ms: int, limit: int) -> int:
+        """How many leases on ``channel`` are idle longer than ``idle_ms`` (counted up to ``limit``)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the connections this event loop opened (stores without any: nothing to do)."""
+
+    # routing: one store holds every channel unless it is sharded (``sharded.py``)
+    def home(self, channel: str) -> StoreBase:
+        """The store that new messages for ``channel`` go to."""
+        return self
+
+    async def partitions(self, channels: list[str]) -> list[Partition]:
+        """What a worker serving ``channels`` reads, one Partition per store it must read."""
+        return [Partition(0, self, list(channels))]
+
+    def send_many(self, items: list[tuple[str, str, str]]) -> None:
+        """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
+        for channel, raw, message_id in items:
+            self.send(channel, raw, message_id)

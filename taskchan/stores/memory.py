@@ -262,6 +262,12 @@ class MemoryStore(StoreBase):
                 )
         return result
 
+    async def lapsed_leases(self, channel, idle_ms, limit):
+        cutoff = time.monotonic() - idle_ms / 1000
+        with self._lock:
+            pending = self._channel(channel).pending.values()
+            return min(int(limit), sum(1 for lease in pending if lease[1] < cutoff))
+
     async def heartbeat_worker(self, worker_id, info, ttl):
         with self._lock:
             self._workers[worker_id] = (time.time(), info, ttl)

@@ -23,6 +23,7 @@ import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.retry
 import redis.sentinel
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
@@ -61,11 +62,31 @@ def client_options(host: Any) -> tuple[str | None, dict]:
     raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
 
 
-def store_host(hosts: Any, taskchan_host: Any = None) -> Any:
-    """The Redis the reliable store uses: CONFIG's ``taskchan_host``, else the first of ``hosts``."""
-    if taskchan_host:
-        return taskchan_host
-    return hosts[0] if hosts else "redis://localhost:6379/0"
+def store_hosts(hosts: Any = None, taskchan_host: Any = None, taskchan_hosts: Any = None) -> list:
+    """The Redis hosts of the reliable store, from the layer's CONFIG.
+
+    ``taskchan_hosts`` (a list), else ``taskchan_host`` (one), else every entry
+    of ``hosts``, as channels_redis shards its own channels over them.  More
+    than one host shards taskchan channels (``sharded.py``).
+    """
+    if taskchan_host and taskchan_hosts:
+        raise ImproperlyConfigured(
+            "CHANNEL_LAYERS CONFIG sets both 'taskchan_host' and 'taskchan_hosts': keep one "
+            "('taskchan_hosts' is a list and shards taskchan channels over it)."
+        )
+    if taskchan_hosts is not None and not isinstance(taskchan_hosts, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"CHANNEL_LAYERS CONFIG 'taskchan_hosts' must be a list of Redis hosts, not {taskchan_hosts!r}."
+        )
+    chosen = list(taskchan_hosts or ([taskchan_host] if taskchan_host else hosts or ["redis://localhost:6379/0"]))
+    seen = set()
+    for host in chosen:
+        # The same Redis twice would be two shards sharing every key.
+        identity = json.dumps(host, sort_keys=True, default=str)
+        if identity in seen:
+            raise ImproperlyConfigured(f"CHANNEL_LAYERS CONFIG lists the Redis host {host!r} twice.")
+        seen.add(identity)
+    return chosen
 
 
 _shared: dict[str, RedisStore] = {}
@@ -201,6 +222,20 @@ class RedisStore(StoreBase):
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
         _client, scripts = self._aclient()
         return await scripts["send"](keys=keys, args=args)
+
+    #: sends per pipeline in ``send_many``; 10,000 envelopes of a few hundred
+    #: bytes are a few MB, well within what one pipeline should carry
+    SEND_MANY_PIPELINE = 10_000
+
+    def send_many(self, items):
+        # The admin's bulk retry: thousands of sends, one pipelined round trip
+        # per SEND_MANY_PIPELINE instead of one each.
+        for start in range(0, len(items), self.SEND_MANY_PIPELINE):
+            pipe = self.client.pipeline(transaction=False)
+            for channel, raw, message_id in items[start : start + self.SEND_MANY_PIPELINE]:
+                keys, args = self._send_args(channel, raw, message_id, 0, None, 0)
+                self._sync_send(keys=keys, args=args, client=pipe)
+            pipe.execute()
 
     # -- worker -------------------------------------------------------------
 
@@ -363,6 +398,18 @@ class RedisStore(StoreBase):
                 )
             )
         return result
+
+    async def lapsed_leases(self, channel, idle_ms, limit):
+        client, _ = self._aclient()
+        try:
+            rows = await client.xpending_range(
+                self.keys.stream(channel), GROUP, min="-", max="+", count=int(limit), idle=int(idle_ms)
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return 0
+        return len(rows)
 
     async def heartbeat_worker(self, worker_id, info, ttl):
         client, _ = self._aclient()

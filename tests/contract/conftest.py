@@ -2,7 +2,8 @@
 
 ``store``        a bare store: ``RedisStore`` on the test Redis, or ``MemoryStore``
 ``layer_store``  the configured channel layer's store (taskchan.send and the
-                 worker use it): the Redis layer or the in-memory layer
+                 worker use it): the Redis layer, the in-memory layer, or the
+                 Redis layer sharded over two servers
 ``run_burst`` / ``arun_burst``  run an in-process burst ``Worker`` to idle
 """
 
@@ -41,13 +42,13 @@ async def store(request):
         s.client.close()
 
 
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=[*STORES, "sharded"])
 def layer_kind(request):
-    """Configure this process's channel layer: the Redis layer or the in-memory one."""
-    if request.param == "redis":
-        request.getfixturevalue("use_redis_layer")
-    else:
-        request.getfixturevalue("use_memory_layer")
+    """Configure this process's channel layer: the Redis layer, the in-memory one, or
+    the Redis layer sharding taskchan channels over two Redis servers."""
+    request.getfixturevalue({"redis": "use_redis_layer", "memory": "use_memory_layer"}.get(
+        request.param, "use_sharded_layer"
+    ))
     return request.param
 
 
@@ -65,9 +66,8 @@ async def arun_burst(channels, *, store=None, timeout=30.0, **options) -> Worker
     try:
         clean = await asyncio.wait_for(worker.arun(), timeout)
     finally:
-        if isinstance(worker.store, RedisStore):
-            # The async client belongs to this loop; close it with the loop.
-            await worker.store.aclose()
+        # The async clients belong to this loop; close them with the loop.
+        await worker.store.aclose()
     assert clean, "the burst worker abandoned running jobs"
     return worker
 

@@ -1,7 +1,8 @@
-"""Delivery behaviour through an in-process burst ``Worker``, on both layers.
+"""Delivery behaviour through an in-process burst ``Worker``, on every layer.
 
 ``layer_store`` configures the channel layer (the Redis layer on the test's
-private redis-server, or the in-memory layer), so ``taskchan.send`` and the
+private redis-server, the in-memory layer, or the Redis layer sharded over two
+servers), so ``taskchan.send`` and the
 ``Worker`` share its store.  Consumers live in ``tests.contract.consumers`` and
 record every call in memory.  Dead letters are written by the worker's own
 thread, so every test uses a real (transactional) test database.
@@ -34,8 +35,7 @@ def on_store(store, make_call):
         try:
             return await make_call()
         finally:
-            if isinstance(store, RedisStore):
-                await store.aclose()
+            await store.aclose()
 
     return asyncio.run(main())
 
@@ -59,6 +59,7 @@ def close_to(a: datetime.datetime, b: datetime.datetime) -> bool:
 
 def inject(store, channel, raw) -> str:
     """Store ``raw`` on ``channel`` around taskchan's API; return its entry id (Redis) or ''."""
+    store = store.home(channel)
     if isinstance(store, RedisStore):
         return store.client.xadd(store.keys.stream(channel), {"m": raw})
     store.send(channel, raw, "id")

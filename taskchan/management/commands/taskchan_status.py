@@ -40,22 +40,12 @@ def visibility_timeout(channel: str) -> float:
 async def count_lapsed(store, stats) -> dict[str, int]:
     """Leases per channel idle longer than the channel's visibility timeout (read-only)."""
     lapsed: dict[str, int] = {}
-    client_for = getattr(store, "_aclient", None)
     for s in stats:
         vt = visibility_timeout(s.channel)
         if not s.in_flight or s.oldest_lease_age is None or s.oldest_lease_age <= vt:
-            lapsed[s.channel] = 0
+            lapsed[s.channel] = 0  # the oldest lease is younger: none lapsed, no need to look
             continue
-        if client_for is None:  # a store without XPENDING: at least the oldest one lapsed
-            lapsed[s.channel] = 1
-            continue
-        from taskchan.stores.keys import GROUP
-
-        client, _ = client_for()
-        rows = await client.xpending_range(
-            store.keys.stream(s.channel), GROUP, min="-", max="+", count=LAPSED_SCAN, idle=int(vt * 1000)
-        )
-        lapsed[s.channel] = len(rows)
+        lapsed[s.channel] = await store.lapsed_leases(s.channel, int(vt * 1000), LAPSED_SCAN)
     return lapsed
 
 

@@ -1,0 +1,159 @@
+"""taskchan channels spread over several Redis hosts.
+
+With several ``hosts`` (or ``taskchan_hosts``) in the layer's CONFIG, each
+taskchan channel has one *home* host, picked from its name by a jump
+consistent hash, and every key of that channel (stream, scheduled set,
+idempotency keys, counters; see ``keys.py``) lives there.  So each channel
+keeps every promise of a single store (one Lua script per multi-key step,
+one host per channel), and channels share the hosts' load.
+
+Changing the hosts list moves some channels' homes.  Nothing is stranded on
+the old home: every host keeps the set of channels ever sent to it
+(``P:channels``), and a worker reads each of its channels on its home *and* on
+every host whose set names it (``partitions``).  Jump hashing moves as few
+channels as it can when hosts are appended at the end of the list (about
+1/N of them for the N-th host); reordering or removing hosts moves more.  What
+a move does lose: idempotency keys still inside their window stay on the old
+home, so a repeated key sent after the move is accepted once more.
+
+Workers read a sharded store one shard at a time (``partitions()``): the
+per-delivery and per-channel worker methods belong to each shard's own
+store, and ``Delivery.shard`` says which.  This class serves producers
+(``send``, ``send_many``) and readers of the whole (stats, the worker
+registry, burst idleness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+
+from redis.exceptions import RedisError
+
+from .base import ChannelStats, Partition, StoreBase
+
+logger = logging.getLogger("taskchan.stores")
+
+_MASK64 = (1 << 64) - 1
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Jump consistent hash (Lamping and Veach, 2014): a bucket in ``range(buckets)``.
+
+    Growing ``buckets`` by one moves only the keys that land in the new
+    bucket, about 1/``buckets`` of them; no ring or table is kept.
+    """
+    bucket, candidate = -1, 0
+    while candidate < buckets:
+        bucket = candidate
+        key = (key * 2862933555777941757 + 1) & _MASK64
+        candidate = int((bucket + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return bucket
+
+
+@functools.lru_cache(maxsize=4096)
+def shard_index(channel: str, shards: int) -> int:
+    """The home shard of ``channel`` among ``shards`` hosts; stable across processes and Python versions."""
+    # Not hash(): Python salts str hashes per process, and every producer and
+    # worker must agree on a channel's home.
+    digest = hashlib.blake2b(channel.encode(), digest_size=8).digest()
+    return jump_hash(int.from_bytes(digest, "big"), shards)
+
+
+class ShardedStore(StoreBase):
+    def __init__(self, shards: list[StoreBase]):
+        if len(shards) < 2:
+            raise ValueError("a sharded store needs at least two shards")
+        self.shards = list(shards)
+
+    def __repr__(self) -> str:
+        return f"<ShardedStore {self.shards!r}>"
+
+    # -- routing ------------------------------------------------------------
+
+    def home(self, channel):
+        return self.shards[shard_index(channel, len(self.shards))]
+
+    async def partitions(self, channels):
+        wanted = list(channels)
+        known = await asyncio.gather(*(s.known_channels() for s in self.shards), return_exceptions=True)
+        parts = []
+        for index, (store, names) in enumerate(zip(self.shards, known, strict=True)):
+            if isinstance(names, BaseException):
+                if not isinstance(names, (RedisError, OSError)):
+                    raise names
+                # A host that is down still gets its home channels; the worker
+                # retries it on its own while the other hosts are served, and
+                # asks again (housekeeping) for channels left there by a move.
+                logger.warning("cannot list the channels on %r (%s); serving its home channels", store, names)
+                names = ()
+            present = set(names)
+            mine = [c for c in wanted if shard_index(c, len(self.shards)) == index or c in present]
+            if mine:
+                parts.append(Partition(index, store, mine))
+        return parts
+
+    # -- producer -----------------------------------------------------------
+
+    def send(self, channel, raw, message_id, **options):
+        return self.home(channel).send(channel, raw, message_id, **options)
+
+    async def asend(self, channel, raw, message_id, **options):
+        return await self.home(channel).asend(channel, raw, message_id, **options)
+
+    def send_many(self, items):
+        by_home: dict[int, list] = {}
+        for item in items:
+            by_home.setdefault(shard_index(item[0], len(self.shards)), []).append(item)
+        for index, batch in by_home.items():
+            self.shards[index].send_many(batch)
+
+    # -- readers of the whole -----------------------------------------------
+
+    async def _each(self, method: str, *args) -> list:
+        return await asyncio.gather(*(getattr(s, method)(*args) for s in self.shards))
+
+    async def known_channels(self):
+        return sorted(set().union(*await self._each("known_channels")))
+
+    async def is_idle(self, channels):
+        return all(await self._each("is_idle", channels))
+
+    async def stats(self, channels):
+        """Each channel's figures summed over every host (a moved channel may have messages on two)."""
+        merged = {c: ChannelStats(c) for c in channels}
+        for per_shard in await self._each("stats", list(channels)):
+            for s in per_shard:
+                total = merged[s.channel]
+                for name in (
+                    "queued", "in_flight", "scheduled", "processed_last_minute", "processed_last_hour",
+                    "failed_last_minute", "failed_last_hour",
+                ):
+                    setattr(total, name, getattr(total, name) + getattr(s, name))
+                if s.oldest_lease_age is not None:
+                    total.oldest_lease_age = max(total.oldest_lease_age or 0.0, s.oldest_lease_age)
+                if s.next_due is not None:
+                    total.next_due = s.next_due if total.next_due is None else min(total.next_due, s.next_due)
+        return [merged[c] for c in channels]
+
+    async def lapsed_leases(self, channel, idle_ms, limit):
+        return min(int(limit), sum(await self._each("lapsed_leases", channel, idle_ms, limit)))
+
+    async def workers(self):
+        # A worker registers on every host it reads; list it once.
+        seen: dict[str, dict] = {}
+        for per_shard in await self._each("workers"):
+            for info in per_shard:
+                seen.setdefault(info["id"], info)
+        return list(seen.values())
+
+    async def heartbeat_worker(self, worker_id, info, ttl):
+        await self._each("heartbeat_worker", worker_id, info, ttl)
+
+    async def remove_worker(self, worker_id, consumer=None, channels=()):
+        await self._each("remove_worker", worker_id, consumer, channels)
+
+    async def aclose(self):
+        await self._each("aclose")
