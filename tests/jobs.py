@@ -197,3 +197,22 @@ def adm_fail_once(message):
     if rec().set(f"t:adm:first:{message.content['key']}", message.id, nx=True):
         raise RuntimeError(f"first run for key {message.content['key']!r} fails")
     _mark("t:done", message)
+
+
+# --- consumers of the sharding tests (tests/integration/test_sharding.py) ----
+# Eight channels, so that two Redis hosts each are home to some (see
+# taskchan.stores.sharded.shard_index): d, f and h on the first, the rest on the second.
+
+SHARDED_CHANNELS = [f"taskchan.sh.{name}" for name in "abcdefgh"]
+
+
+def sh_record(message):
+    """Sleeps content["ms"] milliseconds, then marks done."""
+    ms = message.content.get("ms", 0)
+    if ms:
+        time.sleep(ms / 1000)
+    _mark("t:done", message)
+
+
+for _channel in SHARDED_CHANNELS:
+    taskchan.consumer(_channel, max_attempts=5, visibility_timeout=2)(sh_record)

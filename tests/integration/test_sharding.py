@@ -1,0 +1,323 @@
+"""taskchan channels sharded over several Redis hosts, with real redis-server processes.
+
+The layer's ``hosts`` lists two (or three) Redis servers; each channel lives on
+its home host (``taskchan.stores.sharded``).  These tests look at each server
+directly: where ``send()`` stores a message, that one ``runworker`` serves
+every host (through a SIGKILL), that a changed hosts list strands nothing,
+that a host that is down holds back only its own channels, and that the
+readers of the whole (stats, the worker registry, ``taskchan_status``, the
+admin's bulk retry) see every host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import time
+from collections import Counter
+
+import pytest
+import redis as redis_lib
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+
+import taskchan
+from taskchan.exceptions import StoreUnavailable
+from taskchan.layers import get_store
+from taskchan.models import FailedMessage
+from taskchan.resend import resend_many
+from taskchan.stores.keys import Keys
+from taskchan.stores.redis import RedisStore, store_hosts
+from taskchan.stores.sharded import ShardedStore, shard_index
+from tests.conftest import done_records, wait_for
+from tests.contract.conftest import run_burst
+from tests.jobs import SHARDED_CHANNELS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEYS = Keys("taskchan")
+
+
+def homes(channels, shards=2) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for channel in channels:
+        out.setdefault(shard_index(channel, shards), []).append(channel)
+    return out
+
+
+def clients(urls):
+    return [redis_lib.Redis.from_url(url, decode_responses=True) for url in urls]
+
+
+def layers(urls) -> dict:
+    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(urls)}}}
+
+
+def sharded_worker(manage, redis_url, urls, *args):
+    return manage(
+        ["runworker", "taskchan.sh.*", *args], redis_url=redis_url,
+        DJANGO_SETTINGS_MODULE="tests.sharded_settings", TASKCHAN_SHARD_URLS=",".join(urls),
+    )
+
+
+def on_store(store, make_call):
+    async def main():
+        try:
+            return await make_call()
+        finally:
+            await store.aclose()
+
+    return asyncio.run(main())
+
+
+# -- the hash ---------------------------------------------------------------------
+
+
+def test_channel_homes_are_pinned():
+    # Every producer and worker must agree on a channel's home, across
+    # processes, machines and releases: a change here would move channels.
+    assert homes(SHARDED_CHANNELS) == {
+        0: ["taskchan.sh.d", "taskchan.sh.f", "taskchan.sh.h"],
+        1: ["taskchan.sh.a", "taskchan.sh.b", "taskchan.sh.c", "taskchan.sh.e", "taskchan.sh.g"],
+    }
+    assert [shard_index(c, 3) for c in SHARDED_CHANNELS] == [2, 1, 1, 0, 1, 2, 2, 0]
+    assert [shard_index("taskchan.thumbnails", n) for n in (1, 2, 3)] == [0, 0, 0]
+
+
+def test_channels_spread_evenly_and_a_new_host_takes_only_its_share():
+    names = [f"taskchan.load.{i}" for i in range(12_000)]
+    spread = Counter(shard_index(n, 3) for n in names)
+    assert all(0.30 < spread[i] / len(names) < 0.37 for i in range(3)), spread
+
+    moved = [n for n in names if shard_index(n, 3) != shard_index(n, 4)]
+    # Appending a fourth host moves about a quarter of the channels, all to it.
+    assert 0.22 < len(moved) / len(names) < 0.28
+    assert {shard_index(n, 4) for n in moved} == {3}
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+def test_hosts_choose_the_store(settings, shard_urls):
+    a, b = shard_urls
+    settings.CHANNEL_LAYERS = layers([a, b])
+    assert isinstance(get_store(), ShardedStore)
+    assert get_store() is get_channel_layer().taskchan_store
+
+    settings.CHANNEL_LAYERS = {"default": {**layers([a, b])["default"], "CONFIG": {"hosts": [a, b], "taskchan_host": b}}}
+    store = get_store()
+    assert isinstance(store, RedisStore) and store.url == b
+
+    settings.CHANNEL_LAYERS = {"default": {**layers([a])["default"], "CONFIG": {"hosts": [a], "taskchan_hosts": [b, a]}}}
+    store = get_store()
+    assert isinstance(store, ShardedStore) and [s.url for s in store.shards] == [b, a]
+
+
+@pytest.mark.parametrize(
+    "config, error",
+    [
+        ({"hosts": ["redis://h:6379/0", "redis://h:6379/0"]}, "twice"),
+        ({"hosts": ["redis://h:6379/0"], "taskchan_hosts": ["redis://a/0", "redis://a/0"]}, "twice"),
+        ({"taskchan_host": "redis://a/0", "taskchan_hosts": ["redis://b/0"]}, "both"),
+        ({"taskchan_hosts": "redis://a/0,redis://b/0"}, "must be a list"),
+    ],
+)
+def test_a_bad_hosts_list_is_refused_before_anything_is_stored(config, error):
+    with pytest.raises(ImproperlyConfigured, match=error):
+        store_hosts(config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"))
+
+
+# -- producing ---------------------------------------------------------------------
+
+
+def test_send_stores_each_channel_on_its_home_host_only(use_sharded_layer):
+    servers = clients(use_sharded_layer)
+    for channel in SHARDED_CHANNELS:
+        taskchan.send(channel, {"n": 1})
+        taskchan.send(channel, {"n": 2}, delay=60)
+
+    for index, server in enumerate(servers):
+        mine = homes(SHARDED_CHANNELS)[index]
+        assert sorted(server.smembers(KEYS.channels)) == mine
+        for channel in SHARDED_CHANNELS:
+            expected = 1 if channel in mine else 0
+            assert (server.xlen(KEYS.stream(channel)), server.zcard(KEYS.scheduled(channel))) == (expected, expected)
+
+
+def test_an_idempotency_key_is_kept_on_the_channels_home(use_sharded_layer):
+    servers = clients(use_sharded_layer)
+    channel = "taskchan.sh.a"  # home: the second host
+    first = taskchan.send(channel, {"n": 1}, idempotency_key="order-7")
+    again = taskchan.send(channel, {"n": 1}, idempotency_key="order-7")
+
+    assert again == first
+    assert servers[1].get(KEYS.idempotency(channel, "order-7")) == first
+    assert servers[0].keys("taskchan:i:*") == []
+
+
+def test_bulk_retry_sends_each_row_to_its_channels_home(use_sharded_layer):
+    servers = clients(use_sharded_layer)
+    rows = [
+        FailedMessage.objects.create(
+            message_id=f"{i:032x}", channel=channel, content={"n": i}, reason=FailedMessage.Reason.EXHAUSTED,
+        )
+        for i, channel in enumerate(SHARDED_CHANNELS)
+    ]
+
+    result = resend_many(FailedMessage.objects.filter(pk__in=[r.pk for r in rows]))
+
+    assert len(result.sent) == len(SHARDED_CHANNELS) and not result.skipped
+    for index, server in enumerate(servers):
+        for channel in SHARDED_CHANNELS:
+            on_home = channel in homes(SHARDED_CHANNELS)[index]
+            assert server.xlen(KEYS.stream(channel)) == (1 if on_home else 0), (index, channel)
+
+
+def test_replies_to_process_specific_channels_reach_their_reader(use_sharded_layer):
+    # channels_redis's own channels on two hosts: what a websocket consumer's
+    # channel_name gets must arrive where receive() reads it.
+    async def main():
+        layer = get_channel_layer()
+        names = [await layer.new_channel() for _ in range(20)]
+        for i, name in enumerate(names):
+            await layer.send(name, {"type": "reply", "n": i})
+        got = [await asyncio.wait_for(layer.receive(name), 5) for name in names]
+        await layer.flush()
+        return got
+
+    assert [m["n"] for m in asyncio.run(main())] == list(range(20))
+
+
+# -- working ------------------------------------------------------------------------
+
+
+def test_one_runworker_serves_every_host_through_a_sigkill(use_sharded_layer, manage, redis_url):
+    urls = use_sharded_layer
+    servers = clients(urls)
+    sent = [taskchan.send(channel, {"ms": 5, "i": i}) for i in range(40) for channel in SHARDED_CHANNELS]
+    assert all(server.dbsize() for server in servers)  # both hosts hold work
+
+    first = sharded_worker(manage, redis_url, urls, "--concurrency", "4")
+    wait_for(lambda: len(done_records(servers[0])) >= 60, timeout=60, message="the first worker to run some jobs")
+    # Registered once in the store's list, on both hosts' registries.
+    workers = on_store(get_store(), lambda: get_store().workers())
+    assert [w["pid"] for w in workers] == [first.pid]
+    assert all(server.zcard(KEYS.workers) == 1 for server in servers)
+    first.kill()
+
+    second = sharded_worker(manage, redis_url, urls, "--concurrency", "4")
+    # The first worker's leases lapse after the consumers' 2 s visibility timeout.
+    wait_for(lambda: {r[0] for r in done_records(servers[0])} >= set(sent), timeout=90,
+             message="every message to run")
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0, second.output()
+
+    runs = Counter(r[0] for r in done_records(servers[0]))
+    assert set(runs) == set(sent)
+    # At least once: only what the killed worker held may have run twice.
+    assert sum(runs.values()) - len(sent) <= 4 + 16
+    assert {r[2] for r in done_records(servers[0])} <= {first.pid, second.pid}
+    for server in servers:
+        for channel in SHARDED_CHANNELS:
+            assert server.xlen(KEYS.stream(channel)) == 0
+
+
+def test_a_changed_hosts_list_strands_nothing_on_the_old_home(settings, shard_urls):
+    a, b = shard_urls
+    servers = clients(shard_urls)
+    moving = homes(SHARDED_CHANNELS)[1]  # home b once b is listed
+    # Before: one Redis holds every channel, with queued and delayed messages.
+    settings.CHANNEL_LAYERS = layers([a])
+    before = [taskchan.send(channel, {"when": "before"}) for channel in moving]
+    before += [taskchan.send(channel, {"when": "before, delayed"}, delay=1) for channel in moving]
+    # After: b is added; new messages for the moving channels go to b.
+    settings.CHANNEL_LAYERS = layers([a, b])
+    after = [taskchan.send(channel, {"when": "after"}) for channel in moving]
+    assert all(servers[0].xlen(KEYS.stream(c)) == 1 and servers[1].xlen(KEYS.stream(c)) == 1 for c in moving)
+    # The status adds the two hosts up.
+    stats = {s.channel: s for s in on_store(get_store(), lambda: get_store().stats(moving))}
+    assert {c: (s.queued, s.scheduled) for c, s in stats.items()} == dict.fromkeys(moving, (2, 1))
+
+    run_burst(moving, store=get_store(), timeout=30)
+
+    assert {r[0] for r in done_records(servers[0])} == set(before + after)
+    for server in servers:
+        for channel in moving:
+            assert (server.xlen(KEYS.stream(channel)), server.zcard(KEYS.scheduled(channel))) == (0, 0)
+
+
+def test_a_running_worker_finds_what_an_old_producer_sends_to_the_old_home(
+    settings, shard_urls, manage, redis_url, redis_client
+):
+    # A rolling deploy: workers already run with hosts [a, b] while a producer
+    # still runs with [a].  What it sends to a channel whose home is now b
+    # lands on a, on a host the worker did not read that channel on.
+    a, b = shard_urls
+    channel = homes(SHARDED_CHANNELS)[1][0]
+    worker = sharded_worker(manage, redis_url, shard_urls)
+    settings.CHANNEL_LAYERS = layers([a, b])
+    warm = taskchan.send(channel, {})
+    wait_for(lambda: warm in {r[0] for r in done_records(redis_client)}, timeout=30, message="the worker to run")
+
+    settings.CHANNEL_LAYERS = layers([a])
+    late = taskchan.send(channel, {"from": "old producer"})
+    assert redis_client.xlen(KEYS.stream(channel)) == 1
+
+    # Picked up at the worker's next housekeeping (every 5 s).
+    wait_for(lambda: late in {r[0] for r in done_records(redis_client)}, timeout=20,
+             message="the worker to find the channel on its old home")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+
+
+def test_a_host_that_is_down_holds_back_only_its_own_channels(
+    redis_server_factory, settings, manage, redis_url, redis_client
+):
+    first, second = redis_server_factory(), redis_server_factory(appendonly=True)
+    urls = [first.url, second.url]
+    settings.CHANNEL_LAYERS = layers(urls)
+    on_first, on_second = homes(SHARDED_CHANNELS)[0], homes(SHARDED_CHANNELS)[1]
+    worker = sharded_worker(manage, redis_url, urls, "--concurrency", "2")
+    warm = [taskchan.send(channel, {}) for channel in SHARDED_CHANNELS]
+    wait_for(lambda: {r[0] for r in done_records(redis_client)} >= set(warm), timeout=30,
+             message="a first message on every channel")
+
+    second.kill()
+    with pytest.raises(StoreUnavailable):
+        taskchan.send(on_second[0], {})  # nothing stored, the caller is told
+    during = [taskchan.send(on_first[i % len(on_first)], {"i": i}) for i in range(30)]
+    wait_for(lambda: {r[0] for r in done_records(redis_client)} >= set(during), timeout=30,
+             message="the first host's channels to be served while the second is down")
+
+    second.start()
+    settings.TASKCHAN_SEND_RETRY_SECONDS = 10.0
+    later = [taskchan.send(channel, {"i": i}) for i, channel in enumerate(on_second * 4)]
+    wait_for(lambda: {r[0] for r in done_records(redis_client)} >= set(later), timeout=60,
+             message="the second host's channels to be served again once it is back")
+    assert worker.running
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert f"fetch from <RedisStore redis://127.0.0.1:{second.port}" in worker.output()
+
+
+def test_taskchan_status_reads_every_host(use_sharded_layer, manage, redis_url):
+    urls = use_sharded_layer
+    for channel in SHARDED_CHANNELS:
+        for _ in range(3):
+            taskchan.send(channel, {})
+    out = io.StringIO()
+    call_command("taskchan_status", "--json", "taskchan.sh.*", stdout=out)
+    report = json.loads(out.getvalue())
+    queued = {row["channel"]: row["queued"] for row in report["channels"]}
+    assert queued == dict.fromkeys(SHARDED_CHANNELS, 3)
+
+    proc = sharded_worker(manage, redis_url, urls, "--burst")
+    assert proc.wait(60) == 0, proc.output()
+    time.sleep(0.1)
+    out = io.StringIO()
+    call_command("taskchan_status", "--json", "taskchan.sh.*", stdout=out)
+    rows = {row["channel"]: row for row in json.loads(out.getvalue())["channels"]}
+    assert {c: (r["queued"], r["processed_last_minute"]) for c, r in rows.items()} == dict.fromkeys(SHARDED_CHANNELS, (0, 3))
