@@ -281,3 +281,32 @@ def test_celery_is_imported_only_where_a_channel_hands_off(celery_settings):
     assert out.returncode == 0, out.stderr
     assert "after plain send: False False" in out.stdout
     assert "after hand-off: True" in out.stdout
+
+
+def test_sharded_hand_off_keeps_its_keys_on_the_channels_home_host(celery_settings, shard_urls, settings):
+    # The broker stays on the first Redis; taskchan channels shard over both.
+    import redis as redis_lib
+
+    from taskchan.stores.keys import Keys
+    from taskchan.stores.sharded import shard_index
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(shard_urls)}}
+    }
+    home = shard_index(CH, 2)
+    servers = [redis_lib.Redis.from_url(url, decode_responses=True) for url in shard_urls]
+    keys = Keys("taskchan")
+
+    first = taskchan.send(CH, {"n": 1}, idempotency_key="order-7")
+    assert taskchan.send(CH, {"n": 2}, idempotency_key="order-7") == first
+    assert len(queued_tasks(servers[0])) == 1
+    assert servers[home].get(keys.idempotency(CH, "order-7")) == first
+    assert servers[1 - home].keys("taskchan:i:*") == []
+
+    # The Celery side counts a start of the message on the same host.
+    [task] = queued_tasks(servers[0])
+    envelope = decode(task["args"][1], CH)
+    store = handoff._home(handoff._store(), envelope)
+    assert handoff._start(store, envelope) == 1
+    assert servers[home].get(keys.celery_starts(envelope.id, 0)) == "1"
+    assert servers[1 - home].keys("taskchan:cel:*") == []
