@@ -52,6 +52,37 @@ def check_layer(app_configs, **kwargs):
     ]
 
 
+@checks.register()
+def check_store_hosts(app_configs, **kwargs):
+    """The Redis hosts of the reliable store, as ``get_store()`` will read them (E008)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import settings as taskchan_settings
+    from .stores.redis import store_hosts
+
+    try:
+        alias = taskchan_settings.LAYER
+    except ImproperlyConfigured:  # E004 reports a bad TASKCHAN_LAYER
+        return []
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(alias) or {}
+    if layer.get("BACKEND") != "taskchan.layers.RedisChannelLayer":
+        return []
+    config = layer.get("CONFIG") or {}
+    try:
+        store_hosts(config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"))
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="List each Redis once, in 'taskchan_hosts' (several, sharded), 'taskchan_host' (one) "
+                "or 'hosts' (shared with channels_redis).",
+                obj=f"CHANNEL_LAYERS[{alias!r}]",
+                id="taskchan.E008",
+            )
+        ]
+    return []
+
+
 #: settings read outside conf.DEFAULTS (by taskchan.handoff)
 EXTRA_SETTINGS = ("CELERY_APP",)
 

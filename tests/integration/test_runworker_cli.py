@@ -78,6 +78,17 @@ def test_pattern_matching_nothing_exits_non_zero_listing_known_channels(redis_ur
     assert " serving " not in result.stdout + result.stderr
 
 
+def test_the_in_memory_layer_is_refused_with_what_to_do_instead():
+    # No REDIS_URL: the reference project's layer is the in-memory one, whose
+    # messages only the sending process can see.
+    result = run_manage("runworker", "taskchan.t.record", redis_url=None, timeout=30)
+
+    assert result.returncode != 0
+    assert "is the in-memory layer" in result.stderr
+    assert "RedisChannelLayer" in result.stderr and "runserver" in result.stderr
+    assert " serving " not in result.stdout + result.stderr
+
+
 def test_concurrency_zero_is_refused(redis_url):
     result = run_manage("runworker", "taskchan.t.record", "--concurrency", "0", redis_url=redis_url)
 

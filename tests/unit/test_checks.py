@@ -122,6 +122,32 @@ def test_the_layer_checked_is_the_one_taskchan_layer_names(layer_alias, expected
     assert ids(messages) == expected
 
 
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"hosts": ["redis://a:6379/0", "redis://b:6379/0", "redis://a:6379/0"]}, "twice"),
+        ({"hosts": ["redis://a:6379/0"], "taskchan_host": "redis://b/0", "taskchan_hosts": ["redis://c/0"]}, "both"),
+        ({"hosts": ["redis://a:6379/0"], "taskchan_hosts": "redis://b/0"}, "must be a list"),
+    ],
+    ids=["same-host-twice", "host-and-hosts", "hosts-not-a-list"],
+)
+def test_a_bad_list_of_store_hosts_is_an_error(config, words):
+    layers = {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": config}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.E008"]
+    assert isinstance(messages[0], Error)
+    assert words in messages[0].msg
+
+
+def test_several_distinct_hosts_are_fine():
+    layers = {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer",
+                          "CONFIG": {"hosts": ["redis://a:6379/0", "redis://b:6379/0"]}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        assert taskchan_messages() == []
+
+
 # -- settings: wrong types, unknown names --------------------------------------
 
 

@@ -19,6 +19,7 @@ from taskchan import registry
 from taskchan.conf import settings
 from taskchan.exceptions import NotATaskchanLayer
 from taskchan.layers import get_store
+from taskchan.stores.memory import MemoryStore
 from taskchan.worker import Worker
 
 logger = logging.getLogger("taskchan.worker")
@@ -72,6 +73,15 @@ class Command(BaseCommand):
             store = get_store(alias)
         except NotATaskchanLayer as exc:
             raise CommandError(str(exc)) from None
+        if taskchan_channels and isinstance(store, MemoryStore):
+            # Its messages live in the memory of the process that sent them;
+            # this process would wait forever for messages nobody can give it.
+            raise CommandError(
+                f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer: a runworker process shares no memory "
+                "with the processes that send, so it would never see their messages. Use "
+                "'taskchan.layers.RedisChannelLayer' with CONFIG hosts (in the reference project: set "
+                "REDIS_URL), or, in development, 'manage.py runserver', which runs the workers in-process."
+            )
         if options["prefetch"] is not None and options["prefetch"] < 0:
             raise CommandError("--prefetch must be 0 or more")
 
