@@ -2,6 +2,12 @@
 
 ``P`` is ``TASKCHAN_KEY_PREFIX`` (default ``taskchan``); ``CH`` a channel name.
 
+With several Redis hosts (``sharded.py``) every key naming ``CH`` lives on the
+channel's home host, and ``P:cel:ID:N`` on the home of message ID's channel;
+each host has its own ``P:channels`` (the channels ever sent to *that* host,
+which is how workers find messages left on a channel's old home) and its own
+worker registry ``P:w`` (each worker registers on every host it reads).
+
 =========================  ======  ===================================  ==================================
 key                        type    lifetime                             written by
 =========================  ======  ===================================  ==================================

@@ -291,6 +291,10 @@ def test_a_host_that_is_down_holds_back_only_its_own_channels(
     during = [taskchan.send(on_first[i % len(on_first)], {"i": i}) for i in range(30)]
     wait_for(lambda: {r[0] for r in done_records(redis_client)} >= set(during), timeout=30,
              message="the first host's channels to be served while the second is down")
+    # As a health check, the status says the store cannot be read in full.
+    with pytest.raises(SystemExit) as status:
+        call_command("taskchan_status", stdout=io.StringIO(), stderr=io.StringIO())
+    assert status.value.code == 2
 
     second.start()
     settings.TASKCHAN_SEND_RETRY_SECONDS = 10.0
