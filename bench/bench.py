@@ -57,13 +57,15 @@ from bench.common import (  # noqa: E402
     RAW_CHANNEL,
     REDIS_URL_ENV,
     RELAY_CHANNEL,
+    SHARD_URLS_ENV,
+    SPREAD_CHANNELS,
     TASKCHAN_CHANNEL,
 )
 
 #: "handoff": a taskchan channel with handoff="celery" (send() publishes to
 #: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
 #: worker relaying each message to Celery (opt-in: --only ...,relay).
-SYSTEMS = ("raw", "celery", "taskchan", "handoff", "relay")
+SYSTEMS = ("raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded")
 DEFAULT_SYSTEMS = ("raw", "celery", "taskchan", "handoff")
 LABELS = {
     "raw": "raw channels_redis",
@@ -71,9 +73,11 @@ LABELS = {
     "taskchan": "taskchan",
     "handoff": "taskchan→celery",
     "relay": "taskchan→worker→celery",
+    "multi": "taskchan, 4 channels",
+    "sharded": "taskchan, 4 channels, 2 Redis",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay")
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded")
 #: Where each system holds queued jobs (Redis command, key), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -83,6 +87,7 @@ QUEUED = {
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
+    **{system: ("xlen", *("taskchan:q:" + c for c in SPREAD_CHANNELS)) for system in ("multi", "sharded")},
 }
 #: Jobs sent (and waited for) after a worker starts and before it is timed.
 WARMUP_JOBS = 20
@@ -180,15 +185,15 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server: free port, no RDB, no AOF, data dir in the temp dir."""
 
-    def __init__(self, procs: Processes, workdir: Path, binary: str) -> None:
-        self.procs, self.workdir, self.binary = procs, workdir, binary
+    def __init__(self, procs: Processes, workdir: Path, binary: str, name: str = "redis") -> None:
+        self.procs, self.workdir, self.binary, self.name = procs, workdir, binary, name
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
     def start(self) -> None:
         for _ in range(3):  # the port may be taken between free_port() and bind
             port = free_port()
-            log = self.workdir / "redis.log"
+            log = self.workdir / f"{self.name}.log"
             cmd = [
                 self.binary, "--port", str(port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
@@ -258,10 +263,17 @@ def tail(path: Path, lines: int = 25) -> str:
 
 class Bench:
     def __init__(
-        self, args: argparse.Namespace, procs: Processes, server: RedisServer, workdir: Path
+        self,
+        args: argparse.Namespace,
+        procs: Processes,
+        server: RedisServer,
+        workdir: Path,
+        second: RedisServer | None = None,
     ):
         self.args, self.procs, self.server, self.workdir = args, procs, server, workdir
         self.r = redis.Redis.from_url(server.url)
+        # The "sharded" row's second Redis (its store only; the bench's counters stay on the first).
+        self.r2 = redis.Redis.from_url(second.url) if second else None
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         base = {
             k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "REDIS_URL")
@@ -284,6 +296,13 @@ class Bench:
         self.envs["handoff"] = self.envs["relay"] = dict(
             self.envs["taskchan"], DJANGO_SETTINGS_MODULE="bench.settings_handoff"
         )
+        self.envs["multi"] = self.envs["taskchan"]
+        if second:
+            self.envs["sharded"] = dict(
+                self.envs["taskchan"],
+                DJANGO_SETTINGS_MODULE="bench.settings_sharded",
+                **{SHARD_URLS_ENV: f"{server.url},{second.url}"},
+            )
 
     def worker_cmd(self, system: str) -> list[str]:
         py = sys.executable
@@ -301,12 +320,17 @@ class Bench:
             return celery
         if system == "relay":
             return [py, "-m", "bench.relay_worker", *celery]
-        return [py, "manage.py", "runworker", "taskchan.bench", "--concurrency", "4"]
+        channels = "taskchan.bench-sh.*" if system in ("multi", "sharded") else "taskchan.bench"
+        return [py, "manage.py", "runworker", channels, "--concurrency", "4"]
 
     # -- steps
 
     def log(self, msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
+
+    def flush(self) -> None:
+        for client in filter(None, (self.r, self.r2)):
+            client.flushall()
 
     def reset_phase(self) -> None:
         self.r.delete(*PHASE_KEYS)
@@ -384,12 +408,13 @@ class Bench:
         n, a = self.args.jobs, self.args
         if system in DJANGO_SYSTEMS:
             self.migrate(res)
-        self.r.flushall()
+        self.flush()
 
         # 1. send() alone: nothing consumes, so this is the producer's cost only.
         sent = self.produce(system, n, n, timeout=a.timeout)
-        command, key = QUEUED[system]
-        stored = self.r.execute_command(command.upper(), key)
+        command, *keys = QUEUED[system]
+        servers = (self.r, self.r2) if system == "sharded" else (self.r,)
+        stored = sum(client.execute_command(command.upper(), key) for client in servers for key in keys)
         res["send_only"] = {
             "jobs": n,
             "seconds": sent["t_last"] - sent["t_first"],
@@ -397,7 +422,11 @@ class Bench:
             "stored": stored,
         }
         self.log(f"send-only: {sent['send_per_s']:,.0f} send()/s, {stored} jobs stored")
-        self.r.flushall()
+        if system == "sharded":
+            res["send_only"]["stored_per_host"] = [
+                sum(client.xlen("taskchan:q:" + c) for c in SPREAD_CHANNELS) for client in servers
+            ]
+        self.flush()
 
         worker_log = self.workdir / f"{system}-worker.log"
         with worker_log.open("ab") as log:
@@ -462,7 +491,7 @@ class Bench:
                 raise
         finally:
             res["worker_stop"] = self.procs.stop(worker)
-            self.r.flushall()
+            self.flush()
 
 
 def merge_rounds(rounds: list[dict]) -> dict:
@@ -597,6 +626,10 @@ RATIOS = {
     # The hand-off design not chosen, against the one shipped (only with --only ...,relay).
     "relay/taskchan→celery end-to-end": ("relay", "handoff", ("end_to_end", "jobs_per_s")),
     "relay/taskchan→celery p50": ("relay", "handoff", ("latency", "p50_ms")),
+    # Spreading channels over two Redis servers on the same machine (--only ...,multi,sharded).
+    "4 channels/1 channel end-to-end": ("multi", "taskchan", ("end_to_end", "jobs_per_s")),
+    "2 Redis/1 Redis (4 channels) end-to-end": ("sharded", "multi", ("end_to_end", "jobs_per_s")),
+    "2 Redis/1 Redis (4 channels) send": ("sharded", "multi", ("send_only", "send_per_s")),
 }
 
 
@@ -709,7 +742,15 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_start": os.getloadavg()[0],
             "versions": versions(),
         }
-        bench = Bench(args, procs, server, workdir)
+        second = None
+        if "sharded" in args.only:
+            from taskchan.stores.sharded import shard_index
+
+            # Two channels homed on each host, or the row measures something else.
+            assert [shard_index(c, 2) for c in SPREAD_CHANNELS] == [0, 0, 1, 1]
+            second = RedisServer(procs, workdir, args.redis_server, name="redis-2")
+            second.start()
+        bench = Bench(args, procs, server, workdir, second)
         rounds: dict[str, list[dict]] = {system: [] for system in args.only}
         for k in range(args.repeat):
             # Rotate the order each round, so a load spike or drift on the

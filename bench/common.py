@@ -37,6 +37,13 @@ HANDOFF_CHANNEL = "taskchan.bench-handoff"
 #: The other design, for comparison: a taskchan worker relays each message to Celery.
 RELAY_CHANNEL = "taskchan.bench-relay"
 
+#: Four channels for the "multi" and "sharded" rows: with two Redis hosts, the
+#: first two are homed on the first host and the last two on the second
+#: (taskchan.stores.sharded.shard_index; bench.py checks it).
+SPREAD_CHANNELS = ("taskchan.bench-sh.0", "taskchan.bench-sh.1", "taskchan.bench-sh.5", "taskchan.bench-sh.7")
+#: Environment variable with the comma-separated Redis URLs of the "sharded" row's store.
+SHARD_URLS_ENV = "BENCH_SHARD_URLS"
+
 #: channels_redis options for the raw baseline. The capacity must hold a whole
 #: run (the default of 100 would raise ChannelFull as soon as the producer is
 #: 100 jobs ahead), and the expiry must outlast the slowest drain (the default

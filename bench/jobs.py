@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import taskchan
-from bench.common import TASKCHAN_CHANNEL, record_done
+from bench.common import SPREAD_CHANNELS, TASKCHAN_CHANNEL, record_done
 
 
 @taskchan.consumer(TASKCHAN_CHANNEL, max_attempts=3)
 def noop(message) -> None:
     record_done(message.content)
+
+
+# The "multi" and "sharded" rows: the same job on four channels.
+for _channel in SPREAD_CHANNELS:
+    taskchan.consumer(_channel, max_attempts=3)(noop.func)

@@ -24,13 +24,20 @@ from bench.common import (
     RAW_CHANNEL,
     RAW_LAYER_CONFIG,
     RELAY_CHANNEL,
+    SPREAD_CHANNELS,
     TASKCHAN_CHANNEL,
     make_content,
     redis_url,
 )
 
-#: The taskchan channel each taskchan-based system sends to.
-CHANNELS = {"taskchan": TASKCHAN_CHANNEL, "handoff": HANDOFF_CHANNEL, "relay": RELAY_CHANNEL}
+#: The taskchan channel(s) each taskchan-based system sends to (several: in turn).
+CHANNELS = {
+    "taskchan": (TASKCHAN_CHANNEL,),
+    "handoff": (HANDOFF_CHANNEL,),
+    "relay": (RELAY_CHANNEL,),
+    "multi": SPREAD_CHANNELS,
+    "sharded": SPREAD_CHANNELS,
+}
 
 
 class Pacer:
@@ -85,7 +92,7 @@ def produce_celery(count: int, target: int, rate: float, latency: bool) -> dict:
 
 
 def produce_taskchan(
-    count: int, target: int, rate: float, latency: bool, channel: str = TASKCHAN_CHANNEL
+    count: int, target: int, rate: float, latency: bool, channels: tuple = (TASKCHAN_CHANNEL,)
 ) -> dict:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
@@ -93,8 +100,15 @@ def produce_taskchan(
     django.setup()
     import taskchan
 
-    def send(content: dict) -> None:
-        taskchan.send(channel, content)
+    if len(channels) == 1:
+        [channel] = channels
+
+        def send(content: dict) -> None:
+            taskchan.send(channel, content)
+
+    else:
+        def send(content: dict) -> None:
+            taskchan.send(channels[content["i"] % len(channels)], content)
 
     return produce_sync(send, count, target, rate, latency)
 
@@ -117,7 +131,7 @@ def main() -> None:
     elif args.system == "celery":
         out = produce_celery(*params)
     else:
-        out = produce_taskchan(*params, channel=CHANNELS[args.system])
+        out = produce_taskchan(*params, channels=CHANNELS[args.system])
     print(json.dumps(out), flush=True)
 
 
