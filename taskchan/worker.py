@@ -14,9 +14,12 @@ One process, one asyncio loop, plus ``concurrency`` job threads:
   batch, not per job); successes go to the *acker*, which acks a whole batch
   in one pipelined round trip while the next batch collects; failures are
   retried (``reschedule.lua``) or dead-lettered;
-- *maintenance* promotes due delayed/retried messages, renews the leases this
-  worker holds (heartbeat), reclaims leases that lapsed elsewhere (a dead
-  worker's), relays stale send_on_commit rows, and registers the worker.
+- *upkeep*, one loop per partition, promotes due delayed/retried messages,
+  renews the leases this worker holds there (heartbeat), reclaims leases that
+  lapsed elsewhere (a dead worker's) and registers the worker; each step has a
+  time limit, so a Redis host that is down delays only its own partition;
+- *maintenance* relays stale send_on_commit rows, looks for channels left on
+  other hosts (``partitions``), and ends a burst run.
 
 Stopping (SIGTERM, SIGINT): stop leasing; let running jobs finish for up to
 the grace period; hand the leased-but-unstarted messages back to the channel;
@@ -67,6 +70,8 @@ ACK_BATCH = 128
 ACK_DELAY = 0.005
 #: seconds to wait after a Redis error before trying again (grows up to 5 s)
 ERROR_BACKOFF = 0.1
+#: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down
+FINAL_ACK_ATTEMPTS = 8
 
 #: outcomes a job thread lets collect before waking the loop, while work is queued
 OUTCOME_BATCH = 16
@@ -124,6 +129,9 @@ class Worker:
         self.failed = 0
         self._consumers = {c: registry.get_consumer(c) for c in self.channels}
         self._vt = {c: self._consumers[c].visibility_timeout for c in self.channels}
+        # A maintenance step on one host gives up after this long, so a frozen
+        # host's upkeep loop keeps coming round to its next renewal.
+        self._step_timeout = max(0.5, min(5.0, min(self._vt.values()) / 6))
         self._has_sync = any(not c.is_async for c in self._consumers.values())
         self._has_async = any(c.is_async for c in self._consumers.values())
 
@@ -132,6 +140,7 @@ class Worker:
         self._parts: dict[int, Partition] = {}
         self._prepared: set[tuple[int, str]] = set()  # (partition, channel) whose consumer group exists
         self._fetchers: dict[int, asyncio.Task] = {}
+        self._upkeep: dict[int, asyncio.Task] = {}  # partition -> its maintenance loop
         self._reserved: dict[int, int] = {}  # partition -> messages its fetch in progress may bring
         self._held: dict[tuple, Delivery] = {}  # Delivery.key -> delivery leased to us (loop thread only)
         self._held_per_part: collections.Counter[int] = collections.Counter()
@@ -205,17 +214,16 @@ class Worker:
             await asyncio.gather(*self._fetchers.values())
             clean = await self._finish_running(runners)
             await self._hand_back_unstarted()
-            await self._flush_acks()
+            await self._flush_acks(final=True)
         finally:
-            tasks = (*self._fetchers.values(), acker, maintenance, *runners)
+            tasks = (*self._fetchers.values(), *self._upkeep.values(), acker, maintenance, *runners)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for part in self._parts.values():
-                try:
-                    await part.store.remove_worker(self.id, self.consumer_name if clean else None, part.channels)
-                except (RedisError, OSError) as exc:
-                    logger.warning("could not deregister worker from %r: %s", part.store, exc)
+            await self._each_partition(
+                "deregistration",
+                lambda part: part.store.remove_worker(self.id, self.consumer_name if clean else None, part.channels),
+            )
             self._bookkeeping.shutdown(wait=True)
             if in_main_thread:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -295,6 +303,9 @@ class Worker:
                     self._fetchers[part.index] = asyncio.create_task(
                         self._fetch_loop(part.index), name=f"taskchan-fetch-{part.index}"
                     )
+                    self._upkeep[part.index] = asyncio.create_task(
+                        self._upkeep_loop(part.index), name=f"taskchan-upkeep-{part.index}"
+                    )
             elif set(part.channels) - set(known.channels):
                 known.channels = [*known.channels, *(c for c in part.channels if c not in known.channels)]
 
@@ -331,6 +342,9 @@ class Worker:
                 deliveries = await part.store.fetch(part.channels, self.consumer_name, per_stream, block_ms)
             except (RedisError, OSError) as exc:
                 logger.warning("fetch from %r failed (%s); retrying in %.1f s", part.store, exc, backoff)
+                # Free this host's share of the room while it backs off.
+                self._reserved[index] = 0
+                self._room.set()
                 await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -349,8 +363,9 @@ class Worker:
     def _enqueue(self, deliveries, index: int) -> None:
         for d in deliveries:
             d.shard = index
+            if d.key not in self._held:
+                self._held_per_part[index] += 1
             self._held[d.key] = d
-            self._held_per_part[index] += 1
             if self._consumers[d.channel].is_async:
                 self._async_queue.put_nowait(d)
             else:
@@ -592,16 +607,23 @@ class Worker:
             self._ack_event.clear()
             await self._flush_acks()
 
-    async def _flush_acks(self) -> None:
+    async def _flush_acks(self, final: bool = False) -> None:
+        """Ack what finished, one pipeline per Redis host, side by side.
+
+        Retried until it lands; when stopping (``final``), only FINAL_ACK_ATTEMPTS
+        times: a host that is down must not keep the process from exiting.
+        Those jobs' leases then lapse and they run again elsewhere (a
+        duplicate, never a loss).
+        """
         backoff = ERROR_BACKOFF
         idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
+        attempts = 0
         while self._acks:
+            attempts += 1
             batch, self._acks = self._acks, []
             by_part: dict[int, list[Delivery]] = {}
             for d in batch:
                 by_part.setdefault(d.shard, []).append(d)
-            # One pipeline per Redis host, side by side: a host that is down
-            # holds back only its own acks.
             results = await asyncio.gather(
                 *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in by_part.items()),
                 return_exceptions=True,
@@ -611,34 +633,32 @@ class Worker:
                 if isinstance(result, (RedisError, OSError)):
                     # The jobs ran; until the ack lands they may run again (a
                     # duplicate, never a loss).  Keep them and try again.
-                    logger.warning("ack of %d on %r failed (%s); retrying", len(part_batch), self._parts[index].store, result)
+                    logger.warning(
+                        "ack of %d on %r failed (%s); retrying", len(part_batch), self._parts[index].store, result
+                    )
                     failed.extend(part_batch)
                 elif isinstance(result, BaseException):
                     raise result
-            if failed:
-                self._acks[:0] = failed
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            if not failed:
+                continue
+            if final and (attempts >= FINAL_ACK_ATTEMPTS or self._abandon):
+                logger.warning(
+                    "giving up on %d ack(s) at shutdown: those jobs ran, but will run again "
+                    "when their leases lapse", len(failed),
+                )
+                return
+            self._acks[:0] = failed
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     # -- maintenance --------------------------------------------------------
 
     async def _maintenance_loop(self) -> None:
-        next_reclaim = next_extend = next_housekeeping = 0.0
-        min_vt = min(self._vt.values())
+        """What concerns the whole worker: housekeeping, and the burst-mode end."""
+        next_housekeeping = 0.0
         while True:
             now = time.monotonic()
-            # Each step, on each partition, on its own: a Redis host that is
-            # down must not stop the renewal of leases held on the others.
-            if not self._stopping.is_set():
-                await self._each_partition("promote", self._promote)
-            if now >= next_extend:
-                await self._each_partition("lease renewal", self._extend_leases)
-                next_extend = now + min_vt / 3
-            if now >= next_reclaim and not self._stopping.is_set():
-                await self._each_partition("reclaim", self._reclaim)
-                next_reclaim = now + min(1.0, min_vt / 4)
             if now >= next_housekeeping:
-                await self._each_partition("worker heartbeat", self._heartbeat)
                 await self._housekeeping()
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
             if self.burst and not self._stopping.is_set():
@@ -650,12 +670,40 @@ class Worker:
                     logger.warning("maintenance: Redis error %s", exc)
             await asyncio.sleep(self.poll_interval)
 
+    async def _upkeep_loop(self, index: int) -> None:
+        """One partition's maintenance: promote, renew leases, reclaim, heartbeat.
+
+        One loop per Redis host, so a host that is down or frozen delays only
+        its own upkeep: the renewal of leases held on the others goes on.
+        """
+        next_reclaim = next_extend = next_heartbeat = 0.0
+        min_vt = min(self._vt.values())
+        while True:
+            part = self._parts[index]
+            now = time.monotonic()
+            if not self._stopping.is_set():
+                await self._guarded("promote", part, self._promote)
+            if now >= next_extend:
+                await self._guarded("lease renewal", part, self._extend_leases)
+                next_extend = now + min_vt / 3
+            if now >= next_reclaim and not self._stopping.is_set():
+                await self._guarded("reclaim", part, self._reclaim)
+                next_reclaim = now + min(1.0, min_vt / 4)
+            if now >= next_heartbeat:
+                await self._guarded("worker heartbeat", part, self._heartbeat)
+                next_heartbeat = now + HOUSEKEEPING_INTERVAL
+            await asyncio.sleep(self.poll_interval)
+
+    async def _guarded(self, what: str, part: Partition, step) -> None:
+        """``step(part)`` within a time limit, logging instead of raising Redis errors."""
+        try:
+            await asyncio.wait_for(step(part), self._step_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("%s on %r failed: %s", what, part.store, exc or type(exc).__name__)
+
     async def _each_partition(self, what: str, step) -> None:
-        for part in list(self._parts.values()):
-            try:
-                await step(part)
-            except (RedisError, OSError) as exc:
-                logger.warning("%s on %r: Redis error %s", what, part.store, exc)
+        """``step`` on every partition side by side (each guarded)."""
+        await asyncio.gather(*(self._guarded(what, part, step) for part in list(self._parts.values())))
 
     async def _promote(self, part: Partition) -> None:
         for channel in part.channels:

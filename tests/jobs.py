@@ -207,9 +207,10 @@ SHARDED_CHANNELS = [f"taskchan.sh.{name}" for name in "abcdefgh"]
 
 
 def sh_record(message):
-    """Sleeps content["ms"] milliseconds, then marks done."""
+    """Sleeps content["ms"] milliseconds (marking the start first), then marks done."""
     ms = message.content.get("ms", 0)
     if ms:
+        _mark("t:started", message)
         time.sleep(ms / 1000)
     _mark("t:done", message)
 

@@ -74,9 +74,9 @@ def store_hosts(hosts: Any = None, taskchan_host: Any = None, taskchan_hosts: An
             "CHANNEL_LAYERS CONFIG sets both 'taskchan_host' and 'taskchan_hosts': keep one "
             "('taskchan_hosts' is a list and shards taskchan channels over it)."
         )
-    if taskchan_hosts is not None and not isinstance(taskchan_hosts, (list, tuple)):
+    if taskchan_hosts is not None and (not isinstance(taskchan_hosts, (list, tuple)) or not taskchan_hosts):
         raise ImproperlyConfigured(
-            f"CHANNEL_LAYERS CONFIG 'taskchan_hosts' must be a list of Redis hosts, not {taskchan_hosts!r}."
+            f"CHANNEL_LAYERS CONFIG 'taskchan_hosts' must be a non-empty list of Redis hosts, not {taskchan_hosts!r}."
         )
     chosen = list(taskchan_hosts or ([taskchan_host] if taskchan_host else hosts or ["redis://localhost:6379/0"]))
     seen = set()
@@ -141,6 +141,10 @@ class RedisStore(StoreBase):
             "decode_responses": True,
             "protocol": 2,
             "socket_connect_timeout": 2,
+            # redis-py 8's default, set for every supported version (5-7 wait
+            # forever): a frozen or unreachable host fails a call in 5 s.  Must
+            # stay above the worker's blocking read (FETCH_BLOCK_SECONDS).
+            "socket_timeout": 5,
             "retry_on_timeout": False,
             **options,
         }

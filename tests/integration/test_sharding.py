@@ -122,7 +122,8 @@ def test_hosts_choose_the_store(settings, shard_urls):
         ({"hosts": ["redis://h:6379/0", "redis://h:6379/0"]}, "twice"),
         ({"hosts": ["redis://h:6379/0"], "taskchan_hosts": ["redis://a/0", "redis://a/0"]}, "twice"),
         ({"taskchan_host": "redis://a/0", "taskchan_hosts": ["redis://b/0"]}, "both"),
-        ({"taskchan_hosts": "redis://a/0,redis://b/0"}, "must be a list"),
+        ({"taskchan_hosts": "redis://a/0,redis://b/0"}, "must be a non-empty list"),
+        ({"hosts": ["redis://h:6379/0"], "taskchan_hosts": []}, "must be a non-empty list"),
     ],
 )
 def test_a_bad_hosts_list_is_refused_before_anything_is_stored(config, error):
@@ -325,3 +326,61 @@ def test_taskchan_status_reads_every_host(use_sharded_layer, manage, redis_url):
     call_command("taskchan_status", "--json", "taskchan.sh.*", stdout=out)
     rows = {row["channel"]: row for row in json.loads(out.getvalue())["channels"]}
     assert {c: (r["queued"], r["processed_last_minute"]) for c, r in rows.items()} == dict.fromkeys(SHARDED_CHANNELS, (0, 3))
+
+
+def test_a_frozen_host_does_not_let_leases_on_the_other_lapse(
+    redis_server_factory, settings, manage, redis_url, redis_client
+):
+    # Each host's upkeep (lease renewal included) runs on its own: a host
+    # that answers nothing must not hold back the renewal of leases on another.
+    first, second = redis_server_factory(), redis_server_factory()
+    urls = [first.url, second.url]
+    settings.CHANNEL_LAYERS = layers(urls)
+    channel = homes(SHARDED_CHANNELS)[0][0]
+    # The worker that takes the job reads both hosts; four seconds of work on a
+    # channel whose visibility timeout is 2 s runs once only if its lease is
+    # renewed all along.
+    both = sharded_worker(manage, redis_url, urls, "--concurrency", "2")
+    message_id = taskchan.send(channel, {"ms": 4000})
+    wait_for(lambda: done_records(redis_client, "t:started"), timeout=30, message="the job to start")
+    # Another worker reads only the first host, so the frozen one does not
+    # slow it down: it would reclaim the job as soon as its lease lapsed.
+    first_only = manage(
+        ["runworker", channel], redis_url=redis_url,
+        DJANGO_SETTINGS_MODULE="tests.sharded_settings", TASKCHAN_SHARD_URLS=",".join(urls),
+    )
+    wait_for(lambda: "serving" in first_only.output(), timeout=30, message="the second worker to start")
+    workers = [both, first_only]
+
+    second.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: done_records(redis_client), timeout=30, message="the job to finish")
+        time.sleep(2.5)  # a lapsed lease would be reclaimed and started again by now
+    finally:
+        second.proc.send_signal(signal.SIGCONT)
+
+    assert [r[0] for r in done_records(redis_client, "t:started")] == [message_id]
+    assert [r[0] for r in done_records(redis_client)] == [message_id]
+    for worker in workers:
+        assert worker.running, worker.output()
+
+
+def test_sigterm_exits_though_a_host_with_acks_to_send_is_down(
+    redis_server_factory, settings, manage, redis_url, redis_client
+):
+    first, second = redis_server_factory(), redis_server_factory()
+    urls = [first.url, second.url]
+    settings.CHANNEL_LAYERS = layers(urls)
+    worker = sharded_worker(manage, redis_url, urls)
+    message_id = taskchan.send(homes(SHARDED_CHANNELS)[1][0], {"ms": 1500})
+    wait_for(lambda: done_records(redis_client, "t:started"), timeout=30, message="the job to start")
+
+    second.kill()  # the job's ack has nowhere to go
+    wait_for(lambda: done_records(redis_client), timeout=30, message="the job to finish")
+    worker.signal(signal.SIGTERM)
+
+    # It tries the ack for a while, then exits; the job may run again once the
+    # host is back (its lease lapses), which is at least once, never lost.
+    assert worker.wait(40) == 0, worker.output()
+    assert "giving up on 1 ack(s) at shutdown" in worker.output()
+    assert [r[0] for r in done_records(redis_client)] == [message_id]
