@@ -134,3 +134,26 @@ def test_shell_sample_commands_exist(block):
             if arg.startswith("--"):
                 option = arg.split("=", 1)[0]
                 assert option in known, f"{block.where}: {name} has no option {option}"
+
+
+LAYER_SAMPLES = [b for b in PYTHON if "CHANNEL_LAYERS = " in b.source and "RedisChannelLayer" in b.source]
+
+
+@pytest.mark.parametrize("block", LAYER_SAMPLES, ids=[b.where for b in LAYER_SAMPLES])
+def test_channel_layer_sample_builds_the_store_it_describes(block):
+    """A CHANNEL_LAYERS sample is one taskchan accepts (E008's rules) and builds a
+    store from, without connecting: one Redis, or a ShardedStore for several."""
+    from taskchan.layers import redis_store
+    from taskchan.stores.redis import RedisStore
+    from taskchan.stores.sharded import ShardedStore
+
+    namespace: dict = {}
+    exec(compile(block.source, block.where, "exec"), namespace)  # noqa: S102
+    for alias, layer in namespace["CHANNEL_LAYERS"].items():
+        if layer["BACKEND"] != "taskchan.layers.RedisChannelLayer":
+            continue
+        config = layer.get("CONFIG", {})
+        store = redis_store(config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"))
+        expected = len(config.get("taskchan_hosts") or ([config["taskchan_host"]] if config.get("taskchan_host")
+                                                        else config.get("hosts") or [None]))
+        assert isinstance(store, ShardedStore if expected > 1 else RedisStore), (block.where, alias)
