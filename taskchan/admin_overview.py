@@ -19,7 +19,7 @@ from django.utils import timezone
 from . import registry
 from .layers import get_store
 from .models import FailedMessage
-from .stores.base import ChannelStats
+from .stores.base import ChannelStats, Survey
 
 #: how often the page fetches fresh numbers, in milliseconds
 REFRESH_MS = 3000
@@ -157,16 +157,19 @@ def _worker_row(info: dict, now: float) -> dict:
     }
 
 
-async def _read_store(store, extra_channels):
+async def _read_store(store, extra_channels) -> Survey:
     try:
-        channels = sorted(set(extra_channels) | set(await store.known_channels()))
-        stats = await store.stats(channels) if channels else []
-        workers = await store.workers()
+        return await store.survey(extra_channels)
     finally:
-        aclose = getattr(store, "aclose", None)  # the client belongs to this call's event loop
-        if aclose is not None:
-            await aclose()
-    return stats, workers
+        await store.aclose()  # the clients belong to this call's event loop
+
+
+def unreachable_text(survey: Survey) -> str:
+    """'' when every Redis host answered; else which did not, for people."""
+    if not survey.unreachable:
+        return ""
+    hosts = "; ".join(f"{where}: {error}" for where, error in survey.unreachable)
+    return f"Could not read {len(survey.unreachable)} Redis host(s) ({hosts}); the figures leave them out."
 
 
 def collect(store=None) -> dict:
@@ -178,7 +181,8 @@ def collect(store=None) -> dict:
     try:
         # A sync view runs in a thread with no event loop: give the store's
         # async API one of its own for this call.
-        stats, workers = asyncio.run(_read_store(store, registered | set(failed)))
+        survey = asyncio.run(_read_store(store, registered | set(failed)))
+        stats, workers, error = survey.stats, survey.workers, unreachable_text(survey)
     except Exception as exc:  # Redis down or misbehaving: show what the database knows
         error = f"Could not read the queues from {store!r}: {exc}"
         stats = [ChannelStats(channel) for channel in sorted(registered | set(failed))]

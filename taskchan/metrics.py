@@ -156,7 +156,12 @@ class StoreCollector:
         from .admin_overview import _read_store
         from .layers import get_store
 
-        up = GaugeMetricFamily("taskchan_store_up", "1 if the store answered this scrape, else 0")
+        up = GaugeMetricFamily(
+            "taskchan_store_up", "1 if the store (every Redis host of it) answered this scrape, else 0"
+        )
+        unreachable = GaugeMetricFamily(
+            "taskchan_store_hosts_unreachable", "Redis hosts of the store that did not answer this scrape"
+        )
         families = {
             "queued": GaugeMetricFamily("taskchan_queue_depth", "Messages waiting, not leased", labels=_LABELS),
             "in_flight": GaugeMetricFamily("taskchan_in_flight", "Messages leased to a worker", labels=_LABELS),
@@ -171,13 +176,17 @@ class StoreCollector:
         }
         try:
             store = self._store or get_store()
-            stats, _workers = _run(_read_store(store, set(registry.all_consumers())))
+            survey = _run(_read_store(store, set(registry.all_consumers())))
         except Exception:
             up.add_metric([], 0)
             yield up
             return
-        up.add_metric([], 1)
+        # With several hosts, the gauges below cover the ones that answered.
+        up.add_metric([], 0 if survey.unreachable else 1)
+        unreachable.add_metric([], len(survey.unreachable))
         yield up
+        yield unreachable
+        stats = survey.stats
         for s in stats:
             for name, family in families.items():
                 value = getattr(s, name)

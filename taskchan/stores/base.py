@@ -61,6 +61,17 @@ class ChannelStats:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Survey:
+    """What the readers of the whole (admin overview, ``taskchan_status``, metrics) show."""
+
+    stats: list[ChannelStats]
+    workers: list[dict]
+    # (store, error) per Redis host that could not be read; the figures leave
+    # it out.  Empty for a store of one host (its errors are raised instead).
+    unreachable: list[tuple[str, str]] = field(default_factory=list)
+
+
 class StoreBase:
     """Methods the producer and the worker use; see each implementation."""
 
@@ -96,6 +107,11 @@ class StoreBase:
 
     async def aclose(self) -> None:
         """Close the connections this event loop opened (stores without any: nothing to do)."""
+
+    async def survey(self, extra_channels=()) -> Survey:
+        """Stats of every channel the store knows plus ``extra_channels``, and the live workers."""
+        channels = sorted(set(extra_channels) | set(await self.known_channels()))
+        return Survey(await self.stats(channels) if channels else [], await self.workers())
 
     # routing: one store holds every channel unless it is sharded (``sharded.py``)
     def home(self, channel: str) -> StoreBase:

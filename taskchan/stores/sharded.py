@@ -32,7 +32,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from .base import ChannelStats, Partition, StoreBase
+from .base import ChannelStats, Partition, StoreBase, Survey
 
 logger = logging.getLogger("taskchan.stores")
 
@@ -123,20 +123,48 @@ class ShardedStore(StoreBase):
 
     async def stats(self, channels):
         """Each channel's figures summed over every host (a moved channel may have messages on two)."""
-        merged = {c: ChannelStats(c) for c in channels}
-        for per_shard in await self._each("stats", list(channels)):
-            for s in per_shard:
-                total = merged[s.channel]
-                for name in (
-                    "queued", "in_flight", "scheduled", "processed_last_minute", "processed_last_hour",
-                    "failed_last_minute", "failed_last_hour",
-                ):
-                    setattr(total, name, getattr(total, name) + getattr(s, name))
-                if s.oldest_lease_age is not None:
-                    total.oldest_lease_age = max(total.oldest_lease_age or 0.0, s.oldest_lease_age)
-                if s.next_due is not None:
-                    total.next_due = s.next_due if total.next_due is None else min(total.next_due, s.next_due)
-        return [merged[c] for c in channels]
+        return _merge_stats(channels, await self._each("stats", list(channels)))
+
+    async def survey(self, extra_channels=()):
+        """As one store's, from the hosts that answer; the others are listed in ``unreachable``.
+
+        A page or a scrape that goes blank because one host of several is down
+        would hide the healthy ones; callers say which host is missing instead.
+        Raises when no host answers.
+        """
+        known = await asyncio.gather(*(s.known_channels() for s in self.shards), return_exceptions=True)
+        up, unreachable = [], []
+        for store, result in zip(self.shards, known, strict=True):
+            if isinstance(result, (RedisError, OSError)):
+                unreachable.append((repr(store), str(result) or type(result).__name__))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                up.append((store, result))
+        if not up:
+            raise known[0]
+        channels = sorted(set(extra_channels).union(*(names for _, names in up)))
+
+        async def read(store):
+            return (await store.stats(channels) if channels else []), await store.workers()
+
+        readings = []
+        for (store, _), result in zip(
+            up, await asyncio.gather(*(read(store) for store, _ in up), return_exceptions=True), strict=True
+        ):
+            if isinstance(result, (RedisError, OSError)):
+                unreachable.append((repr(store), str(result) or type(result).__name__))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                readings.append(result)
+        if not readings:
+            raise RedisError("; ".join(f"{where}: {error}" for where, error in unreachable))
+        workers: dict[str, dict] = {}
+        for _, host_workers in readings:
+            for info in host_workers:
+                workers.setdefault(info["id"], info)  # registered on every host it reads
+        return Survey(_merge_stats(channels, [stats for stats, _ in readings]), list(workers.values()), unreachable)
 
     async def lapsed_leases(self, channel, idle_ms, limit):
         return min(int(limit), sum(await self._each("lapsed_leases", channel, idle_ms, limit)))
@@ -157,3 +185,21 @@ class ShardedStore(StoreBase):
 
     async def aclose(self):
         await self._each("aclose")
+
+
+def _merge_stats(channels, per_host: list[list[ChannelStats]]) -> list[ChannelStats]:
+    """One ChannelStats per channel: counts summed over the hosts, the oldest lease, the earliest due."""
+    merged = {c: ChannelStats(c) for c in channels}
+    for stats in per_host:
+        for s in stats:
+            total = merged[s.channel]
+            for name in (
+                "queued", "in_flight", "scheduled", "processed_last_minute", "processed_last_hour",
+                "failed_last_minute", "failed_last_hour",
+            ):
+                setattr(total, name, getattr(total, name) + getattr(s, name))
+            if s.oldest_lease_age is not None:
+                total.oldest_lease_age = max(total.oldest_lease_age or 0.0, s.oldest_lease_age)
+            if s.next_due is not None:
+                total.next_due = s.next_due if total.next_due is None else min(total.next_due, s.next_due)
+    return [merged[c] for c in channels]

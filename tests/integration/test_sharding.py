@@ -384,3 +384,46 @@ def test_sigterm_exits_though_a_host_with_acks_to_send_is_down(
     assert worker.wait(40) == 0, worker.output()
     assert "giving up on 1 ack(s) at shutdown" in worker.output()
     assert [r[0] for r in done_records(redis_client)] == [message_id]
+
+
+def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, settings, client):
+    # One host of two is down: the overview, the status and the metrics show
+    # the other's channels and name the missing host, instead of going blank.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from taskchan import admin_overview
+
+    first, second = redis_server_factory(), redis_server_factory()
+    settings.CHANNEL_LAYERS = layers([first.url, second.url])
+    on_first = homes(SHARDED_CHANNELS)[0]
+    for channel in SHARDED_CHANNELS:
+        taskchan.send(channel, {})
+        taskchan.send(channel, {})
+    second.kill()
+    missing = f"127.0.0.1:{second.port}"
+
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as status:
+        call_command("taskchan_status", "--json", "taskchan.sh.*", stdout=out)
+    assert status.value.code == 2
+    report = json.loads(out.getvalue())
+    assert report["healthy"] is False
+    assert [missing in u["store"] for u in report["unreachable"]] == [True]
+    queued = {row["channel"]: row["queued"] for row in report["channels"]}
+    assert all(queued[channel] == 2 for channel in on_first)
+
+    data = admin_overview.collect()
+    assert "Could not read 1 Redis host(s)" in data["error"] and missing in data["error"]
+    assert {row["channel"]: row["queued"] for row in data["channels"] if row["channel"] in on_first} == dict.fromkeys(
+        on_first, 2
+    )
+
+    response = client.get("/metrics")
+    found = {
+        (sample.name, sample.labels.get("channel", "")): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+    assert found[("taskchan_store_up", "")] == 0
+    assert found[("taskchan_store_hosts_unreachable", "")] == 1
+    assert all(found[("taskchan_queue_depth", channel)] == 2 for channel in on_first)

@@ -7,7 +7,8 @@ retried, processed/failed in the last minute and hour, plus the live workers.
 As a health check it exits 1 when a channel has more than ``--max-failed``
 un-retried failed messages or more than ``--max-lapsed`` lapsed leases
 (leases older than the consumer's visibility timeout: a dead worker's
-messages waiting to be reclaimed), and 2 when the store cannot be read.
+messages waiting to be reclaimed), and 2 when the store cannot be read (with
+several Redis hosts: when any of them cannot; the others are still shown).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 from django.core.management import BaseCommand, CommandError
 from django.db.models import Count
+from redis.exceptions import RedisError
 
 from taskchan import registry
 from taskchan.admin_overview import _read_store, duration
@@ -37,7 +39,7 @@ def visibility_timeout(channel: str) -> float:
     return consumer.visibility_timeout if consumer else float(settings.VISIBILITY_TIMEOUT)
 
 
-async def count_lapsed(store, stats) -> dict[str, int]:
+async def count_lapsed(store, stats, partial: bool = False) -> dict[str, int]:
     """Leases per channel idle longer than the channel's visibility timeout (read-only)."""
     lapsed: dict[str, int] = {}
     for s in stats:
@@ -45,22 +47,26 @@ async def count_lapsed(store, stats) -> dict[str, int]:
         if not s.in_flight or s.oldest_lease_age is None or s.oldest_lease_age <= vt:
             lapsed[s.channel] = 0  # the oldest lease is younger: none lapsed, no need to look
             continue
-        lapsed[s.channel] = await store.lapsed_leases(s.channel, int(vt * 1000), LAPSED_SCAN)
+        try:
+            lapsed[s.channel] = await store.lapsed_leases(s.channel, int(vt * 1000), LAPSED_SCAN)
+        except (RedisError, OSError):
+            if not partial:
+                raise
+            lapsed[s.channel] = 0  # a host is down: reported as unreachable instead
     return lapsed
 
 
 async def gather(store, extra_channels, patterns):
     try:
-        stats, workers = await _read_store(store, extra_channels)
+        survey = await _read_store(store, extra_channels)
+        stats = survey.stats
         if patterns:
             stats = [s for s in stats if any(fnmatch.fnmatchcase(s.channel, p) for p in patterns)]
         # _read_store closed this loop's client; count_lapsed opens another and closes it too.
-        lapsed = await count_lapsed(store, stats)
+        lapsed = await count_lapsed(store, stats, partial=bool(survey.unreachable))
     finally:
-        aclose = getattr(store, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    return stats, workers, lapsed
+        await store.aclose()
+    return stats, survey.workers, lapsed, survey.unreachable
 
 
 class Command(BaseCommand):
@@ -87,7 +93,9 @@ class Command(BaseCommand):
             .order_by()
         )
         try:
-            stats, workers, lapsed = asyncio.run(gather(store, set(registry.all_consumers()) | set(failed), patterns))
+            stats, workers, lapsed, unreachable = asyncio.run(
+                gather(store, set(registry.all_consumers()) | set(failed), patterns)
+            )
         except Exception as exc:
             self.stderr.write(f"taskchan_status: could not read the queues from {store!r}: {exc}")
             sys.stdout.flush()
@@ -129,7 +137,13 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(
                 json.dumps(
-                    {"healthy": not problems, "problems": problems, "channels": channels, "workers": workers},
+                    {
+                        "healthy": not problems and not unreachable,
+                        "problems": problems,
+                        "unreachable": [{"store": where, "error": error} for where, error in unreachable],
+                        "channels": channels,
+                        "workers": workers,
+                    },
                     indent=2,
                     default=str,
                 )
@@ -138,8 +152,14 @@ class Command(BaseCommand):
             self.stdout.write(self._table(channels, workers, now))
             for problem in problems:
                 self.stdout.write(f"UNHEALTHY {problem}")
-            if not problems:
+            for where, error in unreachable:
+                self.stdout.write(f"UNREACHABLE {where}: {error} (its channels are left out above)")
+            if not problems and not unreachable:
                 self.stdout.write("OK")
+        if unreachable:
+            # Some Redis hosts could not be read: the same exit as none at all.
+            sys.stdout.flush()
+            sys.exit(2)
         if problems:
             sys.stdout.flush()
             sys.exit(1)
