@@ -36,6 +36,7 @@ import collections
 import logging
 import os
 import queue
+import random
 import signal
 import socket
 import threading
@@ -70,6 +71,11 @@ ACK_BATCH = 128
 ACK_DELAY = 0.005
 #: seconds to wait after a Redis error before trying again (grows up to 5 s)
 ERROR_BACKOFF = 0.1
+#: seconds between passes that forget the consumer names of dead workers, and
+#: how long a name must have been idle (holding no lease) to be forgotten; a
+#: live worker reads every few seconds, so its name is never that idle
+FORGET_INTERVAL = 300.0
+FORGET_IDLE_SECONDS = 600.0
 #: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down
 FINAL_ACK_ATTEMPTS = 8
 
@@ -677,6 +683,8 @@ class Worker:
         its own upkeep: the renewal of leases held on the others goes on.
         """
         next_reclaim = next_extend = next_heartbeat = 0.0
+        # Spread over workers (not security-relevant randomness).
+        next_forget = time.monotonic() + FORGET_INTERVAL * random.uniform(0.5, 1.0)  # noqa: S311
         min_vt = min(self._vt.values())
         while True:
             part = self._parts[index]
@@ -692,6 +700,9 @@ class Worker:
             if now >= next_heartbeat:
                 await self._guarded("worker heartbeat", part, self._heartbeat)
                 next_heartbeat = now + HOUSEKEEPING_INTERVAL
+            if now >= next_forget and not self._stopping.is_set():
+                await self._guarded("forgetting dead consumers", part, self._forget_dead_consumers)
+                next_forget = now + FORGET_INTERVAL
             await asyncio.sleep(self.poll_interval)
 
     async def _guarded(self, what: str, part: Partition, step) -> None:
@@ -737,6 +748,12 @@ class Worker:
                 logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
                 metrics.redelivered(channel, len(reclaimed))
                 self._enqueue(reclaimed, part.index)
+
+    async def _forget_dead_consumers(self, part: Partition) -> None:
+        for channel in part.channels:
+            forgotten = await part.store.forget_idle_consumers(channel, int(FORGET_IDLE_SECONDS * 1000))
+            if forgotten:
+                logger.info("forgot %d idle consumer name(s) of dead workers on %s", forgotten, channel)
 
     async def _heartbeat(self, part: Partition) -> None:
         # Registered on every host the worker reads, so the registry of each

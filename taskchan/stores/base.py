@@ -101,6 +101,13 @@ class StoreBase:
     async def remove_worker(self, worker_id, consumer=None, channels=()) -> None:
         """Drop the worker from the registry and, given ``consumer``, its consumer name from ``channels``' groups."""
     async def workers(self) -> list[dict]: ...
+    async def forget_idle_consumers(self, channel, min_idle_ms: int) -> int:
+        """Forget consumer names idle ``min_idle_ms`` or more that hold no lease; how many.
+
+        Only stores that keep names (Redis consumer groups) have any to forget.
+        """
+        return 0
+
     async def lapsed_leases(self, channel, idle_ms: int, limit: int) -> int:
         """How many leases on ``channel`` are idle longer than ``idle_ms`` (counted up to ``limit``)."""
         raise NotImplementedError

@@ -39,7 +39,9 @@ A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``).
 The consumer group's pending-entries list is the lease table: an entry read
 with XREADGROUP is leased to that worker until it is acked; its idle time is
 the time since the lease was taken or last renewed, and its delivery counter
-is how many times it has been handed out.
+is how many times it has been handed out.  Each worker's consumer name in
+the group is dropped when it stops cleanly, or, if it was killed, by
+``forget.lua`` once the name has been idle for 10 minutes holding no lease.
 """
 
 from __future__ import annotations

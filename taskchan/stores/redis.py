@@ -38,7 +38,7 @@ from .keys import (
     stats_bucket,
 )
 
-SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend", "charge")
+SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget")
 
 
 def load_scripts() -> dict[str, str]:
@@ -402,6 +402,10 @@ class RedisStore(StoreBase):
                 )
             )
         return result
+
+    async def forget_idle_consumers(self, channel, min_idle_ms):
+        _, scripts = self._aclient()
+        return int(await scripts["forget"](keys=[self.keys.stream(channel)], args=[GROUP, int(min_idle_ms)]))
 
     async def lapsed_leases(self, channel, idle_ms, limit):
         client, _ = self._aclient()

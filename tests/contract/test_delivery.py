@@ -381,3 +381,35 @@ async def test_message_attributes_and_reply_channel(layer_store):
     # The consumer answered on the reply channel, through the channel layer.
     answer = await asyncio.wait_for(layer.receive(reply_to), 10)
     assert answer == {"echo": "hi", "attempt": 1}
+
+
+def test_a_worker_forgets_the_consumer_names_of_dead_workers(use_redis_layer, monkeypatch):
+    from taskchan import worker as worker_module
+    from taskchan.stores.keys import GROUP
+    from taskchan.worker import Worker
+
+    # Production waits minutes before a name counts as dead; here a fraction of a second.
+    monkeypatch.setattr(worker_module, "FORGET_INTERVAL", 0.2)
+    monkeypatch.setattr(worker_module, "FORGET_IDLE_SECONDS", 0.1)
+    store = get_store()
+    taskchan.send("taskchan.c.ok", {"n": 1})
+
+    async def main():
+        client, _ = store._aclient()
+        stream = store.keys.stream("taskchan.c.ok")
+        await store.prepare(["taskchan.c.ok"])
+        [delivery] = await store.fetch(["taskchan.c.ok"], "killed-worker", 1, 0)
+        await store.ack([delivery])  # it finished its job, then was SIGKILLed: its name stays
+        worker = Worker(["taskchan.c.ok"], store=store, poll_interval=0.02)
+        running = asyncio.create_task(worker.arun())
+        try:
+            deadline = time.monotonic() + 10
+            while "killed-worker" in {c["name"] for c in await client.xinfo_consumers(stream, GROUP)}:
+                assert time.monotonic() < deadline, "the dead worker's name was never forgotten"
+                await asyncio.sleep(0.05)
+        finally:
+            worker.request_stop()
+            await running
+            await store.aclose()
+
+    asyncio.run(main())

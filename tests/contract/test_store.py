@@ -625,3 +625,28 @@ async def test_removing_a_worker_keeps_the_leases_it_still_holds(store):
     [reclaimed] = await store.reclaim(CH, "B", 50, 10)
     assert (reclaimed.entry_id, reclaimed.raw) == (delivery.entry_id, raw)
     assert (reclaimed.deliveries, reclaimed.reclaimed) == (1, True)
+
+
+async def test_forgetting_idle_consumers_drops_only_names_that_hold_no_lease(store):
+    from taskchan.stores.keys import GROUP
+    from taskchan.stores.redis import RedisStore
+
+    await store.prepare([CH])
+    await put(store)
+    await put(store)
+    [finished] = await store.fetch([CH], "dead", 1, 0)  # a worker that finished its job, then was killed
+    await store.ack([finished])
+    [held] = await store.fetch([CH], "busy", 1, 0)  # one that still holds a lease
+    await asyncio.sleep(0.1)
+
+    assert await store.forget_idle_consumers(CH, 60_000) == 0  # not idle long enough
+    dropped = await store.forget_idle_consumers(CH, 50)
+
+    if isinstance(store, RedisStore):
+        client, _ = store._aclient()
+        names = {c["name"] for c in await client.xinfo_consumers(store.keys.stream(CH), GROUP)}
+        assert (dropped, names) == (1, {"busy"})
+    # The lease survives: it lapses and is reclaimed as ever.
+    [reclaimed] = await store.reclaim(CH, "other", 50, 10)
+    assert reclaimed.entry_id == held.entry_id
+    assert await store.forget_idle_consumers("taskchan.c.never-used", 0) == 0
