@@ -12,7 +12,9 @@ jobs of 20 ms; two ``runworker`` processes (``--concurrency 4 --prefetch 4``,
 visibility timeout 1 s); one of them, alternately, is SIGKILLed every ~2 s
 and a new one started in its place, until every job is done.  It prints
 ``soak: sent=N processed=N duplicates=D lost=0 kills=K`` and writes the same
-line to test-artifacts/soak.txt.
+line to test-artifacts/soak-LAYOUT.txt.  The same soak runs with the channel layer
+sharding eight channels over two Redis servers (``two-redis``), where each
+worker reads both hosts.
 """
 
 import os
@@ -21,9 +23,11 @@ import signal
 import time
 
 import pytest
+import redis as redis_lib
 
 from tests.conftest import ARTIFACTS, done_records, wait_for
 from tests.failure_windows.helpers import counts, pending, wait_exit
+from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
 JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "3000"))
@@ -33,18 +37,27 @@ JOB_MS = 20
 
 
 @pytest.mark.timeout(max(180, JOBS // 20))
-def test_soak_with_workers_killed_every_two_seconds(use_redis_layer, redis_client, worker):
+@pytest.mark.parametrize("layout", ["one-redis", "two-redis"])
+def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, redis_client, manage):
     import taskchan
 
-    sent = {taskchan.send(CHANNEL, {"ms": JOB_MS, "n": n}) for n in range(JOBS)}
+    args = ["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)]
+    if layout == "one-redis":
+        request.getfixturevalue("use_redis_layer")
+        channels = [CHANNEL]
+        env = {"TASKCHAN_VISIBILITY_TIMEOUT": 1}
+        hosts = [redis_client]
+    else:
+        urls = request.getfixturevalue("use_sharded_layer")
+        channels = SHARDED_CHANNELS  # consumers with a 2 s visibility timeout
+        env = {"DJANGO_SETTINGS_MODULE": "tests.sharded_settings", "TASKCHAN_SHARD_URLS": ",".join(urls)}
+        hosts = [redis_lib.Redis.from_url(url, decode_responses=True) for url in urls]
+    sent = {taskchan.send(channels[n % len(channels)], {"ms": JOB_MS, "n": n}) for n in range(JOBS)}
     assert len(sent) == JOBS
 
     def start():
-        return worker(
-            CHANNEL,
-            args=["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)],
-            TASKCHAN_VISIBILITY_TIMEOUT=1,
-        )
+        pattern = CHANNEL if layout == "one-redis" else "taskchan.sh.*"
+        return manage(["runworker", pattern, *args], redis_url=redis_url, **env)
 
     def serving(proc):
         # Registered by its first heartbeat: startup is over and it holds or fetches work.
@@ -89,14 +102,19 @@ def test_soak_with_workers_killed_every_two_seconds(use_redis_layer, redis_clien
     lost = len(sent - set(done))
     duplicates = sum(done.values()) - len(done)
     line = (
-        f"soak: sent={JOBS} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
+        f"soak ({layout}): sent={JOBS} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
     )
     print(line)
-    (ARTIFACTS / "soak.txt").write_text(line + "\n")
+    (ARTIFACTS / f"soak-{layout}.txt").write_text(line + "\n")
 
     assert lost == 0
     assert set(done) == sent, "a job nobody sent was run"
     assert kills >= 2, "the soak ended before workers were killed: raise TASKCHAN_SOAK_JOBS"
-    assert duplicates <= kills * (CONCURRENCY + PREFETCH), line
-    assert not pending(redis_client, CHANNEL)
-    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 0
+    # What a killed worker held: concurrency + prefetch, plus, reading several
+    # channels, up to one per channel more (Redis applies a read's COUNT per stream).
+    held = CONCURRENCY + PREFETCH + (len(channels) if len(channels) > 1 else 0)
+    assert duplicates <= kills * held, line
+    for host in hosts:
+        for channel in channels:
+            assert not pending(host, channel)
+            assert host.xlen(f"taskchan:q:{channel}") == 0
