@@ -162,6 +162,19 @@ def redis_server_factory():
         server.stop()
 
 
+def on_store(store, make_call):
+    """Run one store coroutine from a synchronous test, closing the store's clients of that loop."""
+    import asyncio
+
+    async def main():
+        try:
+            return await make_call()
+        finally:
+            await store.aclose()
+
+    return asyncio.run(main())
+
+
 def layer_settings(url: str, **config) -> dict:
     return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [url], **config}}}
 

@@ -22,22 +22,11 @@ from taskchan.exceptions import ContentNotSerializable, InvalidChannelName, Task
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from taskchan.stores.redis import RedisStore
+from tests.conftest import on_store
 from tests.contract import consumers
 from tests.contract.conftest import arun_burst, run_burst
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def on_store(store, make_call):
-    """Run one store coroutine from a synchronous test."""
-
-    async def main():
-        try:
-            return await make_call()
-        finally:
-            await store.aclose()
-
-    return asyncio.run(main())
 
 
 def stats(store, channel):

@@ -32,7 +32,7 @@ from taskchan.resend import resend_many
 from taskchan.stores.keys import Keys
 from taskchan.stores.redis import RedisStore, store_hosts
 from taskchan.stores.sharded import ShardedStore, shard_index
-from tests.conftest import done_records, wait_for
+from tests.conftest import done_records, on_store, wait_for
 from tests.contract.conftest import run_burst
 from tests.jobs import SHARDED_CHANNELS
 
@@ -61,16 +61,6 @@ def sharded_worker(manage, redis_url, urls, *args):
         ["runworker", "taskchan.sh.*", *args], redis_url=redis_url,
         DJANGO_SETTINGS_MODULE="tests.sharded_settings", TASKCHAN_SHARD_URLS=",".join(urls),
     )
-
-
-def on_store(store, make_call):
-    async def main():
-        try:
-            return await make_call()
-        finally:
-            await store.aclose()
-
-    return asyncio.run(main())
 
 
 # -- the hash ---------------------------------------------------------------------
