@@ -135,9 +135,6 @@ class Worker:
         self.failed = 0
         self._consumers = {c: registry.get_consumer(c) for c in self.channels}
         self._vt = {c: self._consumers[c].visibility_timeout for c in self.channels}
-        # A maintenance step on one host gives up after this long, so a frozen
-        # host's upkeep loop keeps coming round to its next renewal.
-        self._step_timeout = max(0.5, min(5.0, min(self._vt.values()) / 6))
         self._has_sync = any(not c.is_async for c in self._consumers.values())
         self._has_async = any(c.is_async for c in self._consumers.values())
 
@@ -147,6 +144,11 @@ class Worker:
         self._prepared: set[tuple[int, str]] = set()  # (partition, channel) whose consumer group exists
         self._fetchers: dict[int, asyncio.Task] = {}
         self._upkeep: dict[int, asyncio.Task] = {}  # partition -> its maintenance loop
+        self._reclaim_lock = asyncio.Lock()
+        # Acks for a host that failed wait until then (monotonic), backing off
+        # per host, so a host that is down does not hold back the others' acks.
+        self._ack_retry_at: dict[int, float] = {}
+        self._ack_backoff: dict[int, float] = {}
         self._reserved: dict[int, int] = {}  # partition -> messages its fetch in progress may bring
         self._held: dict[tuple, Delivery] = {}  # Delivery.key -> delivery leased to us (loop thread only)
         self._held_per_part: collections.Counter[int] = collections.Counter()
@@ -220,7 +222,11 @@ class Worker:
             await asyncio.gather(*self._fetchers.values())
             clean = await self._finish_running(runners)
             await self._hand_back_unstarted()
-            await self._flush_acks(final=True)
+            # The acker may be half-way through a batch: stop it (it puts the
+            # batch back) so the final flush sees every ack.
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+            await self._flush_acks()
         finally:
             tasks = (*self._fetchers.values(), *self._upkeep.values(), acker, maintenance, *runners)
             for task in tasks:
@@ -604,58 +610,83 @@ class Worker:
 
     async def _ack_loop(self) -> None:
         while True:
-            await self._ack_event.wait()
+            try:
+                await asyncio.wait_for(self._ack_event.wait(), self._until_ack_retry())
+            except TimeoutError:
+                pass  # a host's acks are due to be tried again
             if len(self._acks) < ACK_BATCH:
                 # Let more successes join this round trip; a job's ack waits at
                 # most ACK_DELAY, which widens the duplicate window after a
                 # crash (window 4) by that much.
                 await asyncio.sleep(ACK_DELAY)
             self._ack_event.clear()
-            await self._flush_acks()
+            await self._send_acks()
 
-    async def _flush_acks(self, final: bool = False) -> None:
+    def _until_ack_retry(self) -> float | None:
+        """Seconds until the next host's acks are due again; None when none wait."""
+        if not self._ack_retry_at:
+            return None
+        return max(0.0, min(self._ack_retry_at.values()) - time.monotonic())
+
+    async def _send_acks(self) -> None:
         """Ack what finished, one pipeline per Redis host, side by side.
 
-        Retried until it lands; when stopping (``final``), only FINAL_ACK_ATTEMPTS
-        times: a host that is down must not keep the process from exiting.
-        Those jobs' leases then lapse and they run again elsewhere (a
-        duplicate, never a loss).
+        A host whose acks fail gets them back with a retry time of its own (a
+        backoff per host); until it answers, the jobs may run again (a
+        duplicate, never a loss), and the other hosts' acks go on.
         """
-        backoff = ERROR_BACKOFF
+        if not self._acks:
+            return
+        now = time.monotonic()
+        batch, self._acks = self._acks, []
+        by_part: dict[int, list[Delivery]] = {}
+        for d in batch:
+            by_part.setdefault(d.shard, []).append(d)
+        waiting = [d for i, b in by_part.items() if self._ack_retry_at.get(i, 0.0) > now for d in b]
+        due = {i: b for i, b in by_part.items() if self._ack_retry_at.get(i, 0.0) <= now}
         idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
-        attempts = 0
-        while self._acks:
-            attempts += 1
-            batch, self._acks = self._acks, []
-            by_part: dict[int, list[Delivery]] = {}
-            for d in batch:
-                by_part.setdefault(d.shard, []).append(d)
+        try:
             results = await asyncio.gather(
-                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in by_part.items()),
+                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in due.items()),
                 return_exceptions=True,
             )
-            failed = []
-            for (index, part_batch), result in zip(by_part.items(), results, strict=True):
-                if isinstance(result, (RedisError, OSError)):
-                    # The jobs ran; until the ack lands they may run again (a
-                    # duplicate, never a loss).  Keep them and try again.
-                    logger.warning(
-                        "ack of %d on %r failed (%s); retrying", len(part_batch), self._parts[index].store, result
-                    )
-                    failed.extend(part_batch)
-                elif isinstance(result, BaseException):
-                    raise result
-            if not failed:
+        except asyncio.CancelledError:
+            self._acks[:0] = batch  # stopping: the final flush sends them
+            raise
+        for (index, part_batch), result in zip(due.items(), results, strict=True):
+            if not isinstance(result, BaseException):
+                self._ack_retry_at.pop(index, None)
+                self._ack_backoff.pop(index, None)
                 continue
-            if final and (attempts >= FINAL_ACK_ATTEMPTS or self._abandon):
-                logger.warning(
-                    "giving up on %d ack(s) at shutdown: those jobs ran, but will run again "
-                    "when their leases lapse", len(failed),
-                )
-                return
-            self._acks[:0] = failed
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = self._ack_backoff.get(index, ERROR_BACKOFF)
+            self._ack_retry_at[index] = time.monotonic() + backoff
+            self._ack_backoff[index] = min(backoff * 2, 5.0)
+            logger.log(
+                logging.WARNING if isinstance(result, (RedisError, OSError)) else logging.ERROR,
+                "ack of %d on %r failed (%s); retrying in %.1f s",
+                len(part_batch), self._parts[index].store, result, backoff,
+                exc_info=None if isinstance(result, (RedisError, OSError)) else result,
+            )
+            waiting.extend(part_batch)
+        self._acks[:0] = waiting
+
+    async def _flush_acks(self) -> None:
+        """At shutdown: send the last acks, trying a failing host FINAL_ACK_ATTEMPTS times.
+
+        A host that is down must not keep the process from exiting: those jobs'
+        leases lapse and they run again elsewhere (a duplicate, never a loss).
+        """
+        for _ in range(FINAL_ACK_ATTEMPTS):
+            await self._send_acks()
+            if not self._acks or self._abandon:
+                break
+            await asyncio.sleep(max(0.01, self._until_ack_retry() or 0.0))
+        if self._acks:
+            logger.warning(
+                "giving up on %d ack(s) at shutdown: those jobs ran, but will run again "
+                "when their leases lapse", len(self._acks),
+            )
+            self._acks = []
 
     # -- maintenance --------------------------------------------------------
 
@@ -679,8 +710,9 @@ class Worker:
     async def _upkeep_loop(self, index: int) -> None:
         """One partition's maintenance: promote, renew leases, reclaim, heartbeat.
 
-        One loop per Redis host, so a host that is down or frozen delays only
-        its own upkeep: the renewal of leases held on the others goes on.
+        One loop per Redis host, so a host that is down or frozen (each call
+        waits up to the store's socket timeout) delays only its own upkeep:
+        the renewal of leases held on the others goes on.
         """
         next_reclaim = next_extend = next_heartbeat = 0.0
         # Spread over workers (not security-relevant randomness).
@@ -706,10 +738,15 @@ class Worker:
             await asyncio.sleep(self.poll_interval)
 
     async def _guarded(self, what: str, part: Partition, step) -> None:
-        """``step(part)`` within a time limit, logging instead of raising Redis errors."""
+        """``step(part)``, logging instead of raising Redis errors.
+
+        No time limit of its own: every Redis call gives up after the store's
+        socket timeout, and a step cut off half-way would starve the channels
+        at the end of its list.
+        """
         try:
-            await asyncio.wait_for(step(part), self._step_timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+            await step(part)
+        except (RedisError, OSError) as exc:
             logger.warning("%s on %r failed: %s", what, part.store, exc or type(exc).__name__)
 
     async def _each_partition(self, what: str, step) -> None:
@@ -739,15 +776,19 @@ class Worker:
                 logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
 
     async def _reclaim(self, part: Partition) -> None:
-        for channel in part.channels:
-            room = self.concurrency + self.prefetch - len(self._held)
-            if room <= 0:
-                return
-            reclaimed = await part.store.reclaim(channel, self.consumer_name, int(self._vt[channel] * 1000), room)
-            if reclaimed:
-                logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
-                metrics.redelivered(channel, len(reclaimed))
-                self._enqueue(reclaimed, part.index)
+        # One host at a time: each reclaim sizes itself by the room left, which
+        # the others' reclaims would otherwise fill at the same moment.
+        async with self._reclaim_lock:
+            for channel in part.channels:
+                room = self.concurrency + self.prefetch - len(self._held)
+                if room <= 0:
+                    return
+                vt_ms = int(self._vt[channel] * 1000)
+                reclaimed = await part.store.reclaim(channel, self.consumer_name, vt_ms, room)
+                if reclaimed:
+                    logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
+                    metrics.redelivered(channel, len(reclaimed))
+                    self._enqueue(reclaimed, part.index)
 
     async def _forget_dead_consumers(self, part: Partition) -> None:
         for channel in part.channels:
