@@ -157,9 +157,9 @@ def _worker_row(info: dict, now: float) -> dict:
     }
 
 
-async def _read_store(store, extra_channels) -> Survey:
+async def _read_store(store, extra_channels, lapse_after=None) -> Survey:
     try:
-        return await store.survey(extra_channels)
+        return await store.survey(extra_channels, lapse_after)
     finally:
         await store.aclose()  # the clients belong to this call's event loop
 

@@ -174,12 +174,15 @@ class StoreCollector:
                 labels=_LABELS,
             ),
         }
+        store = None
         try:
             store = self._store or get_store()
             survey = _run(_read_store(store, set(registry.all_consumers())))
         except Exception:
             up.add_metric([], 0)
+            unreachable.add_metric([], len(getattr(store, "shards", None) or [store]) if store else 1)
             yield up
+            yield unreachable
             return
         # With several hosts, the gauges below cover the ones that answered.
         up.add_metric([], 0 if survey.unreachable else 1)

@@ -46,24 +46,28 @@ def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
 class RedisServer:
     """A redis-server process of the test's own, on a free port."""
 
-    def __init__(self, appendonly: bool = False):
+    def __init__(self, appendonly: bool = False, password: str | None = None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="taskchan-redis-")
         self.appendonly = appendonly
+        self.password = password
         self.proc = None
         self.start()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self):
         redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
         args = [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--daemonize", "no", "--logfile", ""]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis_lib.Redis(port=self.port)
+        client = redis_lib.Redis(port=self.port, password=self.password)
         wait_for(lambda: _pings(client), timeout=10, message=f"redis-server on {self.port}")
 
     def kill(self):

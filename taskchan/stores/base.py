@@ -70,6 +70,8 @@ class Survey:
     # (store, error) per Redis host that could not be read; the figures leave
     # it out.  Empty for a store of one host (its errors are raised instead).
     unreachable: list[tuple[str, str]] = field(default_factory=list)
+    # channel -> leases idle longer than its visibility timeout (when asked for)
+    lapsed: dict[str, int] = field(default_factory=dict)
 
 
 class StoreBase:
@@ -115,10 +117,16 @@ class StoreBase:
     async def aclose(self) -> None:
         """Close the connections this event loop opened (stores without any: nothing to do)."""
 
-    async def survey(self, extra_channels=()) -> Survey:
-        """Stats of every channel the store knows plus ``extra_channels``, and the live workers."""
+    async def survey(self, extra_channels=(), lapse_after=None) -> Survey:
+        """Stats of every channel the store knows plus ``extra_channels``, and the live workers.
+
+        With ``lapse_after`` (channel -> visibility timeout, seconds), also how
+        many leases of each channel have lapsed, counted up to LAPSED_SCAN.
+        """
         channels = sorted(set(extra_channels) | set(await self.known_channels()))
-        return Survey(await self.stats(channels) if channels else [], await self.workers())
+        stats = await self.stats(channels) if channels else []
+        lapsed = await count_lapsed(self, stats, lapse_after) if lapse_after else {}
+        return Survey(stats, await self.workers(), lapsed=lapsed)
 
     # routing: one store holds every channel unless it is sharded (``sharded.py``)
     def home(self, channel: str) -> StoreBase:
@@ -133,3 +141,19 @@ class StoreBase:
         """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
         for channel, raw, message_id in items:
             self.send(channel, raw, message_id)
+
+
+#: pending entries read per channel to count lapsed leases
+LAPSED_SCAN = 1000
+
+
+async def count_lapsed(store: StoreBase, stats: list[ChannelStats], lapse_after) -> dict[str, int]:
+    """Leases per channel idle longer than ``lapse_after(channel)`` seconds, from one store's ``stats``."""
+    lapsed: dict[str, int] = {}
+    for s in stats:
+        vt = lapse_after(s.channel)
+        if not s.in_flight or s.oldest_lease_age is None or s.oldest_lease_age <= vt:
+            lapsed[s.channel] = 0  # the oldest lease is younger: none lapsed, no need to look
+        else:
+            lapsed[s.channel] = await store.lapsed_leases(s.channel, int(vt * 1000), LAPSED_SCAN)
+    return lapsed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import weakref
 from importlib import resources
@@ -60,6 +61,11 @@ def client_options(host: Any) -> tuple[str | None, dict]:
             address = None
         return address, options
     raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
+
+
+def _without_password(url: str) -> str:
+    """``redis://user:secret@host/0`` as ``redis://user:***@host/0``."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 def store_hosts(hosts: Any = None, taskchan_host: Any = None, taskchan_hosts: Any = None) -> list:
@@ -167,7 +173,8 @@ class RedisStore(StoreBase):
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        where = self.url or self.options.get("host")
+        # Shown in logs, the admin and taskchan_status: never the password.
+        where = _without_password(self.url) if self.url else self.options.get("host")
         if self.sentinel:
             where = f"sentinel master {self.master_name!r} via {self.sentinels}"
         return f"<RedisStore {where} prefix={self.keys.prefix!r}>"

@@ -32,7 +32,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from .base import ChannelStats, Partition, StoreBase, Survey
+from .base import ChannelStats, Partition, StoreBase, Survey, count_lapsed
 
 logger = logging.getLogger("taskchan.stores")
 
@@ -125,12 +125,13 @@ class ShardedStore(StoreBase):
         """Each channel's figures summed over every host (a moved channel may have messages on two)."""
         return _merge_stats(channels, await self._each("stats", list(channels)))
 
-    async def survey(self, extra_channels=()):
+    async def survey(self, extra_channels=(), lapse_after=None):
         """As one store's, from the hosts that answer; the others are listed in ``unreachable``.
 
         A page or a scrape that goes blank because one host of several is down
         would hide the healthy ones; callers say which host is missing instead.
-        Raises when no host answers.
+        A channel whose home did not answer, and which no answering host holds,
+        is left out rather than shown as empty.  Raises when no host answers.
         """
         known = await asyncio.gather(*(s.known_channels() for s in self.shards), return_exceptions=True)
         up, unreachable = [], []
@@ -143,10 +144,14 @@ class ShardedStore(StoreBase):
                 up.append((store, result))
         if not up:
             raise known[0]
-        channels = sorted(set(extra_channels).union(*(names for _, names in up)))
+        held = set().union(*(names for _, names in up))
+        answering = {id(store) for store, _ in up}
+        channels = sorted(held | {c for c in extra_channels if id(self.home(c)) in answering})
 
         async def read(store):
-            return (await store.stats(channels) if channels else []), await store.workers()
+            stats = await store.stats(channels) if channels else []
+            lapsed = await count_lapsed(store, stats, lapse_after) if lapse_after else {}
+            return stats, await store.workers(), lapsed
 
         readings = []
         for (store, _), result in zip(
@@ -161,10 +166,14 @@ class ShardedStore(StoreBase):
         if not readings:
             raise RedisError("; ".join(f"{where}: {error}" for where, error in unreachable))
         workers: dict[str, dict] = {}
-        for _, host_workers in readings:
+        lapsed: dict[str, int] = dict.fromkeys(channels, 0) if lapse_after else {}
+        for _, host_workers, host_lapsed in readings:
             for info in host_workers:
                 workers.setdefault(info["id"], info)  # registered on every host it reads
-        return Survey(_merge_stats(channels, [stats for stats, _ in readings]), list(workers.values()), unreachable)
+            for channel, n in host_lapsed.items():
+                lapsed[channel] += n
+        stats = _merge_stats(channels, [stats for stats, _, _ in readings])
+        return Survey(stats, list(workers.values()), unreachable, lapsed)
 
     async def lapsed_leases(self, channel, idle_ms, limit):
         return min(int(limit), sum(await self._each("lapsed_leases", channel, idle_ms, limit)))

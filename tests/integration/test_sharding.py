@@ -383,12 +383,18 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
 
     from taskchan import admin_overview
 
-    first, second = redis_server_factory(), redis_server_factory()
+    first = redis_server_factory()
+    second = redis_server_factory(password="s3cret")  # noqa: S106 - a throw-away test server
     settings.CHANNEL_LAYERS = layers([first.url, second.url])
-    on_first = homes(SHARDED_CHANNELS)[0]
+    on_first, on_second = homes(SHARDED_CHANNELS)[0], homes(SHARDED_CHANNELS)[1]
     for channel in SHARDED_CHANNELS:
         taskchan.send(channel, {})
         taskchan.send(channel, {})
+    # A lease on the first host that lapses (its worker is gone): still counted.
+    store = get_store()
+    on_store(store, lambda: store.home(on_first[0]).prepare([on_first[0]]))
+    on_store(store, lambda: store.home(on_first[0]).fetch([on_first[0]], "gone", 1, 0))
+    time.sleep(2.2)  # the consumers' visibility timeout is 2 s
     second.kill()
     missing = f"127.0.0.1:{second.port}"
 
@@ -399,14 +405,20 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
     report = json.loads(out.getvalue())
     assert report["healthy"] is False
     assert [missing in u["store"] for u in report["unreachable"]] == [True]
-    queued = {row["channel"]: row["queued"] for row in report["channels"]}
-    assert all(queued[channel] == 2 for channel in on_first)
+    assert "s3cret" not in out.getvalue()
+    rows = {row["channel"]: row for row in report["channels"]}
+    # The second host's channels are left out, not shown as empty.
+    assert set(rows) == set(on_first)
+    assert {c: (r["queued"] + r["in_flight"], r["lapsed"]) for c, r in rows.items()} == {
+        c: (2, 1 if c == on_first[0] else 0) for c in on_first
+    }
 
     data = admin_overview.collect()
     assert "Could not read 1 Redis host(s)" in data["error"] and missing in data["error"]
-    assert {row["channel"]: row["queued"] for row in data["channels"] if row["channel"] in on_first} == dict.fromkeys(
-        on_first, 2
-    )
+    assert "s3cret" not in data["error"]
+    assert not {row["channel"] for row in data["channels"]} & set(on_second)
+    overview = {row["channel"]: row["queued"] + row["in_flight"] for row in data["channels"]}
+    assert {c: overview[c] for c in on_first} == dict.fromkeys(on_first, 2)
 
     response = client.get("/metrics")
     found = {
@@ -416,4 +428,6 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
     }
     assert found[("taskchan_store_up", "")] == 0
     assert found[("taskchan_store_hosts_unreachable", "")] == 1
-    assert all(found[("taskchan_queue_depth", channel)] == 2 for channel in on_first)
+    assert all(found[("taskchan_queue_depth", channel)] + found[("taskchan_in_flight", channel)] == 2
+               for channel in on_first)
+    assert not any(("taskchan_queue_depth", channel) in found for channel in on_second)

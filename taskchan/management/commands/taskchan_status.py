@@ -21,7 +21,6 @@ import time
 
 from django.core.management import BaseCommand, CommandError
 from django.db.models import Count
-from redis.exceptions import RedisError
 
 from taskchan import registry
 from taskchan.admin_overview import _read_store, duration
@@ -30,43 +29,21 @@ from taskchan.exceptions import NotATaskchanLayer
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 
-#: XPENDING rows read per channel to count lapsed leases
-LAPSED_SCAN = 1000
-
 
 def visibility_timeout(channel: str) -> float:
     consumer = registry.get_consumer(channel)
     return consumer.visibility_timeout if consumer else float(settings.VISIBILITY_TIMEOUT)
 
 
-async def count_lapsed(store, stats, partial: bool = False) -> dict[str, int]:
-    """Leases per channel idle longer than the channel's visibility timeout (read-only)."""
-    lapsed: dict[str, int] = {}
-    for s in stats:
-        vt = visibility_timeout(s.channel)
-        if not s.in_flight or s.oldest_lease_age is None or s.oldest_lease_age <= vt:
-            lapsed[s.channel] = 0  # the oldest lease is younger: none lapsed, no need to look
-            continue
-        try:
-            lapsed[s.channel] = await store.lapsed_leases(s.channel, int(vt * 1000), LAPSED_SCAN)
-        except (RedisError, OSError):
-            if not partial:
-                raise
-            lapsed[s.channel] = 0  # a host is down: reported as unreachable instead
-    return lapsed
-
-
 async def gather(store, extra_channels, patterns):
     try:
-        survey = await _read_store(store, extra_channels)
-        stats = survey.stats
-        if patterns:
-            stats = [s for s in stats if any(fnmatch.fnmatchcase(s.channel, p) for p in patterns)]
-        # _read_store closed this loop's client; count_lapsed opens another and closes it too.
-        lapsed = await count_lapsed(store, stats, partial=bool(survey.unreachable))
+        survey = await _read_store(store, extra_channels, lapse_after=visibility_timeout)
     finally:
         await store.aclose()
-    return stats, survey.workers, lapsed, survey.unreachable
+    stats = survey.stats
+    if patterns:
+        stats = [s for s in stats if any(fnmatch.fnmatchcase(s.channel, p) for p in patterns)]
+    return stats, survey.workers, survey.lapsed, survey.unreachable
 
 
 class Command(BaseCommand):
