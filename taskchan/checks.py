@@ -58,7 +58,7 @@ def check_store_hosts(app_configs, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from .conf import settings as taskchan_settings
-    from .stores.redis import store_hosts
+    from .stores.redis import drain_hosts, store_hosts
 
     try:
         alias = taskchan_settings.LAYER
@@ -69,7 +69,8 @@ def check_store_hosts(app_configs, **kwargs):
         return []
     config = layer.get("CONFIG") or {}
     try:
-        store_hosts(config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"))
+        active = store_hosts(config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"))
+        drain_hosts(config.get("taskchan_drain_hosts"), active)
     except ImproperlyConfigured as exc:
         return [
             checks.Error(

@@ -24,7 +24,7 @@ from .conf import settings
 from .exceptions import NotATaskchanLayer, TaskchanError
 from .stores.base import StoreBase
 from .stores.memory import MemoryStore
-from .stores.redis import shared_store, store_hosts
+from .stores.redis import drain_hosts, shared_store, store_hosts
 from .stores.sharded import ShardedStore
 
 TASKCHAN_PREFIX = "taskchan."
@@ -75,17 +75,23 @@ def __getattr__(name: str):
 _stores: dict[str, StoreBase] = {}
 
 
-def redis_store(hosts=None, taskchan_host=None, taskchan_hosts=None, prefix=None) -> StoreBase:
-    """The reliable store for a Redis layer's CONFIG: one RedisStore, or a ShardedStore over several."""
+def redis_store(hosts=None, taskchan_host=None, taskchan_hosts=None, prefix=None, drain=None) -> StoreBase:
+    """The reliable store for a Redis layer's CONFIG: one RedisStore, or a ShardedStore over several.
+
+    ``drain`` is CONFIG's ``taskchan_drain_hosts``: hosts being taken out,
+    still read by workers and the status, never sent to.
+    """
     prefix = prefix or settings.KEY_PREFIX
-    stores = [shared_store(host, prefix) for host in store_hosts(hosts, taskchan_host, taskchan_hosts)]
-    if len(stores) == 1:
+    active_hosts = store_hosts(hosts, taskchan_host, taskchan_hosts)
+    stores = [shared_store(host, prefix) for host in active_hosts]
+    draining = [shared_store(host, prefix) for host in drain_hosts(drain, active_hosts)]
+    if len(stores) == 1 and not draining:
         return stores[0]
     # One per list of hosts, like shared_store: the layer and get_store() share it.
-    key = tuple(id(s) for s in stores)
+    key = (tuple(id(s) for s in stores), tuple(id(s) for s in draining))
     sharded = _sharded.get(key)
     if sharded is None:
-        sharded = _sharded[key] = ShardedStore(stores)
+        sharded = _sharded[key] = ShardedStore(stores, draining=draining)
     return sharded
 
 
@@ -107,7 +113,8 @@ def get_store(alias: str | None = None) -> StoreBase:
     if layer_settings.get("BACKEND") == REDIS_BACKEND:
         config = layer_settings.get("CONFIG") or {}
         store = redis_store(
-            config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"), config.get("taskchan_prefix")
+            config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"),
+            config.get("taskchan_prefix"), config.get("taskchan_drain_hosts"),
         )
     else:
         layer = get_channel_layer(alias)

@@ -18,9 +18,14 @@ class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
     keys start with TASKCHAN_KEY_PREFIX (or CONFIG's ``taskchan_prefix``).
     """
 
-    def __init__(self, hosts=None, *args, taskchan_host=None, taskchan_hosts=None, taskchan_prefix=None, **kwargs):
+    def __init__(
+        self, hosts=None, *args, taskchan_host=None, taskchan_hosts=None, taskchan_prefix=None,
+        taskchan_drain_hosts=None, **kwargs,
+    ):
         super().__init__(hosts, *args, **kwargs)
-        self.taskchan_store = redis_store(hosts, taskchan_host, taskchan_hosts, taskchan_prefix)
+        self.taskchan_store = redis_store(
+            hosts, taskchan_host, taskchan_hosts, taskchan_prefix, taskchan_drain_hosts
+        )
 
     def consistent_hash(self, value):
         # channels_redis 4.x picks the host of a process-specific channel

@@ -72,8 +72,9 @@ ACK_DELAY = 0.005
 #: seconds to wait after a Redis error before trying again (grows up to 5 s)
 ERROR_BACKOFF = 0.1
 #: seconds between passes that forget the consumer names of dead workers, and
-#: how long a name must have been idle (holding no lease) to be forgotten; a
-#: live worker reads every few seconds, so its name is never that idle
+#: how long a name must have been idle (holding no lease) to be forgotten.  A
+#: live worker reads every second unless it has no room; if its name on some
+#: channel is forgotten meanwhile, its next read there recreates it
 FORGET_INTERVAL = 300.0
 FORGET_IDLE_SECONDS = 600.0
 #: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down

@@ -41,7 +41,8 @@ with XREADGROUP is leased to that worker until it is acked; its idle time is
 the time since the lease was taken or last renewed, and its delivery counter
 is how many times it has been handed out.  Each worker's consumer name in
 the group is dropped when it stops cleanly, or, if it was killed, by
-``forget.lua`` once the name has been idle for 10 minutes holding no lease.
+``forget.lua`` once the name has been idle for 10 minutes holding no lease
+(a live worker's next read recreates its name, should that ever happen to it).
 """
 
 from __future__ import annotations

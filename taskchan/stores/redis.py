@@ -85,14 +85,34 @@ def store_hosts(hosts: Any = None, taskchan_host: Any = None, taskchan_hosts: An
             f"CHANNEL_LAYERS CONFIG 'taskchan_hosts' must be a non-empty list of Redis hosts, not {taskchan_hosts!r}."
         )
     chosen = list(taskchan_hosts or ([taskchan_host] if taskchan_host else hosts or ["redis://localhost:6379/0"]))
+    _refuse_repeats(chosen)
+    return chosen
+
+
+def drain_hosts(taskchan_drain_hosts: Any, active: list) -> list:
+    """CONFIG's ``taskchan_drain_hosts``: Redis hosts workers still read but nothing is sent to."""
+    if taskchan_drain_hosts is None:
+        return []
+    if not isinstance(taskchan_drain_hosts, (list, tuple)):
+        raise ImproperlyConfigured(
+            "CHANNEL_LAYERS CONFIG 'taskchan_drain_hosts' must be a list of Redis hosts, "
+            f"not {taskchan_drain_hosts!r}."
+        )
+    _refuse_repeats([*active, *taskchan_drain_hosts])
+    return list(taskchan_drain_hosts)
+
+
+def _refuse_repeats(hosts: list) -> None:
     seen = set()
-    for host in chosen:
+    for host in hosts:
         # The same Redis twice would be two shards sharing every key.
         identity = json.dumps(host, sort_keys=True, default=str)
         if identity in seen:
-            raise ImproperlyConfigured(f"CHANNEL_LAYERS CONFIG lists the Redis host {host!r} twice.")
+            raise ImproperlyConfigured(
+                f"CHANNEL_LAYERS CONFIG lists the Redis host {host!r} twice (in the hosts taskchan "
+                "sends to, or both there and in 'taskchan_drain_hosts')."
+            )
         seen.add(identity)
-    return chosen
 
 
 _shared: dict[str, RedisStore] = {}

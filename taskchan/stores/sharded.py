@@ -63,18 +63,22 @@ def shard_index(channel: str, shards: int) -> int:
 
 
 class ShardedStore(StoreBase):
-    def __init__(self, shards: list[StoreBase]):
-        if len(shards) < 2:
-            raise ValueError("a sharded store needs at least two shards")
-        self.shards = list(shards)
+    def __init__(self, shards: list[StoreBase], draining: list[StoreBase] = ()):
+        """``shards``: the hosts channels are homed on; ``draining``: hosts being
+        taken out, read (their leftovers) but never sent to."""
+        if not shards or len(shards) + len(draining) < 2:
+            raise ValueError("a sharded store needs at least one shard and two hosts in all")
+        self.active = list(shards)
+        self.shards = [*self.active, *draining]  # Partition.index is a position in this list
 
     def __repr__(self) -> str:
-        return f"<ShardedStore {self.shards!r}>"
+        draining = self.shards[len(self.active) :]
+        return f"<ShardedStore {self.active!r}" + (f" draining {draining!r}>" if draining else ">")
 
     # -- routing ------------------------------------------------------------
 
     def home(self, channel):
-        return self.shards[shard_index(channel, len(self.shards))]
+        return self.active[shard_index(channel, len(self.active))]
 
     async def partitions(self, channels):
         wanted = list(channels)
@@ -90,7 +94,9 @@ class ShardedStore(StoreBase):
                 logger.warning("cannot list the channels on %r (%s); serving its home channels", store, names)
                 names = ()
             present = set(names)
-            mine = [c for c in wanted if shard_index(c, len(self.shards)) == index or c in present]
+            mine = [c for c in wanted if c in present or (
+                index < len(self.active) and shard_index(c, len(self.active)) == index
+            )]
             if mine:
                 parts.append(Partition(index, store, mine))
         return parts
@@ -106,7 +112,7 @@ class ShardedStore(StoreBase):
     def send_many(self, items):
         by_home: dict[int, list] = {}
         for item in items:
-            by_home.setdefault(shard_index(item[0], len(self.shards)), []).append(item)
+            by_home.setdefault(shard_index(item[0], len(self.active)), []).append(item)
         for index, batch in by_home.items():
             self.shards[index].send_many(batch)
 

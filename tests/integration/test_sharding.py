@@ -431,3 +431,28 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
     assert all(found[("taskchan_queue_depth", channel)] + found[("taskchan_in_flight", channel)] == 2
                for channel in on_first)
     assert not any(("taskchan_queue_depth", channel) in found for channel in on_second)
+
+
+def test_a_host_being_drained_is_read_but_never_sent_to(settings, shard_urls):
+    a, b = shard_urls
+    servers = clients(shard_urls)
+    settings.CHANNEL_LAYERS = layers([a, b])
+    before = [taskchan.send(channel, {"when": "before"}) for channel in SHARDED_CHANNELS]
+    on_b = homes(SHARDED_CHANNELS)[1]
+    assert sum(servers[1].xlen(KEYS.stream(c)) for c in on_b) == len(on_b)
+
+    # Taking b out: every channel is homed on a now, and b is only read.
+    settings.CHANNEL_LAYERS = {"default": {**layers([a])["default"], "CONFIG": {
+        "hosts": [a], "taskchan_drain_hosts": [b],
+    }}}
+    store = get_store()
+    assert isinstance(store, ShardedStore) and store.home(on_b[0]).url == a
+    after = [taskchan.send(channel, {"when": "after"}) for channel in SHARDED_CHANNELS]
+    assert sum(servers[1].xlen(KEYS.stream(c)) for c in on_b) == len(on_b)  # nothing new on b
+    status = {s.channel: s.queued for s in on_store(store, lambda: store.stats(SHARDED_CHANNELS))}
+    assert status == dict.fromkeys(SHARDED_CHANNELS, 2)
+
+    run_burst(SHARDED_CHANNELS, store=store, timeout=30)
+
+    assert {r[0] for r in done_records(servers[0])} == set(before + after)
+    assert sum(server.xlen(KEYS.stream(c)) for server in servers for c in SHARDED_CHANNELS) == 0
