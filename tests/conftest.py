@@ -104,11 +104,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
         test["NAME"] = f"{name}.{os.getpid()}"
 
 
-@pytest.fixture(scope="session")
-def _session_redis():
+def _own_redis():
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def _session_redis():
+    yield from _own_redis()
 
 
 @pytest.fixture
@@ -124,9 +128,8 @@ def redis_url(_session_redis, monkeypatch):
 
 @pytest.fixture(scope="session")
 def _session_redis_b():
-    server = RedisServer()
-    yield server
-    server.stop()
+    """A second server, for the sharding tests."""
+    yield from _own_redis()
 
 
 @pytest.fixture
