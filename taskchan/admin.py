@@ -1,4 +1,4 @@
-"""The taskchan admin: dead letters and the queue overview.
+"""The taskchan admin: dead letters, the queue overview, and send_on_commit rows waiting.
 
 ``FailedMessageAdmin`` is read-only (no add, no editing of what was stored):
 its actions re-send (``retry``), delete (``discard``), edit the content and
@@ -11,6 +11,8 @@ hand to Celery                  ``taskchan.retry_failedmessage``
 discard                         ``taskchan.delete_failedmessage``
 edit and retry                  ``taskchan.change_failedmessage`` and retry
 queue overview                  ``taskchan.view_queue_overview``
+send_on_commit rows waiting     ``taskchan.view_outboxmessage``
+relay them now                  ``taskchan.change_outboxmessage``
 ==============================  =============================================
 
 Every query of the list page is bounded (see ``admin_lists``): it opens as fast
@@ -33,7 +35,8 @@ from django.utils.timesince import timesince
 
 from . import admin_views as views
 from .admin_lists import IndexedValuesFilter, LimitedCountPaginator, RetriedFilter
-from .models import FailedMessage, QueueOverview
+from .conf import settings as taskchan_settings
+from .models import FailedMessage, OutboxMessage, QueueOverview
 
 MESSAGE_ID_HEX = frozenset("0123456789abcdef")
 
@@ -350,3 +353,75 @@ class QueueOverviewAdmin(admin.ModelAdmin):
 
     def data_view(self, request):
         return views.overview_data_view(self, request)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """``send_on_commit`` messages committed but not yet handed to the store.
+
+    A row normally lives for the moment between a commit and its relay; one
+    that stays is waiting for Redis (or for a worker's sweep, after
+    TASKCHAN_OUTBOX_RELAY_AFTER).  Read-only, and never deletable: deleting a
+    row would lose a message whose transaction committed.  "Relay now" stores
+    the selected ones at once; a relay is idempotent, so one that races a
+    worker's sweep is stored once.
+    """
+
+    list_display = ["id", "channel", "created_at", "waiting", "delayed"]
+    list_filter = ["channel"]
+    search_fields = ["id"]
+    ordering = ["created_at"]
+    actions = ["relay_now"]
+    readonly_fields = ["id", "channel", "created_at", "delay_ms", "idempotency_key", "envelope_display"]
+    exclude = ["envelope"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # what was committed is never edited; "relay now" has its own check
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_relay_permission(self, request):
+        return request.user.has_perm("taskchan.change_outboxmessage")
+
+    @admin.display(description="waiting")
+    def waiting(self, row):
+        seconds = (timezone.now() - row.created_at).total_seconds()
+        late = seconds > taskchan_settings.OUTBOX_RELAY_AFTER
+        return format_html(
+            '<span class="{}">{}</span>', "errornote" if late else "", timesince(row.created_at) or "0 minutes"
+        )
+
+    @admin.display(description="delay", boolean=True)
+    def delayed(self, row):
+        return bool(row.delay_ms)
+
+    @admin.display(description="envelope")
+    def envelope_display(self, row):
+        try:
+            return _pre(_json(json.loads(row.envelope)))
+        except ValueError:
+            return _pre(row.envelope)
+
+    @admin.action(description="Relay selected messages to the store now", permissions=["relay"])
+    def relay_now(self, request, queryset):
+        from django.contrib import messages
+
+        from . import outbox
+
+        rows = list(queryset)
+        relayed = [row for row in rows if outbox.relay(row.pk)]
+        for row in relayed:
+            self.log_change(request, row, "Relayed to the store from the admin.")
+        if len(relayed) == len(rows):
+            self.message_user(request, f"Relayed {len(relayed)} message(s) to the store.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                f"Relayed {len(relayed)} of {len(rows)} message(s); the others could not be stored "
+                "(see the log) or were relayed meanwhile. Workers keep trying.",
+                messages.WARNING,
+            )

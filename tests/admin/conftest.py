@@ -23,6 +23,8 @@ PERMS = {
     "delete": ("failedmessage", "delete_failedmessage"),
     "retry": ("failedmessage", "retry_failedmessage"),
     "overview": ("queueoverview", "view_queue_overview"),
+    "outbox_view": ("outboxmessage", "view_outboxmessage"),
+    "outbox_relay": ("outboxmessage", "change_outboxmessage"),
 }
 
 #: every test user's password
