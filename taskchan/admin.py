@@ -74,6 +74,7 @@ class FailedMessageAdmin(admin.ModelAdmin):
         "reason",
         ("last_error_type", IndexedValuesFilter),
         RetriedFilter,
+        "ran_under_celery",
     ]
     search_fields = ["message_id", "last_error"]  # see get_search_results
     search_help_text = "A message id (or its first 8+ characters), or words from the error."
@@ -85,6 +86,7 @@ class FailedMessageAdmin(admin.ModelAdmin):
     actions = ["retry_selected", "hand_to_celery_selected"]
     readonly_fields = [
         "message_id", "channel", "consumer", "reason", "attempts_display", "sent_at", "reply_channel",
+        "ran_under_celery",
         "last_error_type", "last_error_display", "first_failed_at", "last_failed_at",
         "retried_at", "retried_as_link", "content_display", "original_content_display", "raw_display",
         "errors_display", "traceback_display",
@@ -192,6 +194,10 @@ class FailedMessageAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         general = ["message_id", "channel", "consumer", "reason", "attempts_display", "sent_at"]
+        if obj is not None and obj.ran_under_celery:
+            general.append("ran_under_celery")
+        if obj is not None and obj.reply_channel:
+            general.append("reply_channel")
         content = ["content_display"]
         if obj is not None and obj.original_content is not None:
             content.append("original_content_display")

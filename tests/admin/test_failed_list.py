@@ -66,6 +66,18 @@ def test_filters_by_channel_consumer_reason_error_type_and_retried(client_with, 
         assert set(_ids_on_page(html)) == {r.message_id for r in expected}, query
 
 
+def test_celery_runs_and_reply_channels_are_shown_and_filterable(client_with, use_memory_layer):
+    plain = make_failed(1)
+    celery = make_failed(2, ran_under_celery=True, reply_channel="specific.abc!def")
+    client = client_with("view")
+
+    only = client.get(f"{CHANGELIST}?ran_under_celery__exact=1").content.decode()
+    assert set(_ids_on_page(only)) == {celery.message_id}
+    page = client.get(detail_url(celery)).content.decode()
+    assert "Ran under celery" in page and "specific.abc!def" in page
+    assert "Ran under celery" not in client.get(detail_url(plain)).content.decode()
+
+
 def test_search_by_message_id_prefix_and_error_text(client_with, use_memory_layer):
     a = make_failed(1, last_error="connection refused by db-primary")
     b = make_failed(2, last_error="timeout talking to s3")
