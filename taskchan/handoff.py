@@ -352,10 +352,23 @@ def hand_to_celery(failed_message) -> str:
             "have nothing to run it with. Is its module installed (consumers.py / TASKCHAN_CONSUMER_MODULES)?"
         )
     envelope, _delay_ms, raw = _prepare(channel, failed_message.content, None, None, None, None)
-    _send_task(channel, raw, envelope.id, 0, consumer.name)
-    failed_message.retried_at = timezone.now()
-    failed_message.retried_as = envelope.id
-    failed_message.save(update_fields=["retried_at", "retried_as"])
+    from django.db import router, transaction
+
+    from .models import FailedMessage
+
+    # Two people handing (or retrying) the same row at once: the second waits
+    # for the first's row lock, then finds it retried and sends nothing.
+    with transaction.atomic(using=router.db_for_write(FailedMessage)):
+        row = FailedMessage.objects.select_for_update().get(pk=failed_message.pk)
+        if row.retried_as:
+            raise ValueError(
+                f"Dead letter {row.message_id} was already retried as message {row.retried_as}."
+            )
+        _send_task(channel, raw, envelope.id, 0, consumer.name)
+        row.retried_at = timezone.now()
+        row.retried_as = envelope.id
+        row.save(update_fields=["retried_at", "retried_as"])
+    failed_message.retried_at, failed_message.retried_as = row.retried_at, row.retried_as
     logger.info("handed dead letter %s to Celery as %s", failed_message.message_id, envelope.id)
     return envelope.id
 

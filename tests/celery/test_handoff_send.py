@@ -256,6 +256,22 @@ def test_hand_to_celery_refuses_what_cannot_run(celery_settings, redis_client):
     assert queued_tasks(redis_client) == []
 
 
+def test_a_row_handed_over_twice_is_published_once(celery_settings, redis_client):
+    # Two admins with the same page open: the second finds the row retried.
+    from taskchan.models import FailedMessage
+
+    FailedMessage.objects.create(message_id="d1", channel=CH, content={"n": 1}, reason="exhausted")
+    first_view = FailedMessage.objects.get(message_id="d1")
+    second_view = FailedMessage.objects.get(message_id="d1")  # loaded before the first hand-over
+
+    new_id = handoff.hand_to_celery(first_view)
+    with pytest.raises(ValueError, match=f"already retried as message {new_id}"):
+        handoff.hand_to_celery(second_view)
+
+    assert [t["id"] for t in queued_tasks(redis_client)] == [new_id]
+    assert FailedMessage.objects.get(message_id="d1").retried_as == new_id
+
+
 CHECK_IMPORTS = """
 import sys
 import django
