@@ -72,7 +72,7 @@ def _cell(text, *, href: str = "", title: str = "", numeric: bool = False) -> di
     return {"text": str(text), "href": href, "title": title, "numeric": numeric, "zero": zero}
 
 
-def _channel_row(stats: ChannelStats, failed: int, now: float) -> dict:
+def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: bool = True) -> dict:
     consumer = registry.get_consumer(stats.channel)
     in_flight = str(stats.in_flight)
     if stats.in_flight and stats.oldest_lease_age is not None:
@@ -116,7 +116,7 @@ def _channel_row(stats: ChannelStats, failed: int, now: float) -> dict:
             _cell(
                 failed,
                 numeric=True,
-                href=f"{changelist}?{urlencode({'channel': stats.channel})}" if failed else "",
+                href=f"{changelist}?{urlencode({'channel': stats.channel})}" if failed and failed_links else "",
             ),
             _cell(stats.processed_last_minute, numeric=True),
             _cell(stats.processed_last_hour, numeric=True),
@@ -172,8 +172,12 @@ def unreachable_text(survey: Survey) -> str:
     return f"Could not read {len(survey.unreachable)} Redis host(s) ({hosts}); the figures leave them out."
 
 
-def collect(store=None) -> dict:
-    """Everything the overview shows, as a JSON-ready dict."""
+def collect(store=None, *, failed_links: bool = True) -> dict:
+    """Everything the overview shows, as a JSON-ready dict.
+
+    ``failed_links``: link failed counts to the failed-message list (only for
+    users who may see that list).
+    """
     store = store or get_store()
     failed = dict(FailedMessage.objects.values_list("channel").annotate(n=Count("id")).order_by())
     registered = set(registry.all_consumers())
@@ -197,7 +201,7 @@ def collect(store=None) -> dict:
         "error": error,
         "channel_columns": CHANNEL_COLUMNS,
         "worker_columns": WORKER_COLUMNS,
-        "channels": [_channel_row(s, failed.get(s.channel, 0), now) for s in stats],
+        "channels": [_channel_row(s, failed.get(s.channel, 0), now, failed_links) for s in stats],
         "workers": [
             _worker_row(w, now) for w in sorted(workers, key=lambda w: str(w.get("id", "")))
         ],

@@ -414,14 +414,16 @@ def group_discard_view(model_admin, request):
 def overview_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+    links = _may_view_failed(request)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
         "title": "Queue overview",
-        "data": collect(),
+        "data": collect(failed_links=links),
         "data_url": reverse("admin:taskchan_queueoverview_data"),
-        "failed_url": reverse("admin:taskchan_failedmessage_changelist"),
-        "groups_url": reverse("admin:taskchan_failedmessage_groups"),
+        # Links to pages this user may open, only.
+        "failed_url": reverse("admin:taskchan_failedmessage_changelist") if links else "",
+        "groups_url": reverse("admin:taskchan_failedmessage_groups") if links else "",
     }
     return TemplateResponse(request, "admin/taskchan/queueoverview/overview.html", context)
 
@@ -429,4 +431,10 @@ def overview_view(model_admin, request):
 def overview_data_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    return JsonResponse(collect())
+    return JsonResponse(collect(failed_links=_may_view_failed(request)))
+
+
+def _may_view_failed(request) -> bool:
+    return request.user.has_perm("taskchan.view_failedmessage") or request.user.has_perm(
+        "taskchan.change_failedmessage"
+    )

@@ -147,6 +147,13 @@ def test_overview_has_its_own_permission(client_with, use_memory_layer):
     index = overview_only.get("/admin/").content.decode()
     assert f'href="{OVERVIEW}"' in index
     assert "Failed messages" not in index
+    # No links to pages it may not open, on the page or in its refreshes.
+    make_failed(1, channel="taskchan.t.poison")
+    assert f'href="{CHANGELIST}' not in overview_only.get(OVERVIEW).content.decode()
+    assert CHANGELIST not in overview_only.get(OVERVIEW_DATA).content.decode()
+    both = client_with("overview", "view")
+    assert f'href="{CHANGELIST}"' in both.get(OVERVIEW).content.decode()
+    assert f"{CHANGELIST}?channel=taskchan.t.poison" in both.get(OVERVIEW_DATA).content.decode()
 
     list_only = client_with("view")
     assert list_only.get(OVERVIEW).status_code == 403
