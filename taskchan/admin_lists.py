@@ -23,7 +23,8 @@ from django.utils.functional import cached_property
 
 #: pages past the requested one that the paginator counts before it stops
 LOOKAHEAD_PAGES = 10
-#: most values a value filter lists (e.g. error types); more are rare and reachable by search
+#: most values a value filter lists (e.g. error types); more are rare, and reachable by
+#: putting the value in the URL (?channel=...)
 MAX_FILTER_VALUES = 100
 
 
