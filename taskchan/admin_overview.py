@@ -30,7 +30,7 @@ CHANNEL_COLUMNS = [
     "Queued",
     "In flight",
     "Scheduled",
-    "Failed",
+    "Failed (not retried)",
     "Processed (1 min)",
     "Processed (1 h)",
     "Failed (1 min)",
@@ -73,6 +73,8 @@ def _cell(text, *, href: str = "", title: str = "", numeric: bool = False) -> di
 
 
 def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: bool = True) -> dict:
+    if stats.extra.get("unknown"):
+        return _unknown_row(stats, failed, failed_links)
     consumer = registry.get_consumer(stats.channel)
     in_flight = str(stats.in_flight)
     if stats.in_flight and stats.oldest_lease_age is not None:
@@ -83,7 +85,6 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
         scheduled += (
             f" (next in {duration(wait)})" if wait > 0 else f" (next due {duration(-wait)} ago)"
         )
-    changelist = reverse("admin:taskchan_failedmessage_changelist")
     counts = (
         stats.queued,
         stats.in_flight,
@@ -116,12 +117,45 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
             _cell(
                 failed,
                 numeric=True,
-                href=f"{changelist}?{urlencode({'channel': stats.channel})}" if failed and failed_links else "",
+                href=_failed_href(stats.channel) if failed and failed_links else "",
             ),
             _cell(stats.processed_last_minute, numeric=True),
             _cell(stats.processed_last_hour, numeric=True),
             _cell(stats.failed_last_minute, numeric=True),
             _cell(stats.failed_last_hour, numeric=True),
+        ],
+    }
+
+
+def _failed_href(channel: str) -> str:
+    changelist = reverse("admin:taskchan_failedmessage_changelist")
+    return f"{changelist}?{urlencode({'channel': channel, 'retried': 'no'})}"
+
+
+#: the row's figures read from Redis, by name (None in the JSON when unknown)
+REDIS_FIGURES = (
+    "queued", "in_flight", "oldest_lease_age", "scheduled", "next_due", "processed_last_minute",
+    "processed_last_hour", "failed_last_minute", "failed_last_hour",
+)
+
+
+def _unknown_row(stats: ChannelStats, failed: int, failed_links: bool) -> dict:
+    """A channel whose Redis figures could not be read: "?" rather than zeros that look real."""
+    consumer = registry.get_consumer(stats.channel)
+    unknown = _cell("?", title="could not be read from Redis")
+    return {
+        "key": stats.channel,
+        "idle": False,
+        "channel": stats.channel,
+        "consumer": consumer.name if consumer else "",
+        **dict.fromkeys(REDIS_FIGURES),
+        "failed": failed,
+        "cells": [
+            _cell(stats.channel),
+            _cell(consumer.name if consumer else "(no consumer registered)"),
+            unknown, unknown, unknown,
+            _cell(failed, numeric=True, href=_failed_href(stats.channel) if failed and failed_links else ""),
+            unknown, unknown, unknown, unknown,
         ],
     }
 
@@ -179,7 +213,13 @@ def collect(store=None, *, failed_links: bool = True) -> dict:
     users who may see that list).
     """
     store = store or get_store()
-    failed = dict(FailedMessage.objects.values_list("channel").annotate(n=Count("id")).order_by())
+    # Dead letters that still want attention: not retried (as taskchan_status counts them).
+    failed = dict(
+        FailedMessage.objects.filter(retried_at__isnull=True)
+        .values_list("channel")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     registered = set(registry.all_consumers())
     error = ""
     try:
@@ -189,7 +229,7 @@ def collect(store=None, *, failed_links: bool = True) -> dict:
         stats, workers, error = survey.stats, survey.workers, unreachable_text(survey)
     except Exception as exc:  # Redis down or misbehaving: show what the database knows
         error = f"Could not read the queues from {store!r}: {exc}"
-        stats = [ChannelStats(channel) for channel in sorted(registered | set(failed))]
+        stats = [ChannelStats(channel, extra={"unknown": True}) for channel in sorted(registered | set(failed))]
         workers = []
     now = time.time()
     generated = timezone.localtime()

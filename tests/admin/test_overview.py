@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from django.utils import timezone
 
 import taskchan
 from taskchan import registry
@@ -49,11 +50,12 @@ def test_overview_reports_queues_leases_schedule_failures_rates_and_workers(clie
     assert len(leased) == 1
     make_failed(1, channel="taskchan.t.slow")
     make_failed(2, channel="taskchan.t.slow")
+    make_failed(3, channel="taskchan.t.slow", retried_as="e" * 32, retried_at=timezone.now())  # dealt with
     _run(lambda store: store.heartbeat_worker(
         "host-1-42", {"pid": 42, "host": "host-1", "channels": ["taskchan.t.slow"], "concurrency": 4,
                       "started": time.time() - 120, "processed": 7, "failed": 1}, ttl=30))
 
-    client = client_with("overview")
+    client = client_with("overview", "view")
     response = client.get(OVERVIEW_DATA)
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     data = response.json()
@@ -73,7 +75,7 @@ def test_overview_reports_queues_leases_schedule_failures_rates_and_workers(clie
     texts = [cell["text"] for cell in slow["cells"]]
     assert texts[:6] == ["taskchan.t.slow", "tests.jobs.slow", "2", texts[3], texts[4], "2"]
     assert texts[3].startswith("1 (oldest ") and texts[4].startswith("1 (next in 59 min")
-    assert slow["cells"][5]["href"] == "/admin/taskchan/failedmessage/?channel=taskchan.t.slow"
+    assert slow["cells"][5]["href"] == "/admin/taskchan/failedmessage/?channel=taskchan.t.slow&retried=no"
 
     [w] = data["workers"]
     assert (w["id"], w["pid"], w["host"], w["channels"]) == ("host-1-42", 42, "host-1", ["taskchan.t.slow"])
@@ -123,7 +125,11 @@ def test_overview_says_when_redis_does_not_answer(client_with, settings):
     client = client_with("overview")
     data = client.get(OVERVIEW_DATA).json()
     assert data["error"].startswith("Could not read the queues from <RedisStore")
-    assert _by_channel(data)["taskchan.t.poison"]["failed"] == 1
+    poison = _by_channel(data)["taskchan.t.poison"]
+    assert poison["failed"] == 1  # from the database
+    # What only Redis knows is unknown, not zero.
+    assert poison["queued"] is None and poison["processed_last_hour"] is None
+    assert [c["text"] for c in poison["cells"]][2:] == ["?", "?", "?", "1", "?", "?", "?", "?"]
     page = client.get(OVERVIEW)
     assert page.status_code == 200
     assert "Could not read the queues" in page.content.decode()
