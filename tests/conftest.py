@@ -21,7 +21,11 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+from taskchan.stores.keys import Keys
+
 ROOT = Path(__file__).resolve().parent.parent
+#: the keys of the default prefix, as taskchan writes them (taskchan/stores/keys.py)
+KEYS = Keys("taskchan")
 ARTIFACTS = ROOT / "test-artifacts"
 ARTIFACTS.mkdir(exist_ok=True)
 

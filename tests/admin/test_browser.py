@@ -26,7 +26,7 @@ from tests.admin.conftest import (
     make_user,
 )
 from tests.browser import test_page as browser
-from tests.conftest import done_records, start_runserver, wait_for
+from tests.conftest import KEYS, done_records, start_runserver, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -269,7 +269,7 @@ def test_groups_and_edit_and_retry_pages(request, monkeypatch, admin_server, red
         lines.first.locator(".taskchan-retry-all").click()
         expect(page.locator(".messagelist .success")).to_have_text("3 failed messages were re-sent on their channels.")
         expect(lines.first.locator(".taskchan-retry-all")).to_be_disabled()
-        assert redis_client.xlen("taskchan:q:taskchan.t.record") == 3
+        assert redis_client.xlen(KEYS.stream("taskchan.t.record")) == 3
 
         page.goto(base + detail_url(broken))
         page.locator("#taskchan-edit-retry").click()
@@ -287,5 +287,5 @@ def test_groups_and_edit_and_retry_pages(request, monkeypatch, admin_server, red
         expect(page.locator(".field-content_display pre")).to_contain_text('"seconds": 10')
         broken.refresh_from_db()
         assert broken.content == {"seconds": 10} and broken.original_content == {"seconds": "ten"}
-        assert redis_client.xlen("taskchan:q:taskchan.t.slow") == 1
+        assert redis_client.xlen(KEYS.stream("taskchan.t.slow")) == 1
         assert errors == []

@@ -12,7 +12,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from taskchan.envelope import decode
 from taskchan.models import FailedMessage
 from tests.admin.conftest import CHANGELIST, GROUPS, bulk_failed
-from tests.conftest import done_records
+from tests.conftest import KEYS, done_records
 
 pytestmark = pytest.mark.django_db
 
@@ -57,10 +57,10 @@ def test_bulk_retry_of_10000_rows_is_one_pipeline(client_with, use_redis_layer, 
     assert trips.count <= 3, trips.commands  # SCRIPT EXISTS, SCRIPT LOAD (first time), the pipeline
     assert sum(b"EVALSHA" in c for c in trips.commands) == 1  # all 10,000 in one write
     assert elapsed < 30  # seconds, not minutes; typically ~1-2 s
-    assert redis_client.xlen("taskchan:q:taskchan.adm.bulk") == 10_000
+    assert redis_client.xlen(KEYS.stream("taskchan.adm.bulk")) == 10_000
     assert redis_client.sismember("taskchan:channels", "taskchan.adm.bulk")
     stored = {}
-    for _entry_id, fields in redis_client.xrange("taskchan:q:taskchan.adm.bulk"):
+    for _entry_id, fields in redis_client.xrange(KEYS.stream("taskchan.adm.bulk")):
         envelope = decode(fields["m"], "taskchan.adm.bulk")
         stored[envelope.id] = envelope.content
     rows = FailedMessage.objects.filter(channel="taskchan.adm.bulk")

@@ -10,11 +10,8 @@ from pathlib import Path
 import redis
 
 from taskchan.envelope import decode
-from taskchan.stores.keys import GROUP, Keys
-from tests.conftest import Process, wait_for
-
-KEYS = Keys("taskchan")
-
+from taskchan.stores.keys import GROUP
+from tests.conftest import KEYS, Process, wait_for
 
 # -- Redis state ---------------------------------------------------------------
 

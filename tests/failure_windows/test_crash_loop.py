@@ -26,7 +26,7 @@ import pytest
 
 from taskchan.models import FailedMessage
 from tests.conftest import done_records
-from tests.failure_windows.helpers import counts, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, counts, pending, wait_exit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,7 +64,7 @@ def test_crash_loop_ends_as_worker_lost_dead_letter(use_redis_layer, redis_clien
     assert not FailedMessage.objects.filter(message_id=normal_id).exists()
     for channel in CHANNELS:
         assert not pending(redis_client, channel)
-        assert redis_client.xlen(f"taskchan:q:{channel}") == 0
+        assert redis_client.xlen(KEYS.stream(channel)) == 0
 
 
 def test_message_prefetched_behind_a_crash_loop_is_not_charged_for_it(

@@ -20,7 +20,7 @@ import pytest
 
 from taskchan.models import FailedMessage
 from tests.conftest import done_records, wait_for
-from tests.failure_windows.helpers import counts, pending, scheduled_key, wait_exit
+from tests.failure_windows.helpers import KEYS, counts, pending, scheduled_key, wait_exit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +58,7 @@ def test_poison_message_is_dead_lettered_and_the_worker_keeps_serving(
         wait_for(
             lambda c=channel: not pending(redis_client, c), timeout=10, message=f"{channel} acked"
         )
-        assert redis_client.xlen(f"taskchan:q:{channel}") == 0
+        assert redis_client.xlen(KEYS.stream(channel)) == 0
         assert redis_client.zcard(scheduled_key(channel)) == 0
 
     proc.signal(signal.SIGTERM)

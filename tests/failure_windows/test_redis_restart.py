@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.conftest import done_records, wait_for
-from tests.failure_windows.helpers import counts, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, counts, pending, wait_exit
 
 CHANNEL = "taskchan.fw.work"
 JOBS = 500
@@ -55,7 +55,7 @@ def test_worker_survives_redis_sigkill_and_restart(redis_server_factory, manage,
         try:
             return (
                 set(counts(done_records(client))) >= sent
-                and client.xlen(f"taskchan:q:{CHANNEL}") == 0
+                and client.xlen(KEYS.stream(CHANNEL)) == 0
             )
         except redis.RedisError:
             return False

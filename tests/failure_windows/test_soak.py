@@ -26,7 +26,7 @@ import pytest
 import redis as redis_lib
 
 from tests.conftest import ARTIFACTS, done_records, wait_for
-from tests.failure_windows.helpers import counts, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, counts, pending, wait_exit
 from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
@@ -61,7 +61,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
 
     def serving(proc):
         # Registered by its first heartbeat: startup is over and it holds or fetches work.
-        return any(f":{proc.pid}:" in w for w in redis_client.zrange("taskchan:w", 0, -1))
+        return any(f":{proc.pid}:" in w for w in redis_client.zrange(KEYS.workers, 0, -1))
 
     def all_done():
         # LLEN first: parsing thousands of records on every poll would eat the workers' CPU.
@@ -117,4 +117,4 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     for host in hosts:
         for channel in channels:
             assert not pending(host, channel)
-            assert host.xlen(f"taskchan:q:{channel}") == 0
+            assert host.xlen(KEYS.stream(channel)) == 0

@@ -38,6 +38,7 @@ import redis
 
 from tests.conftest import done_records, wait_for
 from tests.failure_windows.helpers import (
+    KEYS,
     blocked_clients,
     counts,
     read_ids,
@@ -86,7 +87,7 @@ def test_producer_sigkilled_mid_loop_loses_no_returned_id(
 
     assert set(done) == stored_ids
     assert all(n == 1 for n in done.values()), "no worker crashed: nothing may run twice"
-    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 0
+    assert redis_client.xlen(KEYS.stream(CHANNEL)) == 0
 
 
 def _wait_send_held(client):

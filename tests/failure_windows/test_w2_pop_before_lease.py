@@ -20,7 +20,7 @@ lost, and only a message the first worker had started may run twice.
 import signal
 
 from tests.conftest import done_records, wait_for
-from tests.failure_windows.helpers import counts, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, counts, pending, wait_exit
 
 CHANNEL = "taskchan.t.slow"
 JOBS = 20
@@ -65,4 +65,4 @@ def test_worker_killed_holding_prefetched_messages_loses_none(
     # concurrency 1: at most the running job plus one whose ack was on its way
     assert len(duplicates) <= 2
     assert not pending(redis_client, CHANNEL)
-    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 0
+    assert redis_client.xlen(KEYS.stream(CHANNEL)) == 0

@@ -31,7 +31,7 @@ import signal
 import time
 
 from tests.conftest import done_records, wait_for
-from tests.failure_windows.helpers import pending, wait_exit
+from tests.failure_windows.helpers import KEYS, pending, wait_exit
 
 CHANNEL = "taskchan.t.slow"
 
@@ -66,7 +66,7 @@ def test_job_longer_than_the_lease_is_not_redelivered_while_it_runs(
     workers = [worker(CHANNEL, TASKCHAN_VISIBILITY_TIMEOUT=1) for _ in range(2)]
     # Both are up (registered by their first heartbeat) before the job exists.
     wait_for(
-        lambda: redis_client.zcard("taskchan:w") == 2, timeout=30, message="two workers registered"
+        lambda: redis_client.zcard(KEYS.workers) == 2, timeout=30, message="two workers registered"
     )
 
     message_id = taskchan.send(CHANNEL, {"seconds": 4})
@@ -112,7 +112,7 @@ def test_worker_stalled_past_its_lease_the_job_runs_elsewhere_too(
     # Both finish: a duplicate (at-least-once), never a loss, and both keep serving.
     wait_for(lambda: redis_client.llen("t:done") == 2, timeout=30, message="both runs done")
     wait_for(lambda: not pending(redis_client, CHANNEL), timeout=10, message="acked")
-    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 0
+    assert redis_client.xlen(KEYS.stream(CHANNEL)) == 0
     assert done_records(redis_client, "t:started") == [
         (message_id, 1, first.pid),
         (message_id, 2, second.pid),

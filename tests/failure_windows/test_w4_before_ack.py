@@ -21,7 +21,7 @@ import signal
 import time
 
 from tests.conftest import done_records, wait_for
-from tests.failure_windows.helpers import blocked_clients, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, blocked_clients, pending, wait_exit
 
 CHANNEL = "taskchan.fw.pause_before_ack"
 
@@ -54,11 +54,11 @@ def test_worker_killed_after_success_before_ack_runs_it_again(
     assert held, "the worker's writes were held by CLIENT PAUSE"
     assert done_records(redis_client) == [(message_id, 1, first.pid)]
     assert len(pending(redis_client, CHANNEL)) == 1  # the ack never landed
-    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 1
+    assert redis_client.xlen(KEYS.stream(CHANNEL)) == 1
 
     second = worker(CHANNEL, args=["--burst"], TASKCHAN_VISIBILITY_TIMEOUT=1)
     assert wait_exit(second, 60) == 0, second.output()
 
     assert done_records(redis_client) == [(message_id, 1, first.pid), (message_id, 2, second.pid)]
     assert not pending(redis_client, CHANNEL)
-    assert redis_client.xlen(f"taskchan:q:{CHANNEL}") == 0
+    assert redis_client.xlen(KEYS.stream(CHANNEL)) == 0

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import ROOT
+from tests.conftest import KEYS, ROOT
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -81,7 +81,7 @@ def test_postgres_migrate_send_and_runworker(database_url, redis_url, redis_clie
     assert send.returncode == 0, send.stdout + send.stderr
     message_id = send.stdout.split()[-1]
     # After the commit the outbox row was relayed to Redis and deleted.
-    assert redis_client.xlen("taskchan:q:taskchan.demo") == 1
+    assert redis_client.xlen(KEYS.stream("taskchan.demo")) == 1
 
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "runworker", "taskchan.demo", "--burst"],
@@ -105,4 +105,4 @@ def test_postgres_migrate_send_and_runworker(database_url, redis_url, redis_clie
     assert rows == [("hello postgres", "SERGTSOP OLLEH", worker.pid)]
     assert outbox_rows == 0
     assert failed_rows == 0
-    assert redis_client.xlen("taskchan:q:taskchan.demo") == 0
+    assert redis_client.xlen(KEYS.stream("taskchan.demo")) == 0

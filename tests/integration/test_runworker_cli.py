@@ -15,12 +15,12 @@ import pytest
 from channels.layers import get_channel_layer
 
 import taskchan
-from tests.conftest import ROOT, done_records, subprocess_env, wait_for
+from taskchan.stores.keys import GROUP
+from tests.conftest import KEYS, ROOT, done_records, subprocess_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SLOW_STREAM = "taskchan:q:taskchan.t.slow"
-GROUP = "workers"
+SLOW_STREAM = KEYS.stream("taskchan.t.slow")
 
 
 def run_manage(*args, redis_url, timeout=60) -> subprocess.CompletedProcess:
@@ -118,8 +118,8 @@ def test_burst_waits_for_delayed_and_retried_messages_then_exits_zero(
     assert {r[2] for r in records.values()} == {proc.pid}
     # Nothing is left queued, scheduled or leased.
     for channel in ("taskchan.t.record", "taskchan.t.flaky"):
-        assert redis_client.xlen(f"taskchan:q:{channel}") == 0
-        assert redis_client.zcard(f"taskchan:s:{channel}") == 0
+        assert redis_client.xlen(KEYS.stream(channel)) == 0
+        assert redis_client.zcard(KEYS.scheduled(channel)) == 0
 
 
 # -- concurrency and prefetch -------------------------------------------------

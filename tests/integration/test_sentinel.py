@@ -19,13 +19,13 @@ import pytest
 import redis as redis_lib
 
 import taskchan
-from tests.conftest import done_records, free_port, wait_for
+from tests.conftest import KEYS, done_records, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MASTER = "mymaster"
 CHANNEL = "taskchan.t.record"
-STREAM = f"taskchan:q:{CHANNEL}"
+STREAM = KEYS.stream(CHANNEL)
 
 
 class Spawned:

@@ -11,7 +11,7 @@ import pytest
 import taskchan
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
-from tests.conftest import done_records, free_port, wait_for
+from tests.conftest import KEYS, done_records, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,7 @@ def test_healthy_table_and_json_with_a_live_worker(use_redis_layer, redis_client
     ids = [taskchan.send("taskchan.t.record", {"n": n}) for n in range(3)]
     proc = worker("taskchan.t.record")
     wait_for(lambda: len(done_records(redis_client)) == 3, timeout=30, message="3 jobs done")
-    wait_for(lambda: redis_client.zcard("taskchan:w"), timeout=10, message="worker registered")
+    wait_for(lambda: redis_client.zcard(KEYS.workers), timeout=10, message="worker registered")
 
     code, out = status(manage, use_redis_layer)
     assert code == 0, out
