@@ -41,6 +41,14 @@ class MalformedEnvelope(ValueError):
     """Raised by decode(): a stored message is not a taskchan envelope."""
 
 
+def check_max_attempts(max_attempts: Any) -> None:
+    """``max_attempts`` must be None or a positive int (not a bool); ValueError otherwise."""
+    if max_attempts is not None and (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    ):
+        raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+
+
 def validate_channel(channel: Any) -> str:
     if not isinstance(channel, str):
         raise InvalidChannelName(

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import metrics
 from .conf import settings
-from .envelope import Envelope, encode_content, validate_channel
+from .envelope import Envelope, check_max_attempts, encode_content, validate_channel
 from .exceptions import StoreUnavailable
 from .layers import get_store
 from .registry import get_consumer
@@ -35,10 +35,7 @@ def _prepare(channel, content, delay, max_attempts, idempotency_key, reply_chann
         isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0
     ):
         raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-    if max_attempts is not None and (
-        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-    ):
-        raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+    check_max_attempts(max_attempts)
     if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
         raise ValueError("idempotency_key must be a non-empty str of at most 200 characters")
     if reply_channel is not None and not isinstance(reply_channel, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import settings
-from .envelope import validate_channel
+from .envelope import check_max_attempts, validate_channel
 
 HANDOFFS = (None, "celery")
 
@@ -37,8 +38,9 @@ class Consumer:
     def name(self) -> str:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        # Asked for every delivery the worker queues; the function never changes.
         return inspect.iscoroutinefunction(self.func)
 
     @property
@@ -74,10 +76,7 @@ def consumer(
 ) -> Callable[[Callable[..., Any]], Consumer]:
     """Register the decorated function (plain or ``async def``) as the consumer of ``channel``."""
     validate_channel(channel)
-    if max_attempts is not None and (
-        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-    ):
-        raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+    check_max_attempts(max_attempts)
     if visibility_timeout is not None and (
         isinstance(visibility_timeout, bool)
         or not isinstance(visibility_timeout, (int, float))

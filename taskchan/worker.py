@@ -548,12 +548,7 @@ class Worker:
             await self._dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=outcome.malformed)
             return
         if outcome.worker_lost:
-            lost = envelope.failed(
-                outcome.attempt - 1,
-                "taskchan.WorkerLost",
-                f"the worker running it was lost {delivery.deliveries} time(s)",
-                None,
-            )
+            lost = _lost_to_dead_workers(envelope, outcome.attempt - 1, delivery)
             await self._dead_letter(
                 delivery, lost, FailedMessage.Reason.WORKER_LOST, consumer=outcome.consumer.name,
                 attempts=outcome.attempt - 1, max_attempts=outcome.max_attempts,
@@ -872,10 +867,14 @@ def _with_lost_attempts(delivery: Delivery) -> str:
         envelope = decode(delivery.raw, delivery.channel)
     except MalformedEnvelope:
         return delivery.raw  # dead-lettered as malformed wherever it is read next
-    lost = envelope.attempts_before + delivery.deliveries
+    return _lost_to_dead_workers(envelope, envelope.attempts_before + delivery.deliveries, delivery).encode()
+
+
+def _lost_to_dead_workers(envelope: Envelope, attempts: int, delivery: Delivery) -> Envelope:
+    """``envelope`` with ``attempts`` made, the last lost with the worker(s) that held ``delivery``."""
     return envelope.failed(
-        lost, "taskchan.WorkerLost", f"the worker running it was lost {delivery.deliveries} time(s)", None
-    ).encode()
+        attempts, "taskchan.WorkerLost", f"the worker running it was lost {delivery.deliveries} time(s)", None
+    )
 
 
 def _sweep_outbox() -> int:

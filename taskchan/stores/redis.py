@@ -148,7 +148,7 @@ def _entry_raw(fields: Any) -> str:
     """The envelope of a stream entry; anything else (sent around taskchan) as JSON for the dead letter."""
     if isinstance(fields, list):  # Lua replies give a flat [field, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=False))
-    if isinstance(fields, dict) and set(fields) == {FIELD}:
+    if isinstance(fields, dict) and len(fields) == 1 and FIELD in fields:
         return fields[FIELD]
     return json.dumps({"unexpected stream fields": fields}, default=str)
 
