@@ -750,8 +750,7 @@ class Worker:
         await asyncio.gather(*(self._guarded(what, part, step) for part in list(self._parts.values())))
 
     async def _promote(self, part: Partition) -> None:
-        for channel in part.channels:
-            await part.store.promote(channel)
+        await part.store.promote_all(part.channels)
 
     async def _burst_done(self) -> bool:
         if self._held or self._acks:

@@ -377,6 +377,15 @@ class RedisStore(StoreBase):
         )
         return int(moved), (float(next_due) / 1000 if next_due else None)
 
+    async def promote_all(self, channels):
+        # Every worker does this every poll interval: one round trip for all
+        # its channels, not one per channel.
+        client, scripts = self._aclient()
+        pipe = client.pipeline(transaction=False)
+        for channel in channels:
+            await scripts["promote"](keys=[self.keys.scheduled(channel), self.keys.stream(channel)], args=[500], client=pipe)
+        return sum(int(moved) for moved, _next_due in await pipe.execute())
+
     async def is_idle(self, channels):
         client, _ = self._aclient()
         pipe = client.pipeline(transaction=False)

@@ -650,3 +650,15 @@ async def test_forgetting_idle_consumers_drops_only_names_that_hold_no_lease(sto
     [reclaimed] = await store.reclaim(CH, "other", 50, 10)
     assert reclaimed.entry_id == held.entry_id
     assert await store.forget_idle_consumers("taskchan.c.never-used", 0) == 0
+
+
+async def test_promote_all_moves_the_due_messages_of_every_channel(store):
+    await store.prepare([CH, CH2])
+    for channel in (CH, CH2):
+        await put(store, channel=channel, delay_ms=1)
+    await put(store, channel=CH2, delay_ms=60_000)  # not due
+    await asyncio.sleep(0.05)
+
+    assert await store.promote_all([CH, CH2]) == 2
+    assert [d.channel for d in await store.fetch([CH, CH2], "A", 10, 0)] == [CH, CH2]
+    assert (await stats(store, CH2)).scheduled == 1
