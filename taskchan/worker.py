@@ -290,7 +290,7 @@ class Worker:
         for index, batch in by_part.items():
             store = self._parts[index].store
             try:
-                returned = await self._retry_redis(lambda s=store, b=batch: s.hand_back(b), attempts=5)
+                returned = await self._retry_redis(store.hand_back, batch, attempts=5)
             except (RedisError, OSError) as exc:
                 # Still leased to us: they lapse and are reclaimed, as after a crash.
                 logger.warning("could not hand %d message(s) back to %r: %s", len(batch), store, exc)
@@ -452,12 +452,7 @@ class Worker:
         It must be in Redis before the job runs, or a job that kills its
         worker would never be charged and could crash-loop forever.
         """
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((RedisError, OSError)),
-            wait=tenacity.wait_exponential_jitter(multiplier=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
-            stop=tenacity.stop_after_attempt(20),
-            reraise=True,
-        )
+        retrying = _redis_retrying(tenacity.Retrying, attempts=20)
         return retrying(self._parts[delivery.shard].store.charge, delivery, self.consumer_name)
 
     def _report(self, outcome: Outcome) -> None:
@@ -497,8 +492,9 @@ class Worker:
                 return
             outcome = self._prepare(delivery)
             if delivery.reclaimed and self._runnable(outcome):
+                store = self._parts[delivery.shard].store
                 outcome.skipped = not await self._retry_redis(
-                    lambda d=delivery: self._parts[d.shard].store.acharge(d, self.consumer_name), attempts=20
+                    store.acharge, delivery, self.consumer_name, attempts=20
                 )
             if self._runnable(outcome):
                 started = metrics.job_started(delivery.channel, outcome.envelope.sent_at)
@@ -573,12 +569,11 @@ class Worker:
             delivery.channel, envelope.id, outcome.attempt, outcome.max_attempts, decision.delay, exc_type,
         )
         await self._retry_redis(
-            lambda: self._parts[delivery.shard].store.reschedule(
-                delivery,
-                next_envelope.encode(),
-                int(decision.delay * 1000),
-                idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
-            ),
+            self._parts[delivery.shard].store.reschedule,
+            delivery,
+            next_envelope.encode(),
+            int(decision.delay * 1000),
+            idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
             attempts=20,
         )
         metrics.retried(delivery.channel)
@@ -599,7 +594,7 @@ class Worker:
             logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
             return
         store = self._parts[delivery.shard].store
-        await self._retry_redis(lambda: store.ack([delivery], outcome="failed"), attempts=20)
+        await self._retry_redis(store.ack, [delivery], outcome="failed", attempts=20)
         metrics.dead_lettered(delivery.channel)
 
     # -- acking -------------------------------------------------------------
@@ -824,24 +819,9 @@ class Worker:
 
     # -- helpers ------------------------------------------------------------
 
-    async def _retry_redis(self, make_call, attempts: int = 0):
-        """Await ``make_call()``, retrying Redis errors with backoff (forever when attempts is 0)."""
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type((RedisError, OSError)),
-            wait=tenacity.wait_exponential_jitter(multiplier=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
-            stop=tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never,
-            before_sleep=lambda state: logger.warning(
-                "Redis error %s; retrying (attempt %d)", state.outcome.exception(), state.attempt_number
-            ),
-            reraise=True,
-        )
-
-        # tenacity awaits only coroutine *functions*; make_call is a plain
-        # callable returning a coroutine, which it would return un-awaited.
-        async def call():
-            return await make_call()
-
-        return await retrying(call)
+    async def _retry_redis(self, fn, *args, attempts: int = 0, **kwargs):
+        """Await ``fn(*args, **kwargs)``, retrying Redis errors with backoff (forever when attempts is 0)."""
+        return await _redis_retrying(tenacity.AsyncRetrying, attempts)(fn, *args, **kwargs)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:
@@ -857,6 +837,19 @@ class Worker:
         finally:
             for w in waits:
                 w.cancel()
+
+
+def _redis_retrying(cls, attempts: int = 0):
+    """The worker's one retry policy for Redis calls, as tenacity ``Retrying`` or ``AsyncRetrying``."""
+    return cls(
+        retry=tenacity.retry_if_exception_type((RedisError, OSError)),
+        wait=tenacity.wait_exponential_jitter(multiplier=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
+        stop=tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never,
+        before_sleep=lambda state: logger.warning(
+            "Redis error %s; retrying (attempt %d)", state.outcome.exception(), state.attempt_number
+        ),
+        reraise=True,
+    )
 
 
 def _with_lost_attempts(delivery: Delivery) -> str:
