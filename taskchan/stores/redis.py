@@ -470,21 +470,14 @@ class RedisStore(StoreBase):
         pipe.zrem(self.keys.workers, worker_id)
         pipe.delete(self.keys.worker(worker_id))
         await pipe.execute()
-        if consumer:
+        if consumer and channels:
+            # Our consumer name leaves each group unless it still holds leases
+            # (see forget.lua): one pipelined round trip for all channels.
+            _, scripts = self._aclient()
+            pipe = client.pipeline(transaction=False)
             for channel in channels:
-                # Drop our consumer from the group unless it still holds leases
-                # (jobs that outlived the grace period): those must stay
-                # pending so another worker reclaims them.
-                try:
-                    pending = await client.xpending_range(
-                        self.keys.stream(channel), GROUP, min="-", max="+", count=1, consumername=consumer
-                    )
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    continue  # no stream or group (never prepared, or flushed): nothing to drop
-                if not pending:
-                    await client.xgroup_delconsumer(self.keys.stream(channel), GROUP, consumer)
+                await scripts["forget"](keys=[self.keys.stream(channel)], args=[GROUP, 0, consumer], client=pipe)
+            await pipe.execute()
 
     async def workers(self):
         client, _ = self._aclient()

@@ -627,6 +627,25 @@ async def test_removing_a_worker_keeps_the_leases_it_still_holds(store):
     assert (reclaimed.deliveries, reclaimed.reclaimed) == (1, True)
 
 
+async def test_a_clean_stop_drops_only_its_own_consumer_name(store):
+    from taskchan.stores.keys import GROUP
+    from taskchan.stores.redis import RedisStore
+
+    await store.prepare([CH])
+    await put(store)
+    await put(store)
+    for name in ("stopping", "other"):  # two live workers, each done with its job
+        [done] = await store.fetch([CH], name, 1, 0)
+        await store.ack([done])
+
+    await store.remove_worker("w-stopping", "stopping", [CH, CH2])  # CH2: never prepared
+
+    if isinstance(store, RedisStore):
+        client, _ = store._aclient()
+        names = {c["name"] for c in await client.xinfo_consumers(store.keys.stream(CH), GROUP)}
+        assert names == {"other"}
+
+
 async def test_forgetting_idle_consumers_drops_only_names_that_hold_no_lease(store):
     from taskchan.stores.keys import GROUP
     from taskchan.stores.redis import RedisStore

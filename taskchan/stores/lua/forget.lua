@@ -3,6 +3,9 @@
 -- its own name), which would otherwise pile up in XINFO CONSUMERS forever.
 -- KEYS[1] P:q:CH   stream
 -- ARGV[1] group   ARGV[2] minimum idle time, ms
+-- ARGV[3] (optional) only this consumer name: a worker dropping its own at a
+--         clean stop, with minimum idle 0 (kept if it still holds leases:
+--         jobs that outlived the grace period, for another worker to reclaim)
 -- Returns how many names were dropped.  Checking and dropping in one script
 -- matters: XGROUP DELCONSUMER discards the name's pending entries, so a name
 -- that leased a message between a check and a drop would lose that lease and
@@ -18,7 +21,7 @@ for _, fields in ipairs(consumers) do
   for i = 1, #fields, 2 do
     info[fields[i]] = fields[i + 1]
   end
-  if info['pending'] == 0 and info['idle'] >= min_idle then
+  if info['pending'] == 0 and info['idle'] >= min_idle and (ARGV[3] == nil or ARGV[3] == info['name']) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
     dropped = dropped + 1
   end
