@@ -75,7 +75,12 @@ class Survey:
 
 
 class StoreBase:
-    """Methods the producer and the worker use; see each implementation."""
+    """Methods the producer and the worker use; see each implementation.
+
+    A worker calls the worker-side methods on each partition's own store
+    (``partitions``), so a store of several hosts (``sharded.py``) provides
+    only the routing, producer and reader methods; the others raise here.
+    """
 
     # producer side, sync and async
     def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
@@ -85,17 +90,26 @@ class StoreBase:
         raise NotImplementedError
 
     # worker side
-    async def prepare(self, channels: list[str]) -> None: ...
-    async def fetch(self, channels, consumer, count, block_ms) -> list[Delivery]: ...
-    async def ack(self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0): ...
-    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0) -> bool: ...
+    async def prepare(self, channels: list[str]) -> None:
+        raise NotImplementedError
+    async def fetch(self, channels, consumer, count, block_ms) -> list[Delivery]:
+        raise NotImplementedError
+    async def ack(self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0):
+        raise NotImplementedError
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0) -> bool:
+        raise NotImplementedError
     async def hand_back(self, deliveries: list[Delivery]) -> int:
         """Re-queue unstarted deliveries as fresh entries holding ``delivery.raw``."""
-    async def extend(self, channel, consumer, entry_ids) -> list[str]: ...
-    def charge(self, delivery, consumer) -> bool: ...
-    async def acharge(self, delivery, consumer) -> bool: ...
-    async def reclaim(self, channel, consumer, min_idle_ms, count) -> list[Delivery]: ...
-    async def promote(self, channel, limit=500) -> tuple[int, float | None]: ...
+    async def extend(self, channel, consumer, entry_ids) -> list[str]:
+        raise NotImplementedError
+    def charge(self, delivery, consumer) -> bool:
+        raise NotImplementedError
+    async def acharge(self, delivery, consumer) -> bool:
+        raise NotImplementedError
+    async def reclaim(self, channel, consumer, min_idle_ms, count) -> list[Delivery]:
+        raise NotImplementedError
+    async def promote(self, channel, limit=500) -> tuple[int, float | None]:
+        raise NotImplementedError
     async def promote_all(self, channels) -> int:
         """``promote`` every channel (the worker does, every poll); how many messages moved."""
         moved = 0
@@ -103,13 +117,18 @@ class StoreBase:
             moved += (await self.promote(channel))[0]
         return moved
 
-    async def is_idle(self, channels) -> bool: ...
-    async def stats(self, channels) -> list[ChannelStats]: ...
-    async def known_channels(self) -> list[str]: ...
-    async def heartbeat_worker(self, worker_id, info: dict, ttl: float) -> None: ...
+    async def is_idle(self, channels) -> bool:
+        raise NotImplementedError
+    async def stats(self, channels) -> list[ChannelStats]:
+        raise NotImplementedError
+    async def known_channels(self) -> list[str]:
+        raise NotImplementedError
+    async def heartbeat_worker(self, worker_id, info: dict, ttl: float) -> None:
+        raise NotImplementedError
     async def remove_worker(self, worker_id, consumer=None, channels=()) -> None:
         """Drop the worker from the registry and, given ``consumer``, its consumer name from ``channels``' groups."""
-    async def workers(self) -> list[dict]: ...
+    async def workers(self) -> list[dict]:
+        raise NotImplementedError
     async def forget_idle_consumers(self, channel, min_idle_ms: int) -> int:
         """Forget consumer names idle ``min_idle_ms`` or more that hold no lease; how many.
 
@@ -131,9 +150,14 @@ class StoreBase:
         many leases of each channel have lapsed, counted up to LAPSED_SCAN.
         """
         channels = sorted(set(extra_channels) | set(await self.known_channels()))
+        stats, workers, lapsed = await self.read(channels, lapse_after)
+        return Survey(stats, workers, lapsed=lapsed)
+
+    async def read(self, channels, lapse_after=None) -> tuple[list[ChannelStats], list[dict], dict[str, int]]:
+        """(stats, workers, lapsed) of ``channels`` on this store: what ``survey`` shows."""
         stats = await self.stats(channels) if channels else []
         lapsed = await count_lapsed(self, stats, lapse_after) if lapse_after else {}
-        return Survey(stats, await self.workers(), lapsed=lapsed)
+        return stats, await self.workers(), lapsed
 
     # routing: one store holds every channel unless it is sharded (``sharded.py``)
     def home(self, channel: str) -> StoreBase:

@@ -32,7 +32,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from .base import ChannelStats, Partition, StoreBase, Survey, count_lapsed
+from .base import ChannelStats, Partition, StoreBase, Survey
 
 logger = logging.getLogger("taskchan.stores")
 
@@ -82,24 +82,38 @@ class ShardedStore(StoreBase):
 
     async def partitions(self, channels):
         wanted = list(channels)
-        known = await asyncio.gather(*(s.known_channels() for s in self.shards), return_exceptions=True)
+        answered, unreachable = await self._per_host(lambda store: store.known_channels())
+        # A host that is down still gets its home channels; the worker retries
+        # it on its own while the other hosts are served, and asks again
+        # (housekeeping) for channels left there by a move.
+        for where, error in unreachable:
+            logger.warning("cannot list the channels on %s (%s); serving its home channels", where, error)
+        present = {id(store): set(names) for store, names in answered}
         parts = []
-        for index, (store, names) in enumerate(zip(self.shards, known, strict=True)):
-            if isinstance(names, BaseException):
-                if not isinstance(names, (RedisError, OSError)):
-                    raise names
-                # A host that is down still gets its home channels; the worker
-                # retries it on its own while the other hosts are served, and
-                # asks again (housekeeping) for channels left there by a move.
-                logger.warning("cannot list the channels on %r (%s); serving its home channels", store, names)
-                names = ()
-            present = set(names)
-            mine = [c for c in wanted if c in present or (
+        for index, store in enumerate(self.shards):
+            mine = [c for c in wanted if c in present.get(id(store), ()) or (
                 index < len(self.active) and shard_index(c, len(self.active)) == index
             )]
             if mine:
                 parts.append(Partition(index, store, mine))
         return parts
+
+    async def _per_host(self, read, stores=None) -> tuple[list[tuple[StoreBase, object]], list[tuple[str, str]]]:
+        """``read(store)`` on every host side by side: ([(store, result)], [(store repr, error)]).
+
+        Redis errors mark a host unreachable; anything else is raised.
+        """
+        stores = self.shards if stores is None else stores
+        results = await asyncio.gather(*(read(store) for store in stores), return_exceptions=True)
+        answered, unreachable = [], []
+        for store, result in zip(stores, results, strict=True):
+            if isinstance(result, (RedisError, OSError)):
+                unreachable.append((repr(store), str(result) or type(result).__name__))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answered.append((store, result))
+        return answered, unreachable
 
     # -- producer -----------------------------------------------------------
 
@@ -121,9 +135,6 @@ class ShardedStore(StoreBase):
     async def _each(self, method: str, *args) -> list:
         return await asyncio.gather(*(getattr(s, method)(*args) for s in self.shards))
 
-    async def known_channels(self):
-        return sorted(set().union(*await self._each("known_channels")))
-
     async def is_idle(self, channels):
         return all(await self._each("is_idle", channels))
 
@@ -139,50 +150,27 @@ class ShardedStore(StoreBase):
         A channel whose home did not answer, and which no answering host holds,
         is left out rather than shown as empty.  Raises when no host answers.
         """
-        known = await asyncio.gather(*(s.known_channels() for s in self.shards), return_exceptions=True)
-        up, unreachable = [], []
-        for store, result in zip(self.shards, known, strict=True):
-            if isinstance(result, (RedisError, OSError)):
-                unreachable.append((repr(store), str(result) or type(result).__name__))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                up.append((store, result))
+        up, unreachable = await self._per_host(lambda store: store.known_channels())
         if not up:
-            raise known[0]
-        held = set().union(*(names for _, names in up))
+            raise RedisError("; ".join(f"{where}: {error}" for where, error in unreachable))
         answering = {id(store) for store, _ in up}
+        held = set().union(*(names for _, names in up))
         channels = sorted(held | {c for c in extra_channels if id(self.home(c)) in answering})
-
-        async def read(store):
-            stats = await store.stats(channels) if channels else []
-            lapsed = await count_lapsed(store, stats, lapse_after) if lapse_after else {}
-            return stats, await store.workers(), lapsed
-
-        readings = []
-        for (store, _), result in zip(
-            up, await asyncio.gather(*(read(store) for store, _ in up), return_exceptions=True), strict=True
-        ):
-            if isinstance(result, (RedisError, OSError)):
-                unreachable.append((repr(store), str(result) or type(result).__name__))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                readings.append(result)
+        readings, lost = await self._per_host(
+            lambda store: store.read(channels, lapse_after), [store for store, _ in up]
+        )
+        unreachable += lost
         if not readings:
             raise RedisError("; ".join(f"{where}: {error}" for where, error in unreachable))
         workers: dict[str, dict] = {}
         lapsed: dict[str, int] = dict.fromkeys(channels, 0) if lapse_after else {}
-        for _, host_workers, host_lapsed in readings:
+        for _, (_, host_workers, host_lapsed) in readings:
             for info in host_workers:
                 workers.setdefault(info["id"], info)  # registered on every host it reads
             for channel, n in host_lapsed.items():
                 lapsed[channel] += n
-        stats = _merge_stats(channels, [stats for stats, _, _ in readings])
+        stats = _merge_stats(channels, [stats for _, (stats, _, _) in readings])
         return Survey(stats, list(workers.values()), unreachable, lapsed)
-
-    async def lapsed_leases(self, channel, idle_ms, limit):
-        return min(int(limit), sum(await self._each("lapsed_leases", channel, idle_ms, limit)))
 
     async def workers(self):
         # A worker registers on every host it reads; list it once.
@@ -191,12 +179,6 @@ class ShardedStore(StoreBase):
             for info in per_shard:
                 seen.setdefault(info["id"], info)
         return list(seen.values())
-
-    async def heartbeat_worker(self, worker_id, info, ttl):
-        await self._each("heartbeat_worker", worker_id, info, ttl)
-
-    async def remove_worker(self, worker_id, consumer=None, channels=()):
-        await self._each("remove_worker", worker_id, consumer, channels)
 
     async def aclose(self):
         await self._each("aclose")
