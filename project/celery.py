@@ -10,10 +10,10 @@ the Django fix-up runs ``django.setup()`` first, which autodiscovers the
 consumers it runs.
 
 ``CELERY_VISIBILITY_TIMEOUT`` (environment, seconds) sets the Redis broker's
-``visibility_timeout``: how long a task taken by a worker that died
-unacknowledged waits before another worker gets it.  Unset, it is kombu's
-default, 3600 s, which must exceed your longest job plus its longest delay or
-retry backoff (``docs/celery.md``).  The tests set a few seconds.
+``visibility_timeout`` in ``project/settings.py`` (``CELERY_BROKER_TRANSPORT_OPTIONS``),
+where both the Celery workers and ``send()``'s delay check read it.  Unset, it
+is kombu's default, 3600 s, which must exceed your longest job plus its
+longest delay or retry backoff (``docs/celery.md``).  The tests set a few seconds.
 """
 
 import os
@@ -26,18 +26,3 @@ app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-
-@app.on_after_configure.connect
-def _visibility_timeout_from_env(sender, **kwargs):
-    seconds = os.environ.get("CELERY_VISIBILITY_TIMEOUT")
-    if not seconds:
-        return
-    seconds = float(seconds)
-    sender.conf.broker_transport_options = {
-        **(sender.conf.broker_transport_options or {}),
-        "visibility_timeout": seconds,
-        # Look for lapsed tasks often enough for so short a timeout (kombu's
-        # default sweep is every 10 s x 10).
-        "unacked_restore_interval": max(1, min(10, int(seconds // 3))),
-        "unacked_restore_throttle": 1,
-    }

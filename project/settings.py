@@ -14,6 +14,7 @@ Environment variables:
 ``DATABASE_URL``     e.g. ``postgres://user@127.0.0.1:5432/taskchan``; default SQLite
 ``REDIS_URL``        e.g. ``redis://127.0.0.1:6379/0``; default the in-memory layer
 ``LOG_LEVEL``        level of the ``taskchan`` and ``project`` loggers, default INFO
+``CELERY_VISIBILITY_TIMEOUT``  seconds, the Redis broker's visibility_timeout (default 3600)
 """
 
 import os
@@ -157,6 +158,19 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# The Redis broker's visibility_timeout: how long a task taken by a worker that
+# died unacknowledged waits before another worker gets it.  Set here, in the
+# settings every process reads, so send() (which refuses delays over half of
+# it, taskchan/handoff.py) and the Celery workers agree.  Unset: kombu's 3600 s.
+if os.environ.get("CELERY_VISIBILITY_TIMEOUT"):
+    _visibility = float(os.environ["CELERY_VISIBILITY_TIMEOUT"])
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _visibility,
+        # Look for lapsed tasks often enough for so short a timeout (kombu's
+        # default sweep is every 10 s x 10).
+        "unacked_restore_interval": max(1, min(10, int(_visibility // 3))),
+        "unacked_restore_throttle": 1,
+    }
 
 # --- auth ------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ CONTROLLED = (
     "LOG_LEVEL",
     "TASKCHAN_TEST_DB",
     "TASKCHAN_VISIBILITY_TIMEOUT",
+    "CELERY_VISIBILITY_TIMEOUT",
 )
 
 
@@ -61,6 +62,21 @@ def project_settings(*names: str, **env: str) -> dict:
 
 
 # -- channel layer ------------------------------------------------------------
+
+
+def test_celery_visibility_timeout_reaches_the_sending_side_too():
+    # send() refuses hand-off delays over half the broker's visibility timeout;
+    # it must read the same value the Celery workers use.
+    code = (
+        "import django; django.setup(); from taskchan import handoff; "
+        "print(handoff.visibility_timeout())"
+    )
+    result = python(code, DJANGO_SETTINGS_MODULE="project.settings", REDIS_URL="redis://127.0.0.1:6379/0",
+                    CELERY_VISIBILITY_TIMEOUT="10")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "10.0"
+    options = project_settings("CELERY_BROKER_TRANSPORT_OPTIONS", CELERY_VISIBILITY_TIMEOUT="10")
+    assert options["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"] == 10.0
 
 
 def test_no_redis_url_means_the_in_memory_layer():
