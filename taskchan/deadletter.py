@@ -29,6 +29,7 @@ def record(
     attempts: int = 0,
     max_attempts: int | None = None,
     error: str = "",
+    ran_under_celery: bool = False,
 ):
     """Write (or update, for a repeated dead-lettering) the FailedMessage row.
 
@@ -59,6 +60,8 @@ def record(
                 "sent_at": _when(envelope.sent_at),
                 "reply_channel": envelope.reply_channel or "",
             }
+        if ran_under_celery:  # the Celery hand-off's dead letters (handoff.py)
+            fields["ran_under_celery"] = True
         last = errors[-1] if errors else {}
         fields.update(
             errors=errors,

@@ -44,7 +44,6 @@ Redis keys written here, besides Celery's own broker keys (``P`` is
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
@@ -78,8 +77,6 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "sentinel://", "sen
 _app = None
 _app_lock = threading.Lock()
 _warned: set[str] = set()
-#: True while this thread writes a dead letter for a message run under Celery.
-_under_celery = contextvars.ContextVar("taskchan_under_celery", default=False)
 
 
 # -- configuration ----------------------------------------------------------------
@@ -124,8 +121,8 @@ def _conf(name: str, default=None):
     return getattr(django_settings, f"CELERY_{name.upper()}", default)
 
 
-def broker_url() -> str:
-    return _conf("broker_write_url") or _conf("broker_url") or ""
+def broker_url(conf=_conf) -> str:
+    return conf("broker_write_url") or conf("broker_url") or ""
 
 
 def _broker_named() -> bool:
@@ -173,11 +170,15 @@ def active(store) -> bool:
     return True
 
 
-def visibility_timeout() -> float | None:
-    """Seconds the Redis broker waits before giving an unacked task to another worker."""
-    if not broker_url().startswith(REDIS_SCHEMES):
+def visibility_timeout(conf=_conf) -> float | None:
+    """Seconds the Redis broker waits before giving an unacked task to another worker.
+
+    ``conf``: how to read a Celery setting (name, default); the publishing
+    side's by default, a worker reads its own app's.
+    """
+    if not broker_url(conf).startswith(REDIS_SCHEMES):
         return None
-    options = _conf("broker_transport_options") or {}
+    options = conf("broker_transport_options") or {}
     return float(options.get("visibility_timeout", KOMBU_REDIS_VISIBILITY_TIMEOUT))
 
 
@@ -431,36 +432,20 @@ def _window_ms(extra_seconds: float = 0) -> int:
     return int((settings.IDEMPOTENCY_WINDOW + extra_seconds) * 1000)
 
 
-def _worker_visibility_timeout(app) -> float | None:
-    url = app.conf.broker_write_url or app.conf.broker_url or ""
-    if not url.startswith(REDIS_SCHEMES):
-        return None
-    options = app.conf.broker_transport_options or {}
-    return float(options.get("visibility_timeout", KOMBU_REDIS_VISIBILITY_TIMEOUT))
-
-
 def _record(task, channel, raw, envelope, dead_letter: dict) -> None:
     """Write the FailedMessage (marked as run under Celery); if the database
     will not take it, try again later rather than lose the message."""
-    from django.db.models.signals import pre_save
-
     from . import deadletter
-    from .models import FailedMessage
 
-    pre_save.connect(
-        _mark_under_celery, sender=FailedMessage, dispatch_uid="taskchan.handoff.under_celery"
-    )
-    token = _under_celery.set(True)
     try:
-        row = deadletter.record(
+        deadletter.record(
             channel=channel,
             entry_id=task.request.id or "",
             envelope=envelope,
             raw=raw if envelope is None else "",
+            ran_under_celery=True,
             **dead_letter,
         )
-        if not row.ran_under_celery:  # an existing row was updated (a repeated dead-lettering)
-            FailedMessage.objects.filter(pk=row.pk).update(ran_under_celery=True)
     except Exception:
         logger.exception(
             "could not record dead letter for %s; trying again in %gs",
@@ -474,14 +459,6 @@ def _record(task, channel, raw, envelope, dead_letter: dict) -> None:
             countdown=DEAD_LETTER_RETRY_SECONDS,
             max_retries=None,
         ) from None
-    finally:
-        _under_celery.reset(token)
-
-
-def _mark_under_celery(sender, instance, **kwargs):
-    """pre_save: a dead letter written by ``_record`` is created already marked (one INSERT)."""
-    if _under_celery.get():
-        instance.ran_under_celery = True
 
 
 def run(task, channel: str, raw: str, dead_letter: dict | None = None) -> None:
@@ -594,7 +571,7 @@ def run(task, channel: str, raw: str, dead_letter: dict | None = None) -> None:
         return
 
     countdown = decision.delay
-    vt = _worker_visibility_timeout(task.app)
+    vt = visibility_timeout(lambda name, default=None: getattr(task.app.conf, name, default))
     if vt and countdown > vt / 2:
         logger.warning(
             "retry of %s in %.0fs shortened to %.0fs: half the broker's visibility_timeout",
