@@ -91,7 +91,7 @@ class RetriedFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "no":
-            return queryset.filter(retried_as="")
+            return queryset.unretried()
         if self.value() == "yes":
             return queryset.exclude(retried_as="")
         return queryset

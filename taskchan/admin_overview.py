@@ -12,7 +12,6 @@ import datetime
 import time
 from urllib.parse import urlencode
 
-from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
@@ -213,13 +212,7 @@ def collect(store=None, *, failed_links: bool = True) -> dict:
     users who may see that list).
     """
     store = store or get_store()
-    # Dead letters that still want attention: not retried (as taskchan_status counts them).
-    failed = dict(
-        FailedMessage.objects.filter(retried_at__isnull=True)
-        .values_list("channel")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    failed = FailedMessage.objects.unretried_by_channel()
     registered = set(registry.all_consumers())
     error = ""
     try:

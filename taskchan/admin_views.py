@@ -394,7 +394,7 @@ def group_retry_view(model_admin, request):
         return refused
     if not model_admin.has_retry_permission(request):
         raise PermissionDenied
-    resend_and_report(model_admin, request, _group_queryset(request).filter(retried_as=""))
+    resend_and_report(model_admin, request, _group_queryset(request).unretried())
     return HttpResponseRedirect(reverse("admin:taskchan_failedmessage_groups"))
 
 
@@ -414,7 +414,7 @@ def group_discard_view(model_admin, request):
 def overview_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    links = _may_view_failed(request)
+    links = _may_view_failed(model_admin, request)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
@@ -431,10 +431,9 @@ def overview_view(model_admin, request):
 def overview_data_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    return JsonResponse(collect(failed_links=_may_view_failed(request)))
+    return JsonResponse(collect(failed_links=_may_view_failed(model_admin, request)))
 
 
-def _may_view_failed(request) -> bool:
-    return request.user.has_perm("taskchan.view_failedmessage") or request.user.has_perm(
-        "taskchan.change_failedmessage"
-    )
+def _may_view_failed(model_admin, request) -> bool:
+    """Whether the failed-message pages would open for this user (the admin's own check)."""
+    return model_admin.admin_site.get_model_admin(FailedMessage).has_view_permission(request)

@@ -6,6 +6,16 @@ from django.db import models
 from django.utils import timezone
 
 
+class FailedMessageQuerySet(models.QuerySet):
+    def unretried(self):
+        """Dead letters that still want attention: never re-sent (retry, edit and retry, hand to Celery)."""
+        return self.filter(retried_as="")
+
+    def unretried_by_channel(self) -> dict[str, int]:
+        """``{channel: how many unretried}``, as the overview and ``taskchan_status`` show them."""
+        return dict(self.unretried().values_list("channel").annotate(n=models.Count("id")).order_by())
+
+
 class FailedMessage(models.Model):
     """A message that ended without success: every attempt failed, it was
     rejected, its workers kept dying, or it arrived malformed."""
@@ -41,6 +51,9 @@ class FailedMessage(models.Model):
     original_content = models.JSONField(
         null=True, blank=True, help_text="the content as it failed, when it was edited before a retry"
     )
+
+
+    objects = FailedMessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_failed_at", "-id"]

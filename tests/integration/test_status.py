@@ -81,7 +81,7 @@ def test_a_failed_message_exits_1_unless_allowed(use_redis_layer, worker, manage
 
     assert status(manage, use_redis_layer, "--max-failed", "1")[0] == 0
     assert status(manage, use_redis_layer, "taskchan.t.record")[0] == 0  # filtered out
-    FailedMessage.objects.update(retried_at="2024-01-01T00:00Z")  # retried: no longer counts
+    FailedMessage.objects.update(retried_at="2024-01-01T00:00Z", retried_as="f" * 32)  # retried: no longer counts
     assert status(manage, use_redis_layer)[0] == 0
 
 

@@ -20,7 +20,6 @@ import sys
 import time
 
 from django.core.management import BaseCommand, CommandError
-from django.db.models import Count
 
 from taskchan import registry
 from taskchan.admin_overview import _read_store, duration
@@ -36,10 +35,7 @@ def visibility_timeout(channel: str) -> float:
 
 
 async def gather(store, extra_channels, patterns):
-    try:
-        survey = await _read_store(store, extra_channels, lapse_after=visibility_timeout)
-    finally:
-        await store.aclose()
+    survey = await _read_store(store, extra_channels, lapse_after=visibility_timeout)  # closes the store
     stats = survey.stats
     if patterns:
         stats = [s for s in stats if any(fnmatch.fnmatchcase(s.channel, p) for p in patterns)]
@@ -63,12 +59,7 @@ class Command(BaseCommand):
             store = get_store(options["layer"])
         except NotATaskchanLayer as exc:
             raise CommandError(str(exc)) from None
-        failed = dict(
-            FailedMessage.objects.filter(retried_at__isnull=True)
-            .values_list("channel")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
+        failed = FailedMessage.objects.unretried_by_channel()
         try:
             stats, workers, lapsed, unreachable = asyncio.run(
                 gather(store, set(registry.all_consumers()) | set(failed), patterns)
