@@ -344,9 +344,6 @@ class QueueOverviewAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def get_model_perms(self, request):
-        return {"view": self.has_view_permission(request)}
-
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [

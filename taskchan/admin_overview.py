@@ -71,57 +71,59 @@ def _cell(text, *, href: str = "", title: str = "", numeric: bool = False) -> di
     return {"text": str(text), "href": href, "title": title, "numeric": numeric, "zero": zero}
 
 
+#: the row's figures read from Redis, by name (None in the JSON when unknown)
+REDIS_FIGURES = (
+    "queued", "in_flight", "oldest_lease_age", "scheduled", "next_due", "processed_last_minute",
+    "processed_last_hour", "failed_last_minute", "failed_last_hour",
+)
+#: shown for a figure Redis could not give: "?" rather than a zero that looks real
+_UNKNOWN = {"text": "?", "href": "", "title": "could not be read from Redis", "numeric": False, "zero": False}
+
+
 def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: bool = True) -> dict:
-    if stats.extra.get("unknown"):
-        return _unknown_row(stats, failed, failed_links)
     consumer = registry.get_consumer(stats.channel)
-    in_flight = str(stats.in_flight)
-    if stats.in_flight and stats.oldest_lease_age is not None:
-        in_flight += f" (oldest {duration(stats.oldest_lease_age)})"
-    scheduled = str(stats.scheduled)
-    if stats.scheduled and stats.next_due is not None:
-        wait = stats.next_due - now
-        scheduled += (
-            f" (next in {duration(wait)})" if wait > 0 else f" (next due {duration(-wait)} ago)"
-        )
-    counts = (
-        stats.queued,
-        stats.in_flight,
-        stats.scheduled,
-        failed,
-        stats.processed_last_hour,
-        stats.failed_last_hour,
+    known = not stats.extra.get("unknown")
+    figures = {name: getattr(stats, name) if known else None for name in REDIS_FIGURES}
+    failed_cell = _cell(
+        failed, numeric=True, href=_failed_href(stats.channel) if failed and failed_links else ""
     )
-    return {
-        "key": stats.channel,
-        "idle": not any(counts),
-        "channel": stats.channel,
-        "consumer": consumer.name if consumer else "",
-        "queued": stats.queued,
-        "in_flight": stats.in_flight,
-        "oldest_lease_age": stats.oldest_lease_age,
-        "scheduled": stats.scheduled,
-        "next_due": stats.next_due,
-        "failed": failed,
-        "processed_last_minute": stats.processed_last_minute,
-        "processed_last_hour": stats.processed_last_hour,
-        "failed_last_minute": stats.failed_last_minute,
-        "failed_last_hour": stats.failed_last_hour,
-        "cells": [
-            _cell(stats.channel),
-            _cell(consumer.name if consumer else "(no consumer registered)"),
+    if known:
+        in_flight = str(stats.in_flight)
+        if stats.in_flight and stats.oldest_lease_age is not None:
+            in_flight += f" (oldest {duration(stats.oldest_lease_age)})"
+        scheduled = str(stats.scheduled)
+        if stats.scheduled and stats.next_due is not None:
+            wait = stats.next_due - now
+            scheduled += (
+                f" (next in {duration(wait)})" if wait > 0 else f" (next due {duration(-wait)} ago)"
+            )
+        queue_cells = [
             _cell(stats.queued, numeric=True),
             _cell(in_flight, numeric=True),
             _cell(scheduled, numeric=True, title=_iso(stats.next_due)),
-            _cell(
-                failed,
-                numeric=True,
-                href=_failed_href(stats.channel) if failed and failed_links else "",
-            ),
+        ]
+        rate_cells = [
             _cell(stats.processed_last_minute, numeric=True),
             _cell(stats.processed_last_hour, numeric=True),
             _cell(stats.failed_last_minute, numeric=True),
             _cell(stats.failed_last_hour, numeric=True),
+        ]
+    else:
+        queue_cells, rate_cells = [_UNKNOWN] * 3, [_UNKNOWN] * 4
+    counts = (stats.queued, stats.in_flight, stats.scheduled, failed, stats.processed_last_hour, stats.failed_last_hour)
+    return {
+        "key": stats.channel,
+        "idle": known and not any(counts),
+        "channel": stats.channel,
+        "consumer": consumer.name if consumer else "",
+        **figures,
+        "failed": failed,
+        "cells": [
+            _cell(stats.channel),
+            _cell(consumer.name if consumer else "(no consumer registered)"),
+            *queue_cells,
+            failed_cell,
+            *rate_cells,
         ],
     }
 
@@ -129,34 +131,6 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
 def _failed_href(channel: str) -> str:
     changelist = reverse("admin:taskchan_failedmessage_changelist")
     return f"{changelist}?{urlencode({'channel': channel, 'retried': 'no'})}"
-
-
-#: the row's figures read from Redis, by name (None in the JSON when unknown)
-REDIS_FIGURES = (
-    "queued", "in_flight", "oldest_lease_age", "scheduled", "next_due", "processed_last_minute",
-    "processed_last_hour", "failed_last_minute", "failed_last_hour",
-)
-
-
-def _unknown_row(stats: ChannelStats, failed: int, failed_links: bool) -> dict:
-    """A channel whose Redis figures could not be read: "?" rather than zeros that look real."""
-    consumer = registry.get_consumer(stats.channel)
-    unknown = _cell("?", title="could not be read from Redis")
-    return {
-        "key": stats.channel,
-        "idle": False,
-        "channel": stats.channel,
-        "consumer": consumer.name if consumer else "",
-        **dict.fromkeys(REDIS_FIGURES),
-        "failed": failed,
-        "cells": [
-            _cell(stats.channel),
-            _cell(consumer.name if consumer else "(no consumer registered)"),
-            unknown, unknown, unknown,
-            _cell(failed, numeric=True, href=_failed_href(stats.channel) if failed and failed_links else ""),
-            unknown, unknown, unknown, unknown,
-        ],
-    }
 
 
 def _worker_row(info: dict, now: float) -> dict:
