@@ -18,7 +18,7 @@ from django.utils import timezone
 from . import registry
 from .layers import get_store
 from .models import FailedMessage
-from .stores.base import ChannelStats, Survey
+from .stores.base import ChannelStats, Survey, survey_once
 
 #: how often the page fetches fresh numbers, in milliseconds
 REFRESH_MS = 3000
@@ -164,13 +164,6 @@ def _worker_row(info: dict, now: float) -> dict:
     }
 
 
-async def _read_store(store, extra_channels, lapse_after=None) -> Survey:
-    try:
-        return await store.survey(extra_channels, lapse_after)
-    finally:
-        await store.aclose()  # the clients belong to this call's event loop
-
-
 def unreachable_text(survey: Survey) -> str:
     """'' when every Redis host answered; else which did not, for people."""
     if not survey.unreachable:
@@ -192,7 +185,7 @@ def collect(store=None, *, failed_links: bool = True) -> dict:
     try:
         # A sync view runs in a thread with no event loop: give the store's
         # async API one of its own for this call.
-        survey = asyncio.run(_read_store(store, registered | set(failed)))
+        survey = asyncio.run(survey_once(store, registered | set(failed)))
         stats, workers, error = survey.stats, survey.workers, unreachable_text(survey)
     except Exception as exc:  # Redis down or misbehaving: show what the database knows
         error = f"Could not read the queues from {store!r}: {exc}"

@@ -141,7 +141,7 @@ def job_finished(channel: str, started: float) -> None:
 class StoreCollector:
     """Queue depth, in flight, scheduled and oldest lease age per channel, from ``store.stats()``.
 
-    Uses the overview's data gathering (``admin_overview._read_store``): the
+    Uses the overview's data gathering (``stores.base.survey_once``): the
     channels the store knows plus every registered consumer's.
     """
 
@@ -153,8 +153,8 @@ class StoreCollector:
 
     def collect(self):
         from . import registry
-        from .admin_overview import _read_store
         from .layers import get_store
+        from .stores.base import survey_once
 
         up = GaugeMetricFamily(
             "taskchan_store_up", "1 if the store (every Redis host of it) answered this scrape, else 0"
@@ -177,7 +177,7 @@ class StoreCollector:
         store = None
         try:
             store = self._store or get_store()
-            survey = _run(_read_store(store, set(registry.all_consumers())))
+            survey = _run(survey_once(store, set(registry.all_consumers())))
         except Exception:
             up.add_metric([], 0)
             unreachable.add_metric([], len(getattr(store, "shards", None) or [store]) if store else 1)

@@ -174,6 +174,14 @@ class StoreBase:
             self.send(channel, raw, message_id)
 
 
+async def survey_once(store: StoreBase, extra_channels, lapse_after=None) -> Survey:
+    """``store.survey(...)`` from a short-lived event loop, closing the clients it opened."""
+    try:
+        return await store.survey(extra_channels, lapse_after)
+    finally:
+        await store.aclose()  # the clients belong to this call's event loop
+
+
 #: pending entries read per channel to count lapsed leases
 LAPSED_SCAN = 1000
 

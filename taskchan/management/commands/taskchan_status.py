@@ -22,11 +22,12 @@ import time
 from django.core.management import BaseCommand, CommandError
 
 from taskchan import registry
-from taskchan.admin_overview import _read_store, duration
+from taskchan.admin_overview import duration
 from taskchan.conf import settings
 from taskchan.exceptions import NotATaskchanLayer
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
+from taskchan.stores.base import survey_once
 
 
 def visibility_timeout(channel: str) -> float:
@@ -35,7 +36,7 @@ def visibility_timeout(channel: str) -> float:
 
 
 async def gather(store, extra_channels, patterns):
-    survey = await _read_store(store, extra_channels, lapse_after=visibility_timeout)  # closes the store
+    survey = await survey_once(store, extra_channels, lapse_after=visibility_timeout)  # closes the store
     stats = survey.stats
     if patterns:
         stats = [s for s in stats if any(fnmatch.fnmatchcase(s.channel, p) for p in patterns)]
