@@ -186,6 +186,17 @@ def on_store(store, make_call):
     return asyncio.run(main())
 
 
+def lease_as(store, channel: str, consumer: str = "ghost-worker", count: int = 10) -> list:
+    """Lease up to ``count`` messages of ``channel`` to ``consumer``, a worker that is not
+    running (its leases lapse): the deliveries, through the store's public API."""
+
+    async def lease():
+        await store.prepare([channel])
+        return await store.fetch([channel], consumer, count, 100)
+
+    return on_store(store, lease)
+
+
 def layer_settings(url: str, **config) -> dict:
     return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [url], **config}}}
 

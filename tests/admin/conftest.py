@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import itertools
 import uuid
@@ -13,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from taskchan.models import FailedMessage
+from tests.conftest import lease_as, on_store
 
 _names = itertools.count(1)
 
@@ -105,15 +105,7 @@ def store_stats(channels):
     from taskchan.layers import get_store
 
     store = get_store()
-
-    async def read():
-        try:
-            return await store.stats(channels)
-        finally:
-            if hasattr(store, "aclose"):
-                await store.aclose()
-
-    return {s.channel: s for s in asyncio.run(read())}
+    return {s.channel: s for s in on_store(store, lambda: store.stats(channels))}
 
 
 def queued_envelopes(channel: str, count: int = 20_000) -> list:
@@ -121,15 +113,4 @@ def queued_envelopes(channel: str, count: int = 20_000) -> list:
     from taskchan.envelope import decode
     from taskchan.layers import get_store
 
-    store = get_store()
-
-    async def read():
-        try:
-            await store.prepare([channel])
-            deliveries = await store.fetch([channel], "admin-test", count, 0)
-            return [decode(d.raw, channel) for d in deliveries]
-        finally:
-            if hasattr(store, "aclose"):
-                await store.aclose()
-
-    return asyncio.run(read())
+    return [decode(d.raw, channel) for d in lease_as(get_store(), channel, "admin-test", count)]

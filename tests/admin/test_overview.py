@@ -3,7 +3,6 @@ and rates from the store, the live workers, and the JSON the page refreshes from
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 
@@ -15,22 +14,14 @@ from taskchan import registry
 from taskchan.admin_overview import duration
 from taskchan.layers import get_store
 from tests.admin.conftest import OVERVIEW, OVERVIEW_DATA, make_failed
-from tests.conftest import free_port, layer_settings
+from tests.conftest import free_port, layer_settings, lease_as, on_store
 
 pytestmark = pytest.mark.django_db
 
 
 def _run(coro_factory):
     store = get_store()
-
-    async def go():
-        try:
-            return await coro_factory(store)
-        finally:
-            if hasattr(store, "aclose"):
-                await store.aclose()
-
-    return asyncio.run(go())
+    return on_store(store, lambda: coro_factory(store))
 
 
 def _by_channel(data) -> dict:
@@ -46,7 +37,7 @@ def test_overview_reports_queues_leases_schedule_failures_rates_and_workers(clie
     for n in range(3):
         taskchan.send("taskchan.t.slow", {"n": n})
     taskchan.send("taskchan.t.slow", {"later": True}, delay=3600)
-    leased = _run(lambda store: _lease(store, "taskchan.t.slow"))
+    leased = lease_as(get_store(), "taskchan.t.slow", "overview-test", 1)
     assert len(leased) == 1
     make_failed(1, channel="taskchan.t.slow")
     make_failed(2, channel="taskchan.t.slow")
@@ -87,11 +78,6 @@ def test_overview_reports_queues_leases_schedule_failures_rates_and_workers(clie
     assert "1 (next in 59 min" in page and "host-1-42" in page
     assert 'data-url="/admin/taskchan/queueoverview/data/"' in page
     assert "<script" in page and "src=" not in page.split('<div id="content-main"')[1]  # no external script
-
-
-async def _lease(store, channel):
-    await store.prepare([channel])
-    return await store.fetch([channel], "overview-test", 1, 0)
 
 
 def test_a_running_worker_is_listed_with_what_it_serves(client_with, use_redis_layer, worker):

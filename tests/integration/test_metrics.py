@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import urllib.request
 
 import pytest
@@ -11,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import taskchan
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
-from tests.conftest import done_records, free_port, wait_for
+from tests.conftest import done_records, free_port, lease_as, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,14 +107,7 @@ def test_redelivered_counts_reclaimed_leases(use_redis_layer, redis_client, work
     store = get_store()
     message_id = taskchan.send(channel, {"crash": False})
 
-    async def lease():
-        try:
-            await store.prepare([channel])
-            return await store.fetch([channel], "ghost-worker", 10, 100)
-        finally:
-            await store.aclose()
-
-    assert len(asyncio.run(lease())) == 1
+    assert len(lease_as(store, channel)) == 1
     port = free_port()
     proc = worker(channel, args=["--metrics-port", str(port)])
     wait_for(lambda: [r[0] for r in done_records(redis_client)] == [message_id], timeout=20, message="rerun")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -11,7 +10,7 @@ import pytest
 import taskchan
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
-from tests.conftest import KEYS, done_records, free_port, wait_for
+from tests.conftest import KEYS, done_records, free_port, lease_as, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,14 +89,7 @@ def test_a_lapsed_lease_exits_1(use_redis_layer, manage):
     taskchan.send("taskchan.t.record", {"n": 1})
     taskchan.send("taskchan.t.record", {"n": 2})
 
-    async def lease():
-        try:
-            await store.prepare(["taskchan.t.record"])
-            return await store.fetch(["taskchan.t.record"], "ghost-worker", 10, 100)
-        finally:
-            await store.aclose()
-
-    assert len(asyncio.run(lease())) == 2
+    assert len(lease_as(store, "taskchan.t.record")) == 2
     # Held, but not for longer than the timeout: healthy.  (A 30 s timeout, so
     # the subprocess's own start-up time cannot make the lease lapse.)
     code, out = status(manage, use_redis_layer, TASKCHAN_VISIBILITY_TIMEOUT=30)
