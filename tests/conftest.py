@@ -146,9 +146,7 @@ def shard_urls(redis_url, _session_redis_b) -> list[str]:
 @pytest.fixture
 def use_sharded_layer(shard_urls, settings):
     """This process's channel layer with taskchan channels sharded over two Redis servers."""
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(shard_urls)}}
-    }
+    settings.CHANNEL_LAYERS = layer_settings(*shard_urls)
     return shard_urls
 
 
@@ -197,8 +195,9 @@ def lease_as(store, channel: str, consumer: str = "ghost-worker", count: int = 1
     return on_store(store, lease)
 
 
-def layer_settings(url: str, **config) -> dict:
-    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [url], **config}}}
+def layer_settings(*hosts, **config) -> dict:
+    """CHANNEL_LAYERS with taskchan's Redis layer on ``hosts`` (more than one: sharded), plus CONFIG keys."""
+    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(hosts), **config}}}
 
 
 @pytest.fixture

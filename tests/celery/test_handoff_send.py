@@ -24,7 +24,7 @@ from taskchan.exceptions import StoreUnavailable
 from taskchan.layers import get_store
 from taskchan.models import OutboxMessage
 from tests.celery.conftest import queued_tasks
-from tests.conftest import ROOT, free_port, subprocess_env
+from tests.conftest import ROOT, free_port, layer_settings, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -306,9 +306,7 @@ def test_sharded_hand_off_keeps_its_keys_on_the_channels_home_host(celery_settin
     from taskchan.stores.keys import Keys
     from taskchan.stores.sharded import shard_index
 
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(shard_urls)}}
-    }
+    settings.CHANNEL_LAYERS = layer_settings(*shard_urls)
     home = shard_index(CH, 2)
     servers = [redis_lib.Redis.from_url(url, decode_responses=True) for url in shard_urls]
     keys = Keys("taskchan")

@@ -19,7 +19,7 @@ import pytest
 import redis as redis_lib
 
 import taskchan
-from tests.conftest import KEYS, done_records, free_port, wait_for
+from tests.conftest import KEYS, done_records, free_port, layer_settings, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,7 +95,7 @@ def start_sentinel(spawn, master_port: int) -> Spawned:
 
 def sentinel_layers(sentinel_port: int) -> dict:
     host = {"sentinels": [("127.0.0.1", sentinel_port)], "master_name": MASTER}
-    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [host]}}}
+    return layer_settings(host)
 
 
 def master_addr(sentinel: Spawned):

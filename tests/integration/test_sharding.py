@@ -32,7 +32,7 @@ from taskchan.resend import resend_many
 from taskchan.stores.keys import Keys
 from taskchan.stores.redis import RedisStore, store_hosts
 from taskchan.stores.sharded import ShardedStore, shard_index
-from tests.conftest import done_records, on_store, wait_for
+from tests.conftest import done_records, layer_settings, on_store, wait_for
 from tests.contract.conftest import run_burst
 from tests.jobs import SHARDED_CHANNELS
 
@@ -50,10 +50,6 @@ def homes(channels, shards=2) -> dict[int, list[str]]:
 
 def clients(urls):
     return [redis_lib.Redis.from_url(url, decode_responses=True) for url in urls]
-
-
-def layers(urls) -> dict:
-    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": list(urls)}}}
 
 
 def sharded_worker(manage, redis_url, urls, *args):
@@ -93,15 +89,15 @@ def test_channels_spread_evenly_and_a_new_host_takes_only_its_share():
 
 def test_hosts_choose_the_store(settings, shard_urls):
     a, b = shard_urls
-    settings.CHANNEL_LAYERS = layers([a, b])
+    settings.CHANNEL_LAYERS = layer_settings(a, b)
     assert isinstance(get_store(), ShardedStore)
     assert get_store() is get_channel_layer().taskchan_store
 
-    settings.CHANNEL_LAYERS = {"default": {**layers([a, b])["default"], "CONFIG": {"hosts": [a, b], "taskchan_host": b}}}
+    settings.CHANNEL_LAYERS = layer_settings(a, b, taskchan_host=b)
     store = get_store()
     assert isinstance(store, RedisStore) and store.url == b
 
-    settings.CHANNEL_LAYERS = {"default": {**layers([a])["default"], "CONFIG": {"hosts": [a], "taskchan_hosts": [b, a]}}}
+    settings.CHANNEL_LAYERS = layer_settings(a, taskchan_hosts=[b, a])
     store = get_store()
     assert isinstance(store, ShardedStore) and [s.url for s in store.shards] == [b, a]
 
@@ -221,11 +217,11 @@ def test_a_changed_hosts_list_strands_nothing_on_the_old_home(settings, shard_ur
     servers = clients(shard_urls)
     moving = homes(SHARDED_CHANNELS)[1]  # home b once b is listed
     # Before: one Redis holds every channel, with queued and delayed messages.
-    settings.CHANNEL_LAYERS = layers([a])
+    settings.CHANNEL_LAYERS = layer_settings(a)
     before = [taskchan.send(channel, {"when": "before"}) for channel in moving]
     before += [taskchan.send(channel, {"when": "before, delayed"}, delay=1) for channel in moving]
     # After: b is added; new messages for the moving channels go to b.
-    settings.CHANNEL_LAYERS = layers([a, b])
+    settings.CHANNEL_LAYERS = layer_settings(a, b)
     after = [taskchan.send(channel, {"when": "after"}) for channel in moving]
     assert all(servers[0].xlen(KEYS.stream(c)) == 1 and servers[1].xlen(KEYS.stream(c)) == 1 for c in moving)
     # The status adds the two hosts up.
@@ -249,11 +245,11 @@ def test_a_running_worker_finds_what_an_old_producer_sends_to_the_old_home(
     a, b = shard_urls
     channel = homes(SHARDED_CHANNELS)[1][0]
     worker = sharded_worker(manage, redis_url, shard_urls)
-    settings.CHANNEL_LAYERS = layers([a, b])
+    settings.CHANNEL_LAYERS = layer_settings(a, b)
     warm = taskchan.send(channel, {})
     wait_for(lambda: warm in {r[0] for r in done_records(redis_client)}, timeout=30, message="the worker to run")
 
-    settings.CHANNEL_LAYERS = layers([a])
+    settings.CHANNEL_LAYERS = layer_settings(a)
     late = taskchan.send(channel, {"from": "old producer"})
     assert redis_client.xlen(KEYS.stream(channel)) == 1
 
@@ -269,7 +265,7 @@ def test_a_host_that_is_down_holds_back_only_its_own_channels(
 ):
     first, second = redis_server_factory(), redis_server_factory(appendonly=True)
     urls = [first.url, second.url]
-    settings.CHANNEL_LAYERS = layers(urls)
+    settings.CHANNEL_LAYERS = layer_settings(*urls)
     on_first, on_second = homes(SHARDED_CHANNELS)[0], homes(SHARDED_CHANNELS)[1]
     worker = sharded_worker(manage, redis_url, urls, "--concurrency", "2")
     warm = [taskchan.send(channel, {}) for channel in SHARDED_CHANNELS]
@@ -325,7 +321,7 @@ def test_a_frozen_host_does_not_let_leases_on_the_other_lapse(
     # that answers nothing must not hold back the renewal of leases on another.
     first, second = redis_server_factory(), redis_server_factory()
     urls = [first.url, second.url]
-    settings.CHANNEL_LAYERS = layers(urls)
+    settings.CHANNEL_LAYERS = layer_settings(*urls)
     channel = homes(SHARDED_CHANNELS)[0][0]
     # The worker that takes the job reads both hosts; four seconds of work on a
     # channel whose visibility timeout is 2 s runs once only if its lease is
@@ -360,7 +356,7 @@ def test_sigterm_exits_though_a_host_with_acks_to_send_is_down(
 ):
     first, second = redis_server_factory(), redis_server_factory()
     urls = [first.url, second.url]
-    settings.CHANNEL_LAYERS = layers(urls)
+    settings.CHANNEL_LAYERS = layer_settings(*urls)
     worker = sharded_worker(manage, redis_url, urls)
     message_id = taskchan.send(homes(SHARDED_CHANNELS)[1][0], {"ms": 1500})
     wait_for(lambda: done_records(redis_client, "t:started"), timeout=30, message="the job to start")
@@ -385,7 +381,7 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
 
     first = redis_server_factory()
     second = redis_server_factory(password="s3cret")  # noqa: S106 - a throw-away test server
-    settings.CHANNEL_LAYERS = layers([first.url, second.url])
+    settings.CHANNEL_LAYERS = layer_settings(first.url, second.url)
     on_first, on_second = homes(SHARDED_CHANNELS)[0], homes(SHARDED_CHANNELS)[1]
     for channel in SHARDED_CHANNELS:
         taskchan.send(channel, {})
@@ -436,15 +432,13 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
 def test_a_host_being_drained_is_read_but_never_sent_to(settings, shard_urls):
     a, b = shard_urls
     servers = clients(shard_urls)
-    settings.CHANNEL_LAYERS = layers([a, b])
+    settings.CHANNEL_LAYERS = layer_settings(a, b)
     before = [taskchan.send(channel, {"when": "before"}) for channel in SHARDED_CHANNELS]
     on_b = homes(SHARDED_CHANNELS)[1]
     assert sum(servers[1].xlen(KEYS.stream(c)) for c in on_b) == len(on_b)
 
     # Taking b out: every channel is homed on a now, and b is only read.
-    settings.CHANNEL_LAYERS = {"default": {**layers([a])["default"], "CONFIG": {
-        "hosts": [a], "taskchan_drain_hosts": [b],
-    }}}
+    settings.CHANNEL_LAYERS = layer_settings(a, taskchan_drain_hosts=[b])
     store = get_store()
     assert isinstance(store, ShardedStore) and store.home(on_b[0]).url == a
     after = [taskchan.send(channel, {"when": "after"}) for channel in SHARDED_CHANNELS]
