@@ -254,6 +254,12 @@ class Process:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def close(self) -> None:
+        """End of the test: SIGKILL it if it still runs, and close its log."""
+        if self.running:
+            self.kill()
+        self._log.close()
+
 
 def subprocess_env(redis_url: str | None, **extra) -> dict:
     """Environment for a manage.py subprocess sharing this test's Redis and database."""
@@ -287,9 +293,7 @@ def manage(request):
 
     yield start
     for proc in processes:
-        if proc.running:
-            proc.kill()
-        proc._log.close()
+        proc.close()
 
 
 @pytest.fixture

@@ -75,9 +75,7 @@ def celery_worker(request, celery_settings):
 
     yield start
     for proc in started:
-        if proc.running:
-            proc.kill()
-        proc._log.close()
+        proc.close()
 
 
 def queued_tasks(client, queue: str = QUEUE) -> list[dict]:

@@ -29,6 +29,4 @@ def script(request):
 
     yield start
     for proc in started:
-        if proc.running:
-            proc.kill()
-        proc._log.close()
+        proc.close()
