@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections import Counter
@@ -48,6 +49,21 @@ def blocked_clients(client, command: str | None = None) -> list[dict]:
         for c in client.client_list()
         if "b" in c["flags"] and (command is None or c["cmd"].split("|")[0] == command)
     ]
+
+
+def wait_unblocked(client, message: str, timeout: float = 10) -> None:
+    """Wait until Redis holds no client blocked (a held command ran, or its client is gone)."""
+    wait_for(lambda: not blocked_clients(client), timeout=timeout, message=message)
+
+
+@contextlib.contextmanager
+def writes_paused(client, ms: int = 10_000):
+    """``CLIENT PAUSE ms WRITE`` for the block: every write is held in Redis; UNPAUSE after."""
+    client.execute_command("CLIENT", "PAUSE", ms, "WRITE")
+    try:
+        yield
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
 
 
 def counts(records) -> Counter:

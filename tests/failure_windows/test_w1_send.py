@@ -44,6 +44,8 @@ from tests.failure_windows.helpers import (
     read_ids,
     stream_envelopes,
     wait_exit,
+    wait_unblocked,
+    writes_paused,
 )
 
 CHANNEL = "taskchan.t.record"
@@ -104,19 +106,12 @@ def test_send_held_in_redis_then_producer_killed_stores_nothing(
     ids_file = tmp_path / "ids"
     producer = script(PRODUCER, [CHANNEL, ids_file], redis_url=redis_url)
     wait_for(lambda: len(read_ids(ids_file)) >= 10, timeout=30, message="producer running")
-    try:
-        redis_client.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+    with writes_paused(redis_client):
         _wait_send_held(redis_client)
         stored_before = {e.id for e in stream_envelopes(redis_client, CHANNEL)}
         producer.kill()
         # Redis drops the dead client with its unexecuted command.
-        wait_for(
-            lambda: not blocked_clients(redis_client),
-            timeout=10,
-            message="dead producer's client gone",
-        )
-    finally:
-        redis_client.execute_command("CLIENT", "UNPAUSE")
+        wait_unblocked(redis_client, "dead producer's client gone")
     returned = read_ids(ids_file)
     stored = {e.id for e in stream_envelopes(redis_client, CHANNEL)}
 
@@ -133,15 +128,12 @@ def test_send_stored_but_never_returned_is_still_processed(
     ids_file = tmp_path / "ids"
     producer = script(PRODUCER, [CHANNEL, ids_file], redis_url=redis_url)
     wait_for(lambda: len(read_ids(ids_file)) >= 10, timeout=30, message="producer running")
-    try:
-        redis_client.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+    with writes_paused(redis_client):
         _wait_send_held(redis_client)
         producer.signal(signal.SIGSTOP)
         stored_before = {e.id for e in stream_envelopes(redis_client, CHANNEL)}
-    finally:
-        redis_client.execute_command("CLIENT", "UNPAUSE")
     # The held send.lua runs now; its reply goes to a producer that never reads it.
-    wait_for(lambda: not blocked_clients(redis_client), timeout=10, message="held send executed")
+    wait_unblocked(redis_client, "held send executed")
     producer.kill()
 
     returned = read_ids(ids_file)

@@ -21,7 +21,7 @@ import signal
 import time
 
 from tests.conftest import done_records, wait_for
-from tests.failure_windows.helpers import KEYS, blocked_clients, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, blocked_clients, pending, wait_exit, wait_unblocked
 
 CHANNEL = "taskchan.fw.pause_before_ack"
 
@@ -43,11 +43,7 @@ def test_worker_killed_after_success_before_ack_runs_it_again(
         held = {c["cmd"] for c in blocked_clients(redis_client)}
         first.kill()
         assert first.proc.returncode == -signal.SIGKILL
-        wait_for(
-            lambda: not blocked_clients(redis_client),
-            timeout=5,
-            message="dead worker's client dropped",
-        )
+        wait_unblocked(redis_client, "dead worker's client dropped", timeout=5)
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")
 
