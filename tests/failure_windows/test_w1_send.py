@@ -92,6 +92,13 @@ def test_producer_sigkilled_mid_loop_loses_no_returned_id(
     assert redis_client.xlen(KEYS.stream(CHANNEL)) == 0
 
 
+def _running_producer(script, redis_url, ids_file):
+    """The producer script sending in a loop, once it has returned 10 ids (written to ``ids_file``)."""
+    producer = script(PRODUCER, [CHANNEL, ids_file], redis_url=redis_url)
+    wait_for(lambda: len(read_ids(ids_file)) >= 10, timeout=30, message="producer running")
+    return producer
+
+
 def _wait_send_held(client):
     return wait_for(
         lambda: blocked_clients(client, "evalsha"),
@@ -104,8 +111,7 @@ def test_send_held_in_redis_then_producer_killed_stores_nothing(
     redis_url, redis_client, manage, script, tmp_path
 ):
     ids_file = tmp_path / "ids"
-    producer = script(PRODUCER, [CHANNEL, ids_file], redis_url=redis_url)
-    wait_for(lambda: len(read_ids(ids_file)) >= 10, timeout=30, message="producer running")
+    producer = _running_producer(script, redis_url, ids_file)
     with writes_paused(redis_client):
         _wait_send_held(redis_client)
         stored_before = {e.id for e in stream_envelopes(redis_client, CHANNEL)}
@@ -126,8 +132,7 @@ def test_send_stored_but_never_returned_is_still_processed(
     redis_url, redis_client, manage, script, tmp_path
 ):
     ids_file = tmp_path / "ids"
-    producer = script(PRODUCER, [CHANNEL, ids_file], redis_url=redis_url)
-    wait_for(lambda: len(read_ids(ids_file)) >= 10, timeout=30, message="producer running")
+    producer = _running_producer(script, redis_url, ids_file)
     with writes_paused(redis_client):
         _wait_send_held(redis_client)
         producer.signal(signal.SIGSTOP)
