@@ -58,7 +58,7 @@ def check_store_hosts(app_configs, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from .conf import settings as taskchan_settings
-    from .stores.redis import drain_hosts, store_hosts
+    from .stores.hosts import drain_hosts, store_hosts
 
     try:
         alias = taskchan_settings.LAYER

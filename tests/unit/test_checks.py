@@ -125,13 +125,13 @@ def test_the_layer_checked_is_the_one_taskchan_layer_names(layer_alias, expected
 @pytest.mark.parametrize(
     ("config", "words"),
     [
-        ({"hosts": ["redis://a:6379/0", "redis://b:6379/0", "redis://a:6379/0"]}, "twice"),
+        ({"hosts": ["redis://a:6379/0"], "taskchan_hosts": ["redis://b:6379/0", "redis://b:6379/0"]}, "twice"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_host": "redis://b/0", "taskchan_hosts": ["redis://c/0"]}, "both"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_hosts": "redis://b/0"}, "must be a non-empty list"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_drain_hosts": ["redis://a:6379/0"]}, "twice"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_drain_hosts": "redis://b/0"}, "must be a list"),
     ],
-    ids=["same-host-twice", "host-and-hosts", "hosts-not-a-list", "draining-a-host-in-use", "drain-not-a-list"],
+    ids=["same-taskchan-host-twice", "host-and-hosts", "hosts-not-a-list", "draining-a-host-in-use", "drain-not-a-list"],
 )
 def test_a_bad_list_of_store_hosts_is_an_error(config, words):
     layers = {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": config}}
