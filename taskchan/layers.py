@@ -5,7 +5,10 @@ channels' in-memory layer) with one addition, ``taskchan_store``: the reliable
 store that holds every ``taskchan.*`` channel.  Websocket reply channels and
 groups behave exactly as before.  ``layer.send("taskchan.x", {...})`` is routed
 to the store through the same validation as ``taskchan.send``, so a message
-sent around taskchan's API is still delivered reliably (or refused).
+sent around taskchan's API is still delivered reliably (or refused); so is a
+``group_send`` to a group with ``taskchan.*`` members (``store_group_jobs``).
+docs/migrating.md lists every way these layers differ from Channels' own on
+``taskchan.*`` names, and why.
 
 ``RedisChannelLayer`` lives in ``redis_layer.py`` and is imported on first use
 (PEP 562): a taskchan worker reaches its Redis store straight from the
