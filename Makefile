@@ -1,6 +1,7 @@
 # The project's commands: the README, .ci/run and developers all call these.
 #   make run    install, migrate, serve on http://127.0.0.1:8000/
 #   make test   install, make sure the services the tests use are there, run pytest
+#   make test-peers  channels_redis's own test suite against taskchan's Redis layer
 #   make lint   ruff
 #   make bench  the benchmark
 
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench services clean
+.PHONY: run test test-peers lint format bench services clean
 
 $(PY):
 	@if command -v python3.12 >/dev/null 2>&1; then \
@@ -35,6 +36,11 @@ services:
 test: $(STAMP) services
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n 4 $(PYTEST_ARGS)
+
+# channels_redis's tests from its sdist (at the installed version), with every
+# layer they build being taskchan's, on a Redis and a Sentinel started here.
+test-peers: $(STAMP) services
+	$(PY) .ci/channels_redis_suite.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

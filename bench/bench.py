@@ -16,7 +16,7 @@ dir; the Redis on 6379 is never touched), then for each system:
 Every job runs the same no-op (bench/common.py: one INCR), so the difference
 between the rows is what each system costs per job. Usage:
 
-    python bench/bench.py [--jobs N] [--quick] [--only raw,celery,taskchan,handoff,relay] [--json PATH]
+    python bench/bench.py [--jobs N] [--quick] [--only raw,celery,taskchan,handoff,relay] [--encrypted] [--json PATH]
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ from bench.common import (  # noqa: E402
 #: "handoff": a taskchan channel with handoff="celery" (send() publishes to
 #: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
 #: worker relaying each message to Celery (opt-in: --only ...,relay).
-SYSTEMS = ("raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded")
+#: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
+SYSTEMS = ("raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
 DEFAULT_SYSTEMS = ("raw", "celery", "taskchan", "handoff")
 LABELS = {
     "raw": "raw channels_redis",
@@ -75,9 +76,10 @@ LABELS = {
     "relay": "taskchan→worker→celery",
     "multi": "taskchan, 4 channels",
     "sharded": "taskchan, 4 channels, 2 Redis",
+    "encrypted": "taskchan, encrypted",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded")
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
 #: Where each system holds queued jobs (Redis command, key), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -85,6 +87,7 @@ QUEUED = {
     "raw": ("zcard", "asgi" + RAW_CHANNEL),
     "celery": ("llen", CELERY_QUEUE),
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     **{system: ("xlen", *("taskchan:q:" + c for c in SPREAD_CHANNELS)) for system in ("multi", "sharded")},
@@ -297,6 +300,7 @@ class Bench:
             self.envs["taskchan"], DJANGO_SETTINGS_MODULE="bench.settings_handoff"
         )
         self.envs["multi"] = self.envs["taskchan"]
+        self.envs["encrypted"] = dict(self.envs["taskchan"], DJANGO_SETTINGS_MODULE="bench.settings_encrypted")
         if second:
             self.envs["sharded"] = dict(
                 self.envs["taskchan"],
@@ -630,6 +634,11 @@ RATIOS = {
     "4 channels/1 channel end-to-end": ("multi", "taskchan", ("end_to_end", "jobs_per_s")),
     "2 Redis/1 Redis (4 channels) end-to-end": ("sharded", "multi", ("end_to_end", "jobs_per_s")),
     "2 Redis/1 Redis (4 channels) send": ("sharded", "multi", ("send_only", "send_per_s")),
+    # What symmetric_encryption_keys costs (--encrypted).
+    "encrypted/taskchan end-to-end": ("encrypted", "taskchan", ("end_to_end", "jobs_per_s")),
+    "encrypted/taskchan send": ("encrypted", "taskchan", ("send_only", "send_per_s")),
+    "encrypted/taskchan p50": ("encrypted", "taskchan", ("latency", "p50_ms")),
+    "encrypted/taskchan p99": ("encrypted", "taskchan", ("latency", "p99_ms")),
 }
 
 
@@ -691,8 +700,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--redis-server", default=shutil.which("redis-server"), help="redis-server binary"
     )
+    p.add_argument(
+        "--encrypted", action="store_true",
+        help="add a taskchan row with the layer's symmetric_encryption_keys (bench/settings_encrypted.py)",
+    )
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.encrypted and "encrypted" not in args.only:
+        args.only.append("encrypted")
     unknown = set(args.only) - set(SYSTEMS)
     if unknown or not args.only:
         p.error(

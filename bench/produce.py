@@ -33,6 +33,7 @@ from bench.common import (
 #: The taskchan channel(s) each taskchan-based system sends to (several: in turn).
 CHANNELS = {
     "taskchan": (TASKCHAN_CHANNEL,),
+    "encrypted": (TASKCHAN_CHANNEL,),
     "handoff": (HANDOFF_CHANNEL,),
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,

@@ -58,7 +58,7 @@ def check_store_hosts(app_configs, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
 
     from .conf import settings as taskchan_settings
-    from .stores.redis import drain_hosts, store_hosts
+    from .stores.hosts import drain_hosts, store_hosts
 
     try:
         alias = taskchan_settings.LAYER
@@ -82,6 +82,32 @@ def check_store_hosts(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@checks.register()
+def check_encryption(app_configs, **kwargs):
+    """The layer's symmetric_encryption_keys, as the store will read them (E009), and what they do not seal (W010)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from . import registry
+    from .stores.codec import layer_codec
+
+    try:
+        codec = layer_codec()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="taskchan.E009")]
+    handed_off = sorted(c.channel for c in registry.all_consumers().values() if c.handoff)
+    if not codec.encrypted or not handed_off:
+        return []
+    return [
+        checks.Warning(
+            f"{', '.join(handed_off)} hand off to Celery: their messages wait in Celery's broker, which "
+            "the layer's symmetric_encryption_keys do not seal.",
+            hint="Keep content that must be encrypted at rest off channels with handoff=\"celery\", or "
+            "protect Celery's broker itself.",
+            id="taskchan.W010",
+        )
+    ]
 
 
 #: settings read outside conf.DEFAULTS (by taskchan.handoff)

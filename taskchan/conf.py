@@ -28,6 +28,9 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
+    "DEAD_LETTERS_DECRYPTED": (
+        False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
+    ),
 }
 
 

@@ -19,8 +19,11 @@ class TaskchanError(Exception):
 # TypeError) so that generic validation code catches them.
 
 
-class InvalidChannelName(TaskchanError, ValueError):
+class InvalidChannelName(TaskchanError, ValueError, TypeError):
     """The channel name is not a taskchan channel: use 'taskchan.<name>' with letters, digits, '-', '_' and '.'."""
+
+    # A TypeError too: Channels' layers raise TypeError for a name they refuse,
+    # so code written for channels_redis catches it from a taskchan layer.
 
 
 class ContentNotSerializable(TaskchanError, TypeError):

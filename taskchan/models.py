@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from .sealed import SealedJSONField, SealedTextField
+
 
 class FailedMessageQuerySet(models.QuerySet):
     def unretried(self):
@@ -30,8 +32,13 @@ class FailedMessage(models.Model):
     message_id = models.CharField(max_length=64, unique=True)
     channel = models.CharField(max_length=100, db_index=True)
     consumer = models.CharField(max_length=255, blank=True, db_index=True)
-    content = models.JSONField(null=True, blank=True)
-    raw = models.TextField(blank=True, help_text="the stored message as received, when it could not be read")
+    # Sealed with the layer's symmetric_encryption_keys unless
+    # TASKCHAN_DEAD_LETTERS_DECRYPTED (sealed.py); errors and tracebacks are not.
+    content = SealedJSONField(null=True, blank=True, sealed_unless="DEAD_LETTERS_DECRYPTED")
+    raw = SealedTextField(
+        blank=True, help_text="the stored message as received, when it could not be read",
+        sealed_unless="DEAD_LETTERS_DECRYPTED",
+    )
     reason = models.CharField(max_length=20, choices=Reason.choices)
     attempts = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, help_text="one {type, message, at, attempt} per failed attempt")
@@ -48,8 +55,9 @@ class FailedMessage(models.Model):
     ran_under_celery = models.BooleanField(
         default=False, help_text="its attempts ran in a Celery worker (a channel with handoff=\"celery\")"
     )
-    original_content = models.JSONField(
-        null=True, blank=True, help_text="the content as it failed, when it was edited before a retry"
+    original_content = SealedJSONField(
+        null=True, blank=True, help_text="the content as it failed, when it was edited before a retry",
+        sealed_unless="DEAD_LETTERS_DECRYPTED",
     )
 
 
@@ -100,7 +108,7 @@ class OutboxMessage(models.Model):
 
     id = models.CharField(max_length=64, primary_key=True)
     channel = models.CharField(max_length=100)
-    envelope = models.TextField()
+    envelope = SealedTextField()  # sealed whenever the layer has symmetric_encryption_keys
     delay_ms = models.PositiveBigIntegerField(default=0)
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -5,9 +5,15 @@ Imported on first use through ``taskchan.layers`` (see there why).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
 
-from .layers import TaskchanLayerMixin, redis_store
+from .layers import TaskchanLayerMixin, is_taskchan, redis_store
+
+#: the taskchan members group_send found, collected while channels_redis's
+#: group_send runs (see _map_channel_keys_to_connection)
+_taskchan_members: ContextVar[list[str] | None] = ContextVar("taskchan_group_members", default=None)
 
 
 class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
@@ -23,9 +29,36 @@ class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
         taskchan_drain_hosts=None, **kwargs,
     ):
         super().__init__(hosts, *args, **kwargs)
+        # channels_redis's own keys seal taskchan's store too (stores/codec.py);
+        # it is channels_redis's seventh parameter when given by position.
+        keys = kwargs.get("symmetric_encryption_keys", args[5] if len(args) > 5 else None)
         self.taskchan_store = redis_store(
-            hosts, taskchan_host, taskchan_hosts, taskchan_prefix, taskchan_drain_hosts
+            hosts, taskchan_host, taskchan_hosts, taskchan_prefix, taskchan_drain_hosts, keys
         )
+
+    async def group_send(self, group, message):
+        jobs: list[str] = []
+        token = _taskchan_members.set(jobs)
+        try:
+            await super().group_send(group, message)  # every other member, as channels_redis does
+        finally:
+            _taskchan_members.reset(token)
+        await self.store_group_jobs(group, jobs, message)
+
+    def _map_channel_keys_to_connection(self, channel_names, message):
+        # channels_redis's group_send writes the message straight into a key
+        # of its own for each member (its group_send never calls send()), and
+        # this is the one place it hands over the member list.  A taskchan
+        # member's message belongs in the reliable store instead, or no
+        # worker would ever see it: taken out here, stored by group_send.
+        jobs = _taskchan_members.get()
+        others = []
+        for name in channel_names:
+            if not is_taskchan(name):
+                others.append(name)
+            elif jobs is not None:
+                jobs.append(name)
+        return super()._map_channel_keys_to_connection(others, message)
 
     def consistent_hash(self, value):
         # channels_redis 4.x picks the host of a process-specific channel

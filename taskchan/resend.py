@@ -31,6 +31,7 @@ from .layers import get_store
 from .models import FailedMessage
 from .producer import send
 from .registry import get_consumer
+from .sealed import is_sealed
 from .stores.base import StoreBase
 
 
@@ -68,6 +69,8 @@ def cannot_retry(row: FailedMessage) -> str:
         return f"it was already retried as message {row.retried_as}"
     if row.content is None:
         return "it has no content (a malformed message): use edit and retry"
+    if is_sealed(row.content):
+        return "its content is sealed with a key that is no longer in the layer's symmetric_encryption_keys"
     return ""
 
 

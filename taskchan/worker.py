@@ -395,6 +395,9 @@ class Worker:
         """Decode a delivery and check it may run; a non-None ``malformed`` or
         ``worker_lost`` on the outcome means it must not."""
         outcome = Outcome(delivery)
+        if delivery.unreadable is not None:  # the store could not unseal it
+            outcome.malformed = delivery.unreadable
+            return outcome
         try:
             envelope = decode(delivery.raw, delivery.channel)
         except MalformedEnvelope as exc:

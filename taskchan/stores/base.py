@@ -20,7 +20,7 @@ class Delivery:
 
     channel: str
     entry_id: str  # the store's id of this copy (a stream entry id on Redis)
-    raw: str  # envelope JSON, as stored
+    raw: str  # envelope JSON (plain: the store unseals what it read, ``codec.py``)
     # Deliveries of this entry charged as attempts.  A fresh read counts itself
     # (1).  A reclaimed entry (``reclaimed``) carries the count it had: the
     # worker charges one more (``charge``) just before starting it.
@@ -31,6 +31,10 @@ class Delivery:
     # 0 for a store of one.  Stream entry ids are only unique per stream, so a
     # worker names a delivery by (shard, channel, entry id).
     shard: int = 0
+    # Why the store could not read it (an entry that does not unseal with the
+    # layer's keys, ``codec.py``): ``raw`` then holds what was stored, and the
+    # worker dead-letters it as malformed.
+    unreadable: str | None = None
 
     @property
     def key(self) -> tuple[int, str, str]:
@@ -138,6 +142,10 @@ class StoreBase:
 
     async def lapsed_leases(self, channel, idle_ms: int, limit: int) -> int:
         """How many leases on ``channel`` are idle longer than ``idle_ms`` (counted up to ``limit``)."""
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        """Delete every message, schedule, idempotency key, counter and worker registration (the layer's ``flush()``)."""
         raise NotImplementedError
 
     async def aclose(self) -> None:

@@ -35,7 +35,10 @@ For a channel that hands off to Celery, ``P:i:CH:KEY`` holds ``~ID`` while the
 publish to the broker is in flight, then ``ID`` (see ``handoff.py``); the
 messages themselves live in Celery's broker keys, not in ``P:q:CH``.
 
-A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``).
+A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``),
+or, when the layer has ``symmetric_encryption_keys``, that JSON sealed as a
+Fernet token (``codec.py``); so are the members of ``P:s:CH``.  Key names
+(channel names, idempotency keys) are never sealed.
 The consumer group's pending-entries list is the lease table: an entry read
 with XREADGROUP is leased to that worker until it is acked; its idle time is
 the time since the lease was taken or last renewed, and its delivery counter

@@ -276,6 +276,13 @@ class MemoryStore(StoreBase):
         with self._lock:
             self._workers.pop(worker_id, None)
 
+    async def flush(self):
+        with self._lock:
+            self._channels.clear()
+            self._idempotency.clear()
+            self._counters.clear()
+            self._workers.clear()
+
     async def workers(self):
         now = time.time()
         with self._lock:

@@ -24,20 +24,20 @@ import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.retry
 import redis.sentinel
-from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-from .base import ChannelStats, Delivery, StoreBase
+from .base import Delivery, StoreBase
+from .codec import PLAIN, Codec, Unreadable
+from .hosts import client_options, sentinel_options, without_password
 from .keys import (
-    BUCKETS_PER_HOUR,
-    BUCKETS_PER_MINUTE,
     FIELD,
     GROUP,
     STATS_TTL_SECONDS,
     Keys,
     stats_bucket,
 )
+from .redis_readings import RedisReadings
 
 SCRIPT_NAMES = ("send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget")
 
@@ -47,101 +47,18 @@ def load_scripts() -> dict[str, str]:
     return {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 
 
-def client_options(host: Any) -> tuple[str | None, dict]:
-    """Turn one channels_redis ``hosts`` entry into (url, redis-py keyword arguments)."""
-    if isinstance(host, str):
-        return host, {}
-    if isinstance(host, (tuple, list)):
-        return None, {"host": host[0], "port": int(host[1])}
-    if isinstance(host, dict):
-        options = dict(host)
-        address = options.pop("address", None)
-        if isinstance(address, (tuple, list)):
-            options.update(host=address[0], port=int(address[1]))
-            address = None
-        return address, options
-    raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
-
-
-def _without_password(url: str) -> str:
-    """``redis://user:secret@host/0`` as ``redis://user:***@host/0``."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
-def store_hosts(hosts: Any = None, taskchan_host: Any = None, taskchan_hosts: Any = None) -> list:
-    """The Redis hosts of the reliable store, from the layer's CONFIG.
-
-    ``taskchan_hosts`` (a list), else ``taskchan_host`` (one), else every entry
-    of ``hosts``, as channels_redis shards its own channels over them.  More
-    than one host shards taskchan channels (``sharded.py``).
-    """
-    if taskchan_host and taskchan_hosts:
-        raise ImproperlyConfigured(
-            "CHANNEL_LAYERS CONFIG sets both 'taskchan_host' and 'taskchan_hosts': keep one "
-            "('taskchan_hosts' is a list and shards taskchan channels over it)."
-        )
-    if taskchan_hosts is not None and (not isinstance(taskchan_hosts, (list, tuple)) or not taskchan_hosts):
-        raise ImproperlyConfigured(
-            f"CHANNEL_LAYERS CONFIG 'taskchan_hosts' must be a non-empty list of Redis hosts, not {taskchan_hosts!r}."
-        )
-    chosen = list(taskchan_hosts or ([taskchan_host] if taskchan_host else hosts or ["redis://localhost:6379/0"]))
-    _refuse_repeats(chosen)
-    return chosen
-
-
-def drain_hosts(taskchan_drain_hosts: Any, active: list) -> list:
-    """CONFIG's ``taskchan_drain_hosts``: Redis hosts workers still read but nothing is sent to."""
-    if taskchan_drain_hosts is None:
-        return []
-    if not isinstance(taskchan_drain_hosts, (list, tuple)):
-        raise ImproperlyConfigured(
-            "CHANNEL_LAYERS CONFIG 'taskchan_drain_hosts' must be a list of Redis hosts, "
-            f"not {taskchan_drain_hosts!r}."
-        )
-    _refuse_repeats([*active, *taskchan_drain_hosts])
-    return list(taskchan_drain_hosts)
-
-
-def _refuse_repeats(hosts: list) -> None:
-    seen = set()
-    for host in hosts:
-        # The same Redis twice would be two shards sharing every key.
-        identity = json.dumps(host, sort_keys=True, default=str)
-        if identity in seen:
-            raise ImproperlyConfigured(
-                f"CHANNEL_LAYERS CONFIG lists the Redis host {host!r} twice (in the hosts taskchan "
-                "sends to, or both there and in 'taskchan_drain_hosts')."
-            )
-        seen.add(identity)
-
-
 _shared: dict[str, RedisStore] = {}
 
 
-def shared_store(host: Any, prefix: str) -> RedisStore:
-    """One RedisStore (one connection pool) per Redis and prefix in a process,
+def shared_store(host: Any, prefix: str, codec: Codec = PLAIN) -> RedisStore:
+    """One RedisStore (one connection pool) per Redis, prefix and keys in a process,
     shared by ``get_store()`` and the channel layer's ``taskchan_store``."""
-    key = json.dumps([host, prefix], sort_keys=True, default=str)
+    # Codecs are one per list of keys (codec_for), so id() names the keys.
+    key = json.dumps([host, prefix, id(codec)], sort_keys=True, default=str)
     store = _shared.get(key)
     if store is None:
-        store = _shared[key] = RedisStore(host, prefix=prefix)
+        store = _shared[key] = RedisStore(host, prefix=prefix, codec=codec)
     return store
-
-
-def sentinel_options(host: Any) -> tuple[str, list, dict | None, dict] | None:
-    """A channels_redis Sentinel ``hosts`` entry as (master_name, sentinels, sentinel_kwargs, connection kwargs).
-
-    ``None`` for any other entry.  The format is channels_redis's own: a dict
-    with ``master_name``, ``sentinels`` (a list of (host, port)), an optional
-    ``sentinel_kwargs``, and keyword arguments for the master's connections.
-    """
-    if not isinstance(host, dict) or host.get("master_name") is None:
-        return None
-    options = dict(host)
-    master_name = options.pop("master_name")
-    sentinels = [(address[0], int(address[1])) for address in options.pop("sentinels")]
-    sentinel_kwargs = options.pop("sentinel_kwargs", None)
-    return master_name, sentinels, sentinel_kwargs, options
 
 
 def _entry_raw(fields: Any) -> str:
@@ -153,8 +70,11 @@ def _entry_raw(fields: Any) -> str:
     return json.dumps({"unexpected stream fields": fields}, default=str)
 
 
-class RedisStore(StoreBase):
-    def __init__(self, host: Any, prefix: str = "taskchan"):
+class RedisStore(RedisReadings, StoreBase):
+    def __init__(self, host: Any, prefix: str = "taskchan", codec: Codec = PLAIN):
+        # Every envelope is sealed on its way in and unsealed on its way out
+        # (codec.py): above this class, text is always plain.
+        self.codec = codec
         self.sentinel = sentinel_options(host)
         if self.sentinel:
             self.url = None
@@ -194,7 +114,7 @@ class RedisStore(StoreBase):
 
     def __repr__(self) -> str:
         # Shown in logs, the admin and taskchan_status: never the password.
-        where = _without_password(self.url) if self.url else self.options.get("host")
+        where = without_password(self.url) if self.url else self.options.get("host")
         if self.sentinel:
             where = f"sentinel master {self.master_name!r} via {self.sentinels}"
         return f"<RedisStore {where} prefix={self.keys.prefix!r}>"
@@ -243,7 +163,7 @@ class RedisStore(StoreBase):
         keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channels]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(channel, idempotency_key))
-        return keys, [raw, message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
+        return keys, [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
 
     def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
@@ -269,6 +189,15 @@ class RedisStore(StoreBase):
             pipe.execute()
 
     # -- worker -------------------------------------------------------------
+
+    def _delivery(self, channel, entry_id, fields, deliveries=1, reclaimed=False) -> Delivery:
+        """A read entry as a Delivery holding its plain envelope, or, if it does not
+        unseal, what was stored and why (the worker dead-letters it as malformed)."""
+        stored = _entry_raw(fields)
+        try:
+            return Delivery(channel, entry_id, self.codec.unseal(stored), deliveries, reclaimed)
+        except Unreadable as exc:
+            return Delivery(channel, entry_id, stored, deliveries, reclaimed, unreadable=str(exc))
 
     async def prepare(self, channels):
         client, _ = self._aclient()
@@ -296,7 +225,7 @@ class RedisStore(StoreBase):
         for stream, entries in reply or ():
             channel = stream[prefix_len:]
             for entry_id, fields in entries:
-                deliveries.append(Delivery(channel, entry_id, _entry_raw(fields)))
+                deliveries.append(self._delivery(channel, entry_id, fields))
         return deliveries
 
     async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
@@ -326,7 +255,7 @@ class RedisStore(StoreBase):
         keys = [self.keys.stream(delivery.channel), self.keys.scheduled(delivery.channel)]
         if delivery.idempotency_key is not None:
             keys.append(self.keys.idempotency(delivery.channel, delivery.idempotency_key))
-        args = [GROUP, delivery.entry_id, raw, int(delay_ms), int(idempotency_ms)]
+        args = [GROUP, delivery.entry_id, self.codec.seal(raw), int(delay_ms), int(idempotency_ms)]
         return bool(await scripts["reschedule"](keys=keys, args=args))
 
     async def hand_back(self, deliveries):
@@ -334,7 +263,9 @@ class RedisStore(StoreBase):
         returned = 0
         by_channel: dict[str, list[str]] = {}
         for d in deliveries:
-            by_channel.setdefault(d.channel, []).extend((d.entry_id, d.raw))
+            # An entry that could not be unsealed goes back exactly as it was stored.
+            stored = d.raw if d.unreadable else self.codec.seal(d.raw)
+            by_channel.setdefault(d.channel, []).extend((d.entry_id, stored))
         for channel, pairs in by_channel.items():
             returned += await scripts["handback"](keys=[self.keys.stream(channel)], args=[GROUP, *pairs])
         return returned
@@ -356,7 +287,7 @@ class RedisStore(StoreBase):
                 return []
             raise
         return [
-            Delivery(channel, entry_id, _entry_raw(fields), int(n), reclaimed=True) for entry_id, fields, n in reply
+            self._delivery(channel, entry_id, fields, int(n), reclaimed=True) for entry_id, fields, n in reply
         ]
 
     def charge(self, delivery, consumer):
@@ -400,60 +331,9 @@ class RedisStore(StoreBase):
         client, _ = self._aclient()
         return sorted(await client.smembers(self.keys.channels))
 
-    async def stats(self, channels):
-        client, _ = self._aclient()
-        now = time.time()
-        bucket = stats_bucket(now)
-        last_hour = range(bucket - BUCKETS_PER_HOUR + 1, bucket + 1)
-        pipe = client.pipeline(transaction=False)
-        for channel in channels:
-            stream = self.keys.stream(channel)
-            pipe.xlen(stream)
-            # redis-py's own methods: execute_command("XPENDING", ...) would run
-            # the summary parser on the range form too and fail on its reply.
-            pipe.xpending(stream, GROUP)
-            pipe.xpending_range(stream, GROUP, min="-", max="+", count=200)
-            pipe.zcard(self.keys.scheduled(channel))
-            pipe.zrange(self.keys.scheduled(channel), 0, 0, withscores=True)
-            for outcome in ("processed", "failed"):
-                pipe.mget([self.keys.counter(channel, outcome, b) for b in last_hour])
-        replies = await pipe.execute(raise_on_error=False)
-        result = []
-        for i, channel in enumerate(channels):
-            length, summary, detail, scheduled, first, processed, failed = replies[i * 7 : i * 7 + 7]
-            in_flight = summary["pending"] if isinstance(summary, dict) else 0
-            idles = [row["time_since_delivered"] for row in detail] if isinstance(detail, list) else []
-            result.append(
-                ChannelStats(
-                    channel=channel,
-                    queued=max(0, (length or 0) - in_flight) if not isinstance(length, Exception) else 0,
-                    in_flight=in_flight,
-                    oldest_lease_age=max(idles) / 1000 if idles else None,
-                    scheduled=scheduled or 0,
-                    next_due=first[0][1] / 1000 if first else None,
-                    processed_last_minute=sum(int(v or 0) for v in processed[-BUCKETS_PER_MINUTE:]),
-                    processed_last_hour=sum(int(v or 0) for v in processed),
-                    failed_last_minute=sum(int(v or 0) for v in failed[-BUCKETS_PER_MINUTE:]),
-                    failed_last_hour=sum(int(v or 0) for v in failed),
-                )
-            )
-        return result
-
     async def forget_idle_consumers(self, channel, min_idle_ms):
         _, scripts = self._aclient()
         return int(await scripts["forget"](keys=[self.keys.stream(channel)], args=[GROUP, int(min_idle_ms)]))
-
-    async def lapsed_leases(self, channel, idle_ms, limit):
-        client, _ = self._aclient()
-        try:
-            rows = await client.xpending_range(
-                self.keys.stream(channel), GROUP, min="-", max="+", count=int(limit), idle=int(idle_ms)
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            return 0
-        return len(rows)
 
     async def heartbeat_worker(self, worker_id, info, ttl):
         client, _ = self._aclient()
@@ -478,6 +358,19 @@ class RedisStore(StoreBase):
             for channel in channels:
                 await scripts["forget"](keys=[self.keys.stream(channel)], args=[GROUP, 0, consumer], client=pipe)
             await pipe.execute()
+
+    async def flush(self):
+        client, _ = self._aclient()
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.keys.prefix) + ":*"
+        batch = []
+        # SCAN, not channels_redis's KEYS: it never blocks a Redis holding millions of keys.
+        async for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
 
     async def workers(self):
         client, _ = self._aclient()

@@ -183,6 +183,9 @@ class ShardedStore(StoreBase):
     async def aclose(self):
         await self._each("aclose")
 
+    async def flush(self):
+        await self._each("flush")
+
 
 def _merge_stats(channels, per_host: list[list[ChannelStats]]) -> list[ChannelStats]:
     """One ChannelStats per channel: counts summed over the hosts, the oldest lease, the earliest due."""

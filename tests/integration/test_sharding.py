@@ -29,8 +29,9 @@ from taskchan.exceptions import StoreUnavailable
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from taskchan.resend import resend_many
+from taskchan.stores.hosts import store_hosts
 from taskchan.stores.keys import Keys
-from taskchan.stores.redis import RedisStore, store_hosts
+from taskchan.stores.redis import RedisStore
 from taskchan.stores.sharded import ShardedStore, shard_index
 from tests.conftest import done_records, layer_settings, on_store, wait_for
 from tests.contract.conftest import run_burst
@@ -105,7 +106,6 @@ def test_hosts_choose_the_store(settings, shard_urls):
 @pytest.mark.parametrize(
     "config, error",
     [
-        ({"hosts": ["redis://h:6379/0", "redis://h:6379/0"]}, "twice"),
         ({"hosts": ["redis://h:6379/0"], "taskchan_hosts": ["redis://a/0", "redis://a/0"]}, "twice"),
         ({"taskchan_host": "redis://a/0", "taskchan_hosts": ["redis://b/0"]}, "both"),
         ({"taskchan_hosts": "redis://a/0,redis://b/0"}, "must be a non-empty list"),
@@ -115,6 +115,12 @@ def test_hosts_choose_the_store(settings, shard_urls):
 def test_a_bad_hosts_list_is_refused_before_anything_is_stored(config, error):
     with pytest.raises(ImproperlyConfigured, match=error):
         store_hosts(config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"))
+
+
+def test_a_server_twice_in_hosts_is_one_shard_as_channels_redis_accepts_it():
+    a, b = "redis://a:6379/0", "redis://b:6379/0"
+    assert store_hosts([a, b, a]) == [a, b]
+    assert store_hosts([("h", 6379), ("h", 6379)]) == [("h", 6379)]
 
 
 # -- producing ---------------------------------------------------------------------

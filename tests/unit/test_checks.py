@@ -125,13 +125,13 @@ def test_the_layer_checked_is_the_one_taskchan_layer_names(layer_alias, expected
 @pytest.mark.parametrize(
     ("config", "words"),
     [
-        ({"hosts": ["redis://a:6379/0", "redis://b:6379/0", "redis://a:6379/0"]}, "twice"),
+        ({"hosts": ["redis://a:6379/0"], "taskchan_hosts": ["redis://b:6379/0", "redis://b:6379/0"]}, "twice"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_host": "redis://b/0", "taskchan_hosts": ["redis://c/0"]}, "both"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_hosts": "redis://b/0"}, "must be a non-empty list"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_drain_hosts": ["redis://a:6379/0"]}, "twice"),
         ({"hosts": ["redis://a:6379/0"], "taskchan_drain_hosts": "redis://b/0"}, "must be a list"),
     ],
-    ids=["same-host-twice", "host-and-hosts", "hosts-not-a-list", "draining-a-host-in-use", "drain-not-a-list"],
+    ids=["same-taskchan-host-twice", "host-and-hosts", "hosts-not-a-list", "draining-a-host-in-use", "drain-not-a-list"],
 )
 def test_a_bad_list_of_store_hosts_is_an_error(config, words):
     layers = {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": config}}
@@ -286,3 +286,27 @@ def test_a_consumer_with_a_short_visibility_timeout_is_a_deployment_warning():
     assert "'taskchan.checks.short_lease' has visibility_timeout=1.5 s" in messages[0].msg
     assert "visibility_timeout of at least 3 seconds" in messages[0].hint
     assert "taskchan.W007" not in ids(plain)
+
+
+# -- encryption at rest --------------------------------------------------------------
+
+
+def encrypted_layer(keys) -> dict:
+    return {"default": {"BACKEND": "taskchan.layers.RedisChannelLayer",
+                        "CONFIG": {"hosts": ["redis://a:6379/0"], "symmetric_encryption_keys": keys}}}
+
+
+def test_encryption_keys_that_are_not_a_list_are_an_error():
+    with override_settings(CHANNEL_LAYERS=encrypted_layer("one-key")):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.E009"]
+    assert "must be a list of keys" in messages[0].msg
+
+
+def test_with_keys_the_channels_handed_to_celery_are_named_as_not_sealed():
+    with override_settings(CHANNEL_LAYERS=encrypted_layer(["a key"])):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.W010"]
+    assert "taskchan.cel.record" in messages[0].msg

@@ -1,0 +1,68 @@
+"""What the readers of the whole (admin overview, ``taskchan_status``, metrics) read from one Redis.
+
+Mixed into ``RedisStore`` (``redis.py``), whose clients and key names it uses:
+per channel, queued and leased counts, the oldest lease, the schedule, the
+outcome counters of the last minute and hour, and lapsed leases.
+"""
+
+from __future__ import annotations
+
+import time
+
+from redis.exceptions import ResponseError
+
+from .base import ChannelStats
+from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, GROUP, stats_bucket
+
+
+class RedisReadings:
+    async def stats(self, channels):
+        client, _ = self._aclient()
+        now = time.time()
+        bucket = stats_bucket(now)
+        last_hour = range(bucket - BUCKETS_PER_HOUR + 1, bucket + 1)
+        pipe = client.pipeline(transaction=False)
+        for channel in channels:
+            stream = self.keys.stream(channel)
+            pipe.xlen(stream)
+            # redis-py's own methods: execute_command("XPENDING", ...) would run
+            # the summary parser on the range form too and fail on its reply.
+            pipe.xpending(stream, GROUP)
+            pipe.xpending_range(stream, GROUP, min="-", max="+", count=200)
+            pipe.zcard(self.keys.scheduled(channel))
+            pipe.zrange(self.keys.scheduled(channel), 0, 0, withscores=True)
+            for outcome in ("processed", "failed"):
+                pipe.mget([self.keys.counter(channel, outcome, b) for b in last_hour])
+        replies = await pipe.execute(raise_on_error=False)
+        result = []
+        for i, channel in enumerate(channels):
+            length, summary, detail, scheduled, first, processed, failed = replies[i * 7 : i * 7 + 7]
+            in_flight = summary["pending"] if isinstance(summary, dict) else 0
+            idles = [row["time_since_delivered"] for row in detail] if isinstance(detail, list) else []
+            result.append(
+                ChannelStats(
+                    channel=channel,
+                    queued=max(0, (length or 0) - in_flight) if not isinstance(length, Exception) else 0,
+                    in_flight=in_flight,
+                    oldest_lease_age=max(idles) / 1000 if idles else None,
+                    scheduled=scheduled or 0,
+                    next_due=first[0][1] / 1000 if first else None,
+                    processed_last_minute=sum(int(v or 0) for v in processed[-BUCKETS_PER_MINUTE:]),
+                    processed_last_hour=sum(int(v or 0) for v in processed),
+                    failed_last_minute=sum(int(v or 0) for v in failed[-BUCKETS_PER_MINUTE:]),
+                    failed_last_hour=sum(int(v or 0) for v in failed),
+                )
+            )
+        return result
+
+    async def lapsed_leases(self, channel, idle_ms, limit):
+        client, _ = self._aclient()
+        try:
+            rows = await client.xpending_range(
+                self.keys.stream(channel), GROUP, min="-", max="+", count=int(limit), idle=int(idle_ms)
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return 0
+        return len(rows)
