@@ -86,9 +86,11 @@ def summarise(collapsed: str, within: tuple[str, ...] = ()) -> str:
     out = [
         f"{total} samples holding the GIL" + (f", inside {' / '.join(within)}" if within else "")
     ]
+    ours = Counter({frame: n for frame, n in anywhere.items() if "(taskchan/" in frame})
     for title, counter in (
         ("self (top of the stack)", own),
         ("inclusive (anywhere on the stack)", anywhere),
+        ("inclusive, taskchan's own functions", ours),
     ):
         out += ["", f"{title}:", "   %  samples  function (file)"]
         out += [f"{100 * n / total:5.1f} {n:8d}  {frame}" for frame, n in counter.most_common(TOP)]
