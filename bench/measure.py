@@ -26,7 +26,7 @@ from pathlib import Path
 import redis
 
 from bench.common import DONE_KEY, LAST_DONE_KEY, LATENCY_KEY, PHASE_KEYS, SPREAD_CHANNELS
-from bench.processes import Processes, cpu_seconds, tail, worker_rss_mb
+from bench.processes import Processes, cpu_seconds, run_queue_wait, tail, worker_rss_mb
 from bench.profile import Profiler
 from bench.systems import DJANGO_SYSTEMS, QUEUED, environments, worker_command
 
@@ -266,6 +266,7 @@ class Bench:
         n = self.args.jobs
         deadline = time.monotonic() + self.args.timeout
         redis_before, worker_cpu = redis_usage(self.servers()), cpu_seconds(worker.pid)
+        worker_waited = run_queue_wait(worker.pid)
         producer = self.start_producer(system, n, n)
         profiles = (
             self.profiler.start(system, worker=worker.pid, producer=producer.pid)
@@ -279,6 +280,7 @@ class Bench:
             if self.profiler:
                 self.profiler.stop(profiles)
         worker_cpu = cpu_seconds(worker.pid) - worker_cpu
+        worker_waited = run_queue_wait(worker.pid) - worker_waited
         redis_work = per_job(redis_before, redis_usage(self.servers()), n)
         seconds = last_done - sent["t_first"]
         res["end_to_end"] = {
@@ -291,6 +293,11 @@ class Bench:
                 "producer": sent["cpu_s"] * 1e6 / n,
                 "worker": worker_cpu * 1e6 / n,
                 "redis": redis_work["redis_cpu_us"],
+            },
+            # Runnable but waiting for a CPU (schedstat): the share of wall time lost to the others.
+            "cpu_wait_us_per_job": {
+                "producer": sent.get("runq_wait_s", 0.0) * 1e6 / n,
+                "worker": worker_waited * 1e6 / n,
             },
             "redis_commands_per_job": redis_work["commands"],
         }

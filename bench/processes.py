@@ -162,6 +162,23 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds ``pid``'s threads and its descendants' spent runnable but waiting for a CPU so far.
+
+    The second field of each thread's ``/proc/PID/task/TID/schedstat``: on a
+    shared machine, the part of a process's wall time that is neither its own
+    work nor waiting for I/O.
+    """
+    total = 0
+    for p in _family(pid):
+        for stat in Path(f"/proc/{p}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
 def tail(path: Path, lines: int = 25) -> str:
     """The last ``lines`` lines of a log file ("" if it cannot be read)."""
     try:

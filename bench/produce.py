@@ -9,7 +9,8 @@ imports and django.setup() are not counted.
 Output (stdout, one line): ``{"t_first": ..., "t_last": ..., "sent": N,
 "send_per_s": ..., "cpu_s": ...}`` with wall-clock times (``time.time()``),
 comparable with the ``bench:last_done`` time the workers record on the same
-machine, and the CPU time this process spent in the sending loop.
+machine, the CPU time this process spent in the sending loop, and how long
+it waited for a CPU meanwhile (``runq_wait_s``, Linux schedstat).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bench.common import (
     redis_url,
     sync_client,
 )
+from bench.processes import run_queue_wait
 
 #: The taskchan channel(s) each taskchan-based system sends to (several: in turn).
 CHANNELS = {
@@ -56,7 +58,7 @@ class Pacer:
         return self.start + i / self.rate - time.perf_counter()
 
 
-def result(t_first: float, t_last: float, sent: int, cpu_s: float) -> dict:
+def result(t_first: float, t_last: float, sent: int, cpu_s: float, waited_s: float) -> dict:
     elapsed = max(t_last - t_first, 1e-9)
     return {
         "t_first": t_first,
@@ -64,6 +66,7 @@ def result(t_first: float, t_last: float, sent: int, cpu_s: float) -> dict:
         "sent": sent,
         "send_per_s": sent / elapsed,
         "cpu_s": cpu_s,
+        "runq_wait_s": waited_s,
     }
 
 
@@ -72,26 +75,35 @@ async def produce_raw(count: int, target: int, rate: float, latency: bool) -> di
 
     layer = RedisChannelLayer(hosts=[redis_url()], **RAW_LAYER_CONFIG)
     pacer = Pacer(rate)
-    cpu, t_first = time.process_time(), time.time()
+    waited, cpu, t_first = run_queue_wait(os.getpid()), time.process_time(), time.time()
     for i in range(count):
         if (wait := pacer.delay(i)) > 0:
             await asyncio.sleep(wait)
         content = make_content(i, target, latency)
         content["type"] = "bench.job"  # channels requires a "type" key
         await layer.send(RAW_CHANNEL, content)
-    t_last, cpu = time.time(), time.process_time() - cpu
+    t_last, cpu, waited = (
+        time.time(),
+        time.process_time() - cpu,
+        run_queue_wait(os.getpid()) - waited,
+    )
     await layer.close_pools()
-    return result(t_first, t_last, count, cpu)
+    return result(t_first, t_last, count, cpu, waited)
 
 
 def produce_sync(send, count: int, target: int, rate: float, latency: bool) -> dict:
     pacer = Pacer(rate)
-    cpu, t_first = time.process_time(), time.time()
+    waited, cpu, t_first = run_queue_wait(os.getpid()), time.process_time(), time.time()
     for i in range(count):
         if (wait := pacer.delay(i)) > 0:
             time.sleep(wait)
         send(make_content(i, target, latency))
-    return result(t_first, time.time(), count, time.process_time() - cpu)
+    t_last, cpu, waited = (
+        time.time(),
+        time.process_time() - cpu,
+        run_queue_wait(os.getpid()) - waited,
+    )
+    return result(t_first, t_last, count, cpu, waited)
 
 
 def produce_ceiling(count: int, target: int, rate: float, latency: bool) -> dict:

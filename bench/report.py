@@ -94,34 +94,33 @@ def rates_table(results: dict) -> list[str]:
 
 
 def cpu_table(results: dict) -> list[str]:
-    """CPU µs per job in the end-to-end run, per process, and Redis's busiest commands."""
-    header = [
-        "system",
-        "producer",
-        "worker",
-        "redis",
-        "total",
-        f"Redis per job, its {COMMANDS_SHOWN} busiest commands: calls (µs)",
-    ]
+    """CPU µs per job in the end-to-end run, per process, the wait for a CPU, and Redis's busiest commands."""
+    header = ["system", "producer", "worker", "redis", "total", "producer waited", "worker waited",
+              f"Redis per job, its {COMMANDS_SHOWN} busiest commands: calls (µs)"]  # fmt: skip
     rows = []
     for res in results.values():
         cpu = get(res, "end_to_end", "cpu_us_per_job")
         if not cpu:
             continue
+        waited = get(res, "end_to_end", "cpu_wait_us_per_job") or {}
         commands = get(res, "end_to_end", "redis_commands_per_job") or {}
+        busiest = sorted(commands.items(), key=lambda item: -item[1]["us_per_job"])[:COMMANDS_SHOWN]
         shown = ", ".join(
-            f"{name} {c['calls_per_job']:.2f} ({c['us_per_job']:.1f})"
-            for name, c in sorted(commands.items(), key=lambda item: -item[1]["us_per_job"])[
-                :COMMANDS_SHOWN
-            ]
+            f"{name} {c['calls_per_job']:.2f} ({c['us_per_job']:.1f})" for name, c in busiest
         )
         total = sum(v for v in cpu.values() if v is not None)
         rows.append([res["label"], *(fmt(cpu.get(k), ".0f") for k in ("producer", "worker", "redis")),
-                     fmt(total, ".0f"), shown])  # fmt: skip
+                     fmt(total, ".0f"), fmt(waited.get("producer"), ".0f"), fmt(waited.get("worker"), ".0f"),
+                     shown])  # fmt: skip
     if not rows:
         return []
-    return ["CPU µs per job in the end-to-end run (each process's user + system time / jobs):", "",
-            *table(header, rows, text_last=True), ""]  # fmt: skip
+    return [
+        "CPU µs per job in the end-to-end run (each process's user + system time / jobs; 'waited':"
+        " runnable but waiting for a CPU, from schedstat):",
+        "",
+        *table(header, rows, text_last=True),
+        "",
+    ]
 
 
 def warnings(results: dict, params: dict) -> list[str]:

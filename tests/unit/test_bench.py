@@ -67,3 +67,28 @@ def test_every_row_is_also_a_fraction_of_the_ceiling():
     lines = rates_table(results)
 
     assert [line.split("|")[2].strip() for line in lines[2:]] == ["100%", "75%", "n/a"]
+
+
+def test_the_cpu_table_shows_the_wait_for_a_cpu_and_the_busiest_redis_commands():
+    from bench.report import cpu_table
+
+    results = {
+        "taskchan": {
+            "label": "taskchan",
+            "end_to_end": {
+                "cpu_us_per_job": {"producer": 150.0, "worker": 230.0, "redis": 50.0},
+                "cpu_wait_us_per_job": {"producer": 180.0, "worker": 650.0},
+                "redis_commands_per_job": {
+                    "xadd": {"calls_per_job": 1.0, "us_per_job": 3.0},
+                    "evalsha": {"calls_per_job": 1.0, "us_per_job": 14.0},
+                },
+            },
+        },
+        "celery": {"label": "Celery", "error": "worker exited"},  # nothing measured: no row
+    }
+
+    [row] = [line for line in cpu_table(results) if line.startswith("taskchan")]
+
+    cells = [cell.strip() for cell in row.split("|")]
+    assert cells[1:7] == ["150", "230", "50", "430", "180", "650"]
+    assert cells[7] == "evalsha 1.00 (14.0), xadd 1.00 (3.0)"
