@@ -50,7 +50,7 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 bench: $(STAMP)
-	$(PY) bench/bench.py
+	$(PY) -m bench
 
 clean:
 	rm -rf test-artifacts .pytest_cache .ruff_cache *.egg-info

@@ -1,5 +1,5 @@
-"""``python -m bench`` runs the benchmark (same as ``python bench/bench.py``)."""
+"""``python -m bench`` runs the benchmark (``bench/cli.py``; see ``bench/README.md``)."""
 
-from bench.bench import main
+from bench.cli import main
 
 raise SystemExit(main())

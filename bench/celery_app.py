@@ -1,6 +1,6 @@
 """Celery app for the benchmark: Redis broker, late acks, JSON only.
 
-Worker (started by bench.py)::
+Worker (started by the orchestrator, `python -m bench`)::
 
     celery -A bench.celery_app worker --pool threads --concurrency 4 \
         --without-gossip --without-mingle --without-heartbeat -Q bench

@@ -15,7 +15,7 @@ import os
 import time
 
 #: Environment variable holding the URL of the bench's own Redis. It is always
-#: set by ``bench/bench.py``; nothing here falls back to a default Redis, so the
+#: set by the orchestrator (``python -m bench``); nothing here falls back to a default Redis, so the
 #: bench can never write to a Redis it did not start.
 REDIS_URL_ENV = "BENCH_REDIS_URL"
 
@@ -30,6 +30,12 @@ LATENCY_KEY = "bench:lat"
 PHASE_KEYS = (DONE_KEY, LAST_DONE_KEY, LATENCY_KEY)
 
 RAW_CHANNEL = "bench.raw"
+#: The ceiling row's stream and consumer group: bare Redis Streams, no taskchan code
+#: (bench/streams_worker.py, and the "ceiling" producer in bench/produce.py).
+CEILING_STREAM = "bench:ceiling"
+CEILING_GROUP = "bench"
+#: The ceiling worker's XREADGROUP COUNT: entries read, run and acked per round.
+CEILING_BATCH = 100
 TASKCHAN_CHANNEL = "taskchan.bench"
 CELERY_QUEUE = "bench"
 #: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
@@ -39,8 +45,13 @@ RELAY_CHANNEL = "taskchan.bench-relay"
 
 #: Four channels for the "multi" and "sharded" rows: with two Redis hosts, the
 #: first two are homed on the first host and the last two on the second
-#: (taskchan.stores.sharded.shard_index; bench.py checks it).
-SPREAD_CHANNELS = ("taskchan.bench-sh.0", "taskchan.bench-sh.1", "taskchan.bench-sh.5", "taskchan.bench-sh.7")
+#: (taskchan.stores.sharded.shard_index; bench/cli.py checks it).
+SPREAD_CHANNELS = (
+    "taskchan.bench-sh.0",
+    "taskchan.bench-sh.1",
+    "taskchan.bench-sh.5",
+    "taskchan.bench-sh.7",
+)
 #: Environment variable with the comma-separated Redis URLs of the "sharded" row's store.
 SHARD_URLS_ENV = "BENCH_SHARD_URLS"
 
@@ -56,7 +67,7 @@ def redis_url() -> str:
         return os.environ[REDIS_URL_ENV]
     except KeyError:
         raise RuntimeError(
-            f"{REDIS_URL_ENV} is not set; run the benchmark through bench/bench.py, "
+            f"{REDIS_URL_ENV} is not set; run the benchmark through 'python -m bench', "
             "which starts its own redis-server."
         ) from None
 

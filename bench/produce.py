@@ -1,14 +1,16 @@
 """One producer process: send ``--count`` jobs to one system, print a JSON line.
 
-Run by bench.py as ``python -m bench.produce SYSTEM --count N --target T``.
+Run by the orchestrator (``python -m bench``) as ``python -m bench.produce SYSTEM --count N --target T``.
 ``--rate R`` paces the sends at R per second (latency phase) and ``--latency``
 stamps ``sent_at`` into each message. The timing window is from just before
 the first send() call to just after the last one returns, so process start-up,
 imports and django.setup() are not counted.
 
 Output (stdout, one line): ``{"t_first": ..., "t_last": ..., "sent": N,
-"send_per_s": ...}`` with wall-clock times (``time.time()``), comparable with
-the ``bench:last_done`` time the workers record on the same machine.
+"send_per_s": ..., "cpu_s": ...}`` with wall-clock times (``time.time()``),
+comparable with the ``bench:last_done`` time the workers record on the same
+machine, the CPU time this process spent in the sending loop, and how long
+it waited for a CPU meanwhile (``runq_wait_s``, Linux schedstat).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import time
 
 from bench.common import (
+    CEILING_STREAM,
     HANDOFF_CHANNEL,
     RAW_CHANNEL,
     RAW_LAYER_CONFIG,
@@ -28,7 +31,9 @@ from bench.common import (
     TASKCHAN_CHANNEL,
     make_content,
     redis_url,
+    sync_client,
 )
+from bench.processes import run_queue_wait
 
 #: The taskchan channel(s) each taskchan-based system sends to (several: in turn).
 CHANNELS = {
@@ -54,9 +59,16 @@ class Pacer:
         return self.start + i / self.rate - time.perf_counter()
 
 
-def result(t_first: float, t_last: float, sent: int) -> dict:
+def result(t_first: float, t_last: float, sent: int, cpu_s: float, waited_s: float) -> dict:
     elapsed = max(t_last - t_first, 1e-9)
-    return {"t_first": t_first, "t_last": t_last, "sent": sent, "send_per_s": sent / elapsed}
+    return {
+        "t_first": t_first,
+        "t_last": t_last,
+        "sent": sent,
+        "send_per_s": sent / elapsed,
+        "cpu_s": cpu_s,
+        "runq_wait_s": waited_s,
+    }
 
 
 async def produce_raw(count: int, target: int, rate: float, latency: bool) -> dict:
@@ -64,26 +76,46 @@ async def produce_raw(count: int, target: int, rate: float, latency: bool) -> di
 
     layer = RedisChannelLayer(hosts=[redis_url()], **RAW_LAYER_CONFIG)
     pacer = Pacer(rate)
-    t_first = time.time()
+    waited, cpu, t_first = run_queue_wait(os.getpid()), time.process_time(), time.time()
     for i in range(count):
         if (wait := pacer.delay(i)) > 0:
             await asyncio.sleep(wait)
         content = make_content(i, target, latency)
         content["type"] = "bench.job"  # channels requires a "type" key
         await layer.send(RAW_CHANNEL, content)
-    t_last = time.time()
+    t_last, cpu, waited = (
+        time.time(),
+        time.process_time() - cpu,
+        run_queue_wait(os.getpid()) - waited,
+    )
     await layer.close_pools()
-    return result(t_first, t_last, count)
+    return result(t_first, t_last, count, cpu, waited)
 
 
 def produce_sync(send, count: int, target: int, rate: float, latency: bool) -> dict:
     pacer = Pacer(rate)
-    t_first = time.time()
+    waited, cpu, t_first = run_queue_wait(os.getpid()), time.process_time(), time.time()
     for i in range(count):
         if (wait := pacer.delay(i)) > 0:
             time.sleep(wait)
         send(make_content(i, target, latency))
-    return result(t_first, time.time(), count)
+    t_last, cpu, waited = (
+        time.time(),
+        time.process_time() - cpu,
+        run_queue_wait(os.getpid()) - waited,
+    )
+    return result(t_first, t_last, count, cpu, waited)
+
+
+def produce_ceiling(count: int, target: int, rate: float, latency: bool) -> dict:
+    """One XADD per job from one redis-py client: no envelope, no script, no checks."""
+    client = sync_client()
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+    def send(content: dict) -> None:
+        client.xadd(CEILING_STREAM, {"m": dumps(content)})
+
+    return produce_sync(send, count, target, rate, latency)
 
 
 def produce_celery(count: int, target: int, rate: float, latency: bool) -> dict:
@@ -108,6 +140,7 @@ def produce_taskchan(
             taskchan.send(channel, content)
 
     else:
+
         def send(content: dict) -> None:
             taskchan.send(channels[content["i"] % len(channels)], content)
 
@@ -116,7 +149,7 @@ def produce_taskchan(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("system", choices=["raw", "celery", *CHANNELS])
+    parser.add_argument("system", choices=["ceiling", "raw", "celery", *CHANNELS])
     parser.add_argument("--count", type=int, required=True, help="jobs to send")
     parser.add_argument(
         "--target", type=int, required=True, help="the job count that ends the phase"
@@ -127,7 +160,9 @@ def main() -> None:
     parser.add_argument("--latency", action="store_true", help="stamp sent_at into each job")
     args = parser.parse_args()
     params = (args.count, args.target, args.rate, args.latency)
-    if args.system == "raw":
+    if args.system == "ceiling":
+        out = produce_ceiling(*params)
+    elif args.system == "raw":
         out = asyncio.run(produce_raw(*params))
     elif args.system == "celery":
         out = produce_celery(*params)

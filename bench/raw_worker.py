@@ -1,6 +1,6 @@
 """Raw channels_redis consumer: one process, one ``receive()`` at a time.
 
-Run by bench.py as ``python -m bench.raw_worker``; stopped with SIGTERM.
+Run by the orchestrator as ``python -m bench.raw_worker``; stopped with SIGTERM.
 This is the at-most-once baseline: no lease, no ack, no retry.
 """
 

@@ -1,6 +1,6 @@
 """The relay row's worker: ``runworker taskchan.bench-relay`` and a Celery worker, together.
 
-Run by bench.py as ``python -m bench.relay_worker``.  Both children share this
+Run by the orchestrator as ``python -m bench.relay_worker``.  Both children share this
 process's group, so the bench's SIGTERM to the group reaches them; this process
 waits for both, and stops the other if one exits.
 """

@@ -1,6 +1,6 @@
 """Django settings for the taskchan part of the benchmark.
 
-The reference project's settings (which read ``REDIS_URL``; bench.py points it
+The reference project's settings (which read ``REDIS_URL``; the orchestrator points it
 at the bench's own redis-server) plus the benchmark's consumer module.
 """
 
@@ -10,7 +10,7 @@ from project.settings import *  # noqa: F403
 
 TASKCHAN_CONSUMER_MODULES = ["bench.jobs"]
 
-# A throw-away SQLite file in the bench's temp dir (bench.py sets the variable),
+# A throw-away SQLite file in the bench's temp dir (bench/systems.py sets the variable),
 # so a run never writes to the project's own database.
 if os.environ.get("BENCH_SQLITE_PATH"):
     DATABASES = {

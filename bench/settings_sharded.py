@@ -1,6 +1,6 @@
 """Django settings for the benchmark's "sharded" row: taskchan channels over two Redis servers.
 
-bench.py sets ``BENCH_SHARD_URLS`` to the bench's own redis-server and a second
+The orchestrator (bench/systems.py) sets ``BENCH_SHARD_URLS`` to the bench's own redis-server and a second
 one it starts for this row.
 """
 

@@ -9,12 +9,10 @@ server of their own.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,73 +20,13 @@ import pytest
 import redis as redis_lib
 
 from taskchan.stores.keys import Keys
+from tests.servers import RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the keys of the default prefix, as taskchan writes them (taskchan/stores/keys.py)
 KEYS = Keys("taskchan")
 ARTIFACTS = ROOT / "test-artifacts"
 ARTIFACTS.mkdir(exist_ok=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
-    """Poll ``predicate`` until it returns truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-
-
-class RedisServer:
-    """A redis-server process of the test's own, on a free port."""
-
-    def __init__(self, appendonly: bool = False, password: str | None = None):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="taskchan-redis-")
-        self.appendonly = appendonly
-        self.password = password
-        self.proc = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self):
-        redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
-        args = [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                "--save", "", "--daemonize", "no", "--logfile", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis_lib.Redis(port=self.port, password=self.password)
-        wait_for(lambda: _pings(client), timeout=10, message=f"redis-server on {self.port}")
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis_lib.RedisError:
-        return False
 
 
 @pytest.fixture(scope="session")

@@ -627,48 +627,59 @@ async def test_removing_a_worker_keeps_the_leases_it_still_holds(store):
     assert (reclaimed.deliveries, reclaimed.reclaimed) == (1, True)
 
 
-async def test_a_clean_stop_drops_only_its_own_consumer_name(store):
+def consumer_names(store, channel=CH) -> set[str]:
+    """The consumer names the channel's group keeps (XINFO CONSUMERS), read with the store's own client."""
     from taskchan.stores.keys import GROUP
-    from taskchan.stores.redis import RedisStore
 
+    return {c["name"] for c in store.client.xinfo_consumers(store.keys.stream(channel), GROUP)}
+
+
+# Only a Redis store keeps consumer names (its consumer groups remember every
+# reader until XGROUP DELCONSUMER); the memory store keeps none: a lease names
+# its holder and nothing outlives the lease, so it has no name to drop.
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
+async def test_a_clean_stop_drops_only_its_own_consumer_name(store):
     await store.prepare([CH])
     await put(store)
     await put(store)
     for name in ("stopping", "other"):  # two live workers, each done with its job
         [done] = await store.fetch([CH], name, 1, 0)
         await store.ack([done])
+    assert consumer_names(store) == {"stopping", "other"}
 
     await store.remove_worker("w-stopping", "stopping", [CH, CH2])  # CH2: never prepared
 
-    if isinstance(store, RedisStore):
-        client, _ = store._aclient()
-        names = {c["name"] for c in await client.xinfo_consumers(store.keys.stream(CH), GROUP)}
-        assert names == {"other"}
+    assert consumer_names(store) == {"other"}
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # names: see above
 async def test_forgetting_idle_consumers_drops_only_names_that_hold_no_lease(store):
-    from taskchan.stores.keys import GROUP
-    from taskchan.stores.redis import RedisStore
-
     await store.prepare([CH])
     await put(store)
     await put(store)
     [finished] = await store.fetch([CH], "dead", 1, 0)  # a worker that finished its job, then was killed
     await store.ack([finished])
-    [held] = await store.fetch([CH], "busy", 1, 0)  # one that still holds a lease
+    await one(store, "busy")  # one that still holds a lease
     await asyncio.sleep(0.1)
 
     assert await store.forget_idle_consumers(CH, 60_000) == 0  # not idle long enough
-    dropped = await store.forget_idle_consumers(CH, 50)
-
-    if isinstance(store, RedisStore):
-        client, _ = store._aclient()
-        names = {c["name"] for c in await client.xinfo_consumers(store.keys.stream(CH), GROUP)}
-        assert (dropped, names) == (1, {"busy"})
-    # The lease survives: it lapses and is reclaimed as ever.
-    [reclaimed] = await store.reclaim(CH, "other", 50, 10)
-    assert reclaimed.entry_id == held.entry_id
+    assert consumer_names(store) == {"dead", "busy"}
+    assert await store.forget_idle_consumers(CH, 50) == 1
+    assert consumer_names(store) == {"busy"}
     assert await store.forget_idle_consumers("taskchan.c.never-used", 0) == 0
+
+
+async def test_forgetting_idle_consumers_never_loses_a_lease(store):
+    await store.prepare([CH])
+    await put(store)
+    [held] = await store.fetch([CH], "busy", 1, 0)  # a worker that was killed holding it
+    await asyncio.sleep(0.1)
+
+    await store.forget_idle_consumers(CH, 0)
+
+    # The lease survives: it lapses and is reclaimed as ever.
+    reclaimed = await store.reclaim(CH, "other", 50, 10)
+    assert [(d.entry_id, d.reclaimed) for d in reclaimed] == [(held.entry_id, True)]
 
 
 async def test_promote_all_moves_the_due_messages_of_every_channel(store):

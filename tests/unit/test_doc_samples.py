@@ -1,8 +1,12 @@
 """Every code sample in docs/*.md is checked.
 
-- ```python blocks must compile; a block whose fence is preceded by the line
-  ``<!-- run -->`` is also executed, in a fresh namespace, with the in-memory
-  layer and a database (consumers it registers are unregistered afterwards);
+- ```python blocks must compile, and every taskchan name they use must exist:
+  each ``import taskchan...`` / ``from taskchan... import name``, each
+  attribute read through them (``taskchan.send``, ``taskchan.metrics.metrics_view``)
+  and each keyword argument passed to a taskchan callable (``max_attempts=``);
+  a block whose fence is preceded by the line ``<!-- run -->`` is also
+  executed, in a fresh namespace, with the in-memory layer and a database
+  (consumers it registers are unregistered afterwards);
 - ```sh blocks: every ``python manage.py COMMAND`` must name a real management
   command, and every ``--option`` passed to ``runworker`` or
   ``taskchan_status`` must exist in that command's parser.
@@ -10,6 +14,9 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import re
 import shlex
 from dataclasses import dataclass
@@ -85,9 +92,94 @@ def test_index_links_every_page():
     assert not missing, f"docs/index.md does not link {missing}"
 
 
+def _resolve(value, attribute: str):
+    """``value.attribute``, importing a submodule of a package if that is what it names."""
+    try:
+        return getattr(value, attribute)
+    except AttributeError:
+        if inspect.ismodule(value):
+            try:
+                return importlib.import_module(f"{value.__name__}.{attribute}")
+            except ImportError:
+                pass
+        raise AttributeError(f"{getattr(value, '__name__', value)!r} has no {attribute!r}") from None
+
+
+class TaskchanNames(ast.NodeVisitor):
+    """Check every taskchan name a sample uses; ``errors`` says which do not exist.
+
+    A sample may use ``taskchan.`` without importing it (the reader has): the
+    bare name is the package.  Names bound by the sample's own imports of
+    taskchan are followed through attribute reads and calls.
+    """
+
+    def __init__(self):
+        self.bound = {"taskchan": importlib.import_module("taskchan")}
+        self.errors: list[str] = []
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            if alias.name.split(".")[0] == "taskchan":
+                try:
+                    module = importlib.import_module(alias.name)
+                except ImportError as exc:
+                    self.errors.append(f"line {node.lineno}: import {alias.name}: {exc}")
+                    continue
+                if alias.asname:
+                    self.bound[alias.asname] = module
+
+    def visit_ImportFrom(self, node):
+        if (node.module or "").split(".")[0] != "taskchan" or node.level:
+            return
+        try:
+            module = importlib.import_module(node.module)
+        except ImportError as exc:
+            self.errors.append(f"line {node.lineno}: from {node.module}: {exc}")
+            return
+        for alias in node.names:
+            try:
+                self.bound[alias.asname or alias.name] = _resolve(module, alias.name)
+            except AttributeError as exc:
+                self.errors.append(f"line {node.lineno}: from {node.module} import {alias.name}: {exc}")
+
+    def value_of(self, node):
+        """The object a Name/Attribute chain rooted at a taskchan name stands for, or None."""
+        if isinstance(node, ast.Name):
+            return self.bound.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.value_of(node.value)
+            if base is None:
+                return None
+            try:
+                return _resolve(base, node.attr)
+            except AttributeError as exc:
+                self.errors.append(f"line {node.lineno}: {exc}")
+        return None
+
+    def visit_Attribute(self, node):
+        if self.value_of(node) is None:
+            self.generic_visit(node)  # not a taskchan chain: look inside it
+
+    def visit_Call(self, node):
+        func = self.value_of(node.func)
+        if callable(func) and node.keywords:
+            try:
+                parameters = inspect.signature(func).parameters
+            except (TypeError, ValueError):  # a builtin without a signature
+                parameters = {}
+            open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+            for keyword in node.keywords:
+                if keyword.arg and parameters and not open_ended and keyword.arg not in parameters:
+                    self.errors.append(f"line {node.lineno}: {ast.unparse(node.func)}() has no argument {keyword.arg!r}")
+        self.generic_visit(node)
+
+
 @pytest.mark.parametrize("block", PYTHON, ids=[b.where for b in PYTHON])
-def test_python_sample_compiles(block):
-    compile(block.source, block.where, "exec")
+def test_python_sample_compiles_and_uses_only_real_taskchan_names(block):
+    tree = ast.parse(compile(block.source, block.where, "exec", ast.PyCF_ONLY_AST), block.where)
+    names = TaskchanNames()
+    names.visit(tree)
+    assert not names.errors, f"{block.where}: " + "; ".join(dict.fromkeys(names.errors))
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,118 @@
+"""The systems the benchmark compares: their names, where each keeps queued jobs,
+the environment of its processes and the command of its worker.
+
+Every row runs the same no-op job (``bench/common.py``).  The *ceiling* row is
+what Redis Streams and one Python producer do with no queue library at all:
+``XADD`` per job, a worker reading with ``XREADGROUP COUNT`` and acking each
+batch in one pipeline (``bench/streams_worker.py``); every other row's
+end-to-end rate is also printed as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from bench.common import (
+    CEILING_STREAM,
+    CELERY_QUEUE,
+    RAW_CHANNEL,
+    REDIS_URL_ENV,
+    RELAY_CHANNEL,
+    SHARD_URLS_ENV,
+    SPREAD_CHANNELS,
+    TASKCHAN_CHANNEL,
+)
+from bench.processes import ROOT
+
+#: "handoff": a taskchan channel with handoff="celery" (send() publishes to
+#: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
+#: worker relaying each message to Celery (opt-in: --only ...,relay).
+#: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
+SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
+DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
+#: The row every end-to-end figure is divided by (the "of ceiling" column).
+CEILING = "ceiling"
+LABELS = {
+    "ceiling": "bare Redis Streams (ceiling)",
+    "raw": "raw channels_redis",
+    "celery": "Celery",
+    "taskchan": "taskchan",
+    "handoff": "taskchan→celery",
+    "relay": "taskchan→worker→celery",
+    "multi": "taskchan, 4 channels",
+    "sharded": "taskchan, 4 channels, 2 Redis",
+    "encrypted": "taskchan, encrypted",
+}
+#: Systems whose processes run under Django (and need its throw-away database).
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
+#: Where each system holds queued jobs (Redis command, key...), to check that a
+#: send-only run stored every job it sent. Default prefixes: channels_redis
+#: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
+QUEUED = {
+    "ceiling": ("xlen", CEILING_STREAM),
+    "raw": ("zcard", "asgi" + RAW_CHANNEL),
+    "celery": ("llen", CELERY_QUEUE),
+    "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "handoff": ("llen", CELERY_QUEUE),
+    "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
+    **{
+        system: ("xlen", *("taskchan:q:" + c for c in SPREAD_CHANNELS))
+        for system in ("multi", "sharded")
+    },
+}
+
+
+def environments(redis_url: str, workdir: Path, second_url: str | None = None) -> dict[str, dict]:
+    """The environment of each system's producer and worker processes.
+
+    Only the taskchan rows run under Django: with DJANGO_SETTINGS_MODULE set,
+    Celery's Django fix-up would set Django up in the plain Celery worker too.
+    """
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "REDIS_URL")}
+    base.update(PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1", **{REDIS_URL_ENV: redis_url})
+    taskchan = dict(
+        base,
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        REDIS_URL=redis_url,
+        BENCH_SQLITE_PATH=str(workdir / "db.sqlite3"),
+    )
+    # The hand-off rows: taskchan's settings plus the hand-off consumers;
+    # their Celery worker is the project's app under Django.
+    handoff = dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_handoff")
+    envs = {"ceiling": base, "raw": base, "celery": base, "taskchan": taskchan, "multi": taskchan,
+            "handoff": handoff, "relay": handoff,
+            "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted")}  # fmt: skip
+    if second_url:
+        envs["sharded"] = dict(
+            taskchan,
+            DJANGO_SETTINGS_MODULE="bench.settings_sharded",
+            **{SHARD_URLS_ENV: f"{redis_url},{second_url}"},
+        )
+    return envs
+
+
+def worker_command(system: str) -> list[str]:
+    """The command line of ``system``'s worker (stopped with SIGTERM to its process group)."""
+    py = sys.executable
+    if system == "ceiling":
+        return [py, "-m", "bench.streams_worker"]
+    if system == "raw":
+        return [py, "-m", "bench.raw_worker"]
+    # The same Celery worker configuration for the Celery and hand-off rows;
+    # only the app differs (bench's plain one, or the project's under Django).
+    celery = [
+        py, "-m", "celery", "-A", "bench.celery_app" if system == "celery" else "project", "worker",
+        "--pool", "threads", "--concurrency", "4",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-Q", CELERY_QUEUE, "--loglevel", "WARNING",
+    ]  # fmt: skip
+    if system in ("celery", "handoff"):
+        return celery
+    if system == "relay":
+        return [py, "-m", "bench.relay_worker", *celery]
+    channels = "taskchan.bench-sh.*" if system in ("multi", "sharded") else "taskchan.bench"
+    return [py, "manage.py", "runworker", channels, "--concurrency", "4"]
