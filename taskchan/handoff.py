@@ -297,7 +297,7 @@ def publish(
                 )
             time.sleep(0.02)
     except TRANSIENT as exc:
-        raise _unavailable(store, exc) from exc
+        raise _unavailable(store, channel, exc) from exc
 
     try:
         _send_task(channel, raw, message_id, delay_ms, consumer.name)
