@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from ..envelope import CHANNEL_NAME_RE
 from .base import ChannelStats, Delivery, StoreBase
 from .keys import (
     BUCKETS_PER_HOUR,
@@ -144,13 +145,25 @@ def sentinel_options(host: Any) -> tuple[str, list, dict | None, dict] | None:
     return master_name, sentinels, sentinel_kwargs, options
 
 
-def _entry_raw(fields: Any) -> str:
-    """The envelope of a stream entry; anything else (sent around taskchan) as JSON for the dead letter."""
+def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclaimed: bool = False) -> Delivery:
+    """A stream entry as a Delivery; one that is not a taskchan entry (sent around taskchan) is
+    marked ``unreadable``, its fields kept as JSON for the dead letter."""
     if isinstance(fields, list):  # Lua replies give a flat [field, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=False))
     if isinstance(fields, dict) and len(fields) == 1 and FIELD in fields:
-        return fields[FIELD]
-    return json.dumps({"unexpected stream fields": fields}, default=str)
+        return Delivery(channel, entry_id, fields[FIELD], deliveries, reclaimed)
+    raw = json.dumps({"unexpected stream fields": fields}, default=str, ensure_ascii=False)
+    why = f"a stream entry must have one field, {FIELD!r} (the envelope); this one has other fields"
+    return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
+
+
+def _worker_info(text: str | None) -> dict | None:
+    """A registry entry's JSON; None for one that is missing or not a JSON object (written by hand)."""
+    try:
+        info = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
 
 
 class RedisStore(StoreBase):
@@ -165,6 +178,10 @@ class RedisStore(StoreBase):
         # redis-py must fail fast instead of sleeping through its own retries.
         options = {
             "decode_responses": True,
+            # Bytes that are not UTF-8 (an entry written around taskchan) come
+            # back as lone surrogates instead of failing the whole reply: the
+            # worker dead-letters that entry (envelope.decode) and reads on.
+            "encoding_errors": "surrogateescape",
             "protocol": 2,
             "socket_connect_timeout": 2,
             # redis-py 8's default, set for every supported version (5-7 wait
@@ -296,8 +313,21 @@ class RedisStore(StoreBase):
         for stream, entries in reply or ():
             channel = stream[prefix_len:]
             for entry_id, fields in entries:
-                deliveries.append(Delivery(channel, entry_id, _entry_raw(fields)))
+                deliveries.append(_entry(channel, entry_id, fields))
         return deliveries
+
+    async def wrong_type_channels(self, channels):
+        client, _ = self._aclient()
+        pipe = client.pipeline(transaction=False)
+        expected = [(c, key, kind) for c in channels
+                    for key, kind in ((self.keys.stream(c), "stream"), (self.keys.scheduled(c), "zset"))]
+        for _channel, key, _kind in expected:
+            pipe.type(key)
+        found = {}
+        for (channel, key, kind), actual in zip(expected, await pipe.execute(), strict=True):
+            if actual not in (kind, "none"):
+                found.setdefault(channel, f"the Redis key {key!r} holds a {actual}, not a {kind}")
+        return found
 
     async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
         if not deliveries:
@@ -319,7 +349,11 @@ class RedisStore(StoreBase):
             for d in batch:
                 if d.idempotency_key is not None:
                     pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
-        await pipe.execute()
+        for reply in await pipe.execute(raise_on_error=False):
+            # A stream replaced by a key of another type holds nothing to ack
+            # (the worker sets that channel aside); any other error fails the batch.
+            if isinstance(reply, Exception) and "WRONGTYPE" not in str(reply):
+                raise reply
 
     async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
         _, scripts = self._aclient()
@@ -355,9 +389,7 @@ class RedisStore(StoreBase):
             if "NOGROUP" in str(exc):
                 return []
             raise
-        return [
-            Delivery(channel, entry_id, _entry_raw(fields), int(n), reclaimed=True) for entry_id, fields, n in reply
-        ]
+        return [_entry(channel, entry_id, fields, int(n), reclaimed=True) for entry_id, fields, n in reply]
 
     def charge(self, delivery, consumer):
         # Sync: called by a job thread right before it starts the job.
@@ -398,7 +430,8 @@ class RedisStore(StoreBase):
 
     async def known_channels(self):
         client, _ = self._aclient()
-        return sorted(await client.smembers(self.keys.channels))
+        # Only names send() could have written: a member added by hand is no channel.
+        return sorted(c for c in await client.smembers(self.keys.channels) if CHANNEL_NAME_RE.match(c))
 
     async def stats(self, channels):
         client, _ = self._aclient()
@@ -485,4 +518,4 @@ class RedisStore(StoreBase):
         if not ids:
             return []
         infos = await client.mget([self.keys.worker(i) for i in ids])
-        return [dict(json.loads(info), id=i) for i, info in zip(ids, infos, strict=True) if info]
+        return [dict(info, id=i) for i, info in zip(ids, map(_worker_info, infos), strict=True) if info]
