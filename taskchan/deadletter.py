@@ -21,13 +21,7 @@ import datetime
 import hashlib
 import logging
 
-from django.db import (
-    DatabaseError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    close_old_connections,
-)
+from django.db import DataError, close_old_connections
 
 from .envelope import Envelope
 from .text import printable
@@ -38,10 +32,10 @@ logger = logging.getLogger("taskchan.deadletter")
 RAW_CHARS = 100_000
 #: largest value of an integer column on every supported database (PostgreSQL ``integer``)
 MAX_COLUMN_INT = 2**31 - 1
-#: errors that mean "the database will not hold these values" ...
-REFUSED = (DatabaseError, ValueError, TypeError, OverflowError)
-#: ... unless they are these: the database is unreachable, or a racing writer won; try again later
-RETRY_LATER = (OperationalError, InterfaceError, IntegrityError)
+#: errors that mean "the database will not hold these values" (value too long or out of
+#: range, NUL or ``\u0000`` in text, an int too large for SQLite); any other error (the
+#: database is down, a racing writer won) is raised, and the caller tries again later
+REFUSED = (DataError, ValueError, TypeError, OverflowError)
 
 
 def _when(timestamp) -> datetime.datetime | None:
@@ -148,8 +142,6 @@ def record(
     try:
         try:
             row = _write(message_id, fields)
-        except RETRY_LATER:
-            raise
         except REFUSED as exc:
             row = _write(message_id, _as_text(fields, envelope, exc))
         logger.error(

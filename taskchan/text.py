@@ -11,6 +11,8 @@ out as well.
 
 from __future__ import annotations
 
+import json
+
 
 def is_utf8(text: str) -> bool:
     """Whether ``text`` encodes to UTF-8 (no lone surrogates)."""
@@ -48,3 +50,19 @@ def shown(text: str, limit: int = 120) -> str:
     """``text`` for an error message: printable, quoted and cut to ``limit`` characters."""
     cut = repr(printable(text[:limit]))
     return cut + (f" (cut; {len(text):,} characters)" if len(text) > limit else "")
+
+
+def json_for_people(value, indent: int | None = 2) -> str:
+    """``value`` as printable JSON for a page, whatever a database row holds.
+
+    Never raises: a value nested too deeply for the indenting encoder is shown
+    compact, and one no encoder can write as its ``repr``.
+    """
+    for options in ({"indent": indent}, {}):
+        try:
+            return printable(json.dumps(value, ensure_ascii=False, **options))
+        except RecursionError:
+            continue
+        except (TypeError, ValueError):
+            break
+    return printable(repr(value)[:10_000])
