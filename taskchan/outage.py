@@ -106,19 +106,22 @@ class RedisHealth:
         trying again."""
         if is_wrong_type(exc):
             try:
-                await self.quarantine.inspect(part.index, part.store, channels, what, exc)
+                if await self.quarantine.inspect(part.index, part.store, channels):
+                    return 0.0  # set aside: the others can be read again at once
             except (RedisError, OSError) as again:
                 exc = again
-            else:
-                return 0.0
+        # A WRONGTYPE no channel key explains (another key of ours?) is backed off from like an outage.
         outage = self.outages.setdefault(part.index, Outage(repr(part.store)))
         return outage.failed(what, exc)
 
-    def answered(self, part, channels: list[str]) -> None:
-        """A Redis call on ``part`` over ``channels`` worked."""
+    def answered(self, part) -> None:
+        """A Redis call on ``part`` worked."""
         if (outage := self.outages.get(part.index)) is not None:
             outage.answered()
-        self.quarantine.cleared(part.index, channels)
+
+    async def recheck(self, part) -> None:
+        """Look again at ``part``'s channels set aside whose time has come (quarantine.py)."""
+        await self.quarantine.recheck(part.index, part.store)
 
 
 def redis_retrying(cls, attempts: int = 0):

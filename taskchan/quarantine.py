@@ -37,39 +37,44 @@ class Quarantine:
         self._logged: dict[tuple[int, str], float] = {}  # when the error was last logged
 
     def usable(self, index: int, channels: list[str]) -> list[str]:
-        """``channels`` of partition ``index`` minus those set aside (which come back when due)."""
-        if not self._until:
+        """``channels`` of partition ``index`` minus those set aside."""
+        if not self._why:
             return channels
-        now = self._clock()
-        return [c for c in channels if self._until.get((index, c), 0.0) <= now]
+        return [c for c in channels if (index, c) not in self._why]
 
-    async def inspect(self, index: int, store, channels: list[str], what: str, exc: BaseException) -> None:
-        """After a WRONGTYPE error from ``what``: find the culprits among ``channels`` and set them aside."""
+    async def inspect(self, index: int, store, channels: list[str]) -> bool:
+        """After a WRONGTYPE error: find the culprits among ``channels`` and set them aside; whether any were."""
         found = await store.wrong_type_channels(channels)
-        if not found:
-            logger.error("%s on %r failed: %s (no channel key has a wrong type: another key?)", what, store, exc)
-            return
-        now = self._clock()
         for channel, why in found.items():
-            key = (index, channel)
-            self._until[key] = now + RECHECK_SECONDS
-            self._why[key] = why
-            if now >= self._logged.get(key, -REPEAT_SECONDS) + REPEAT_SECONDS:
-                self._logged[key] = now
-                logger.error(
-                    "channel %s cannot be read: %s. It is not served until that key is deleted or "
-                    "renamed (checked every %.0f s); the other channels go on",
-                    channel, why, RECHECK_SECONDS,
-                )
+            self._set_aside(index, channel, why)
+        return bool(found)
 
-    def cleared(self, index: int, channels: list[str]) -> None:
-        """A call over ``channels`` worked: those set aside among them are readable again."""
-        for channel in channels:
-            key = (index, channel)
-            if key in self._why and self._until[key] <= self._clock():
+    async def recheck(self, index: int, store) -> None:
+        """Look again at the channels of partition ``index`` whose time has come; bring back the fixed ones."""
+        now = self._clock()
+        due = [c for (i, c), until in self._until.items() if i == index and until <= now]
+        if not due:
+            return
+        found = await store.wrong_type_channels(due)
+        for channel in due:
+            if channel in found:
+                self._set_aside(index, channel, found[channel])
+            else:
                 logger.warning("channel %s can be read again", channel)
                 for table in (self._until, self._why, self._logged):
-                    table.pop(key, None)
+                    table.pop((index, channel), None)
+
+    def _set_aside(self, index: int, channel: str, why: str) -> None:
+        key, now = (index, channel), self._clock()
+        self._until[key] = now + RECHECK_SECONDS
+        self._why[key] = why
+        if now >= self._logged.get(key, -REPEAT_SECONDS) + REPEAT_SECONDS:
+            self._logged[key] = now
+            logger.error(
+                "channel %s cannot be read: %s. It is not served until that key is deleted or "
+                "renamed (checked every %.0f s); the other channels go on",
+                channel, why, RECHECK_SECONDS,
+            )
 
     def report(self) -> dict[str, str]:
         """channel -> why it is set aside, for the worker's registry entry."""

@@ -12,6 +12,9 @@ out as well.
 from __future__ import annotations
 
 import json
+import re
+
+_NOT_FROM_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def is_utf8(text: str) -> bool:
@@ -39,10 +42,9 @@ def printable(text: str) -> str:
     """
     if text.isascii() and "\x00" not in text:
         return text
-    try:
-        data = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that did not come from a byte
-        data = text.encode("utf-8", "backslashreplace")
+    # Surrogates that did not come from a byte (U+DC80..U+DCFF did) first, as \\udNNN.
+    text = _NOT_FROM_A_BYTE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    data = text.encode("utf-8", "surrogateescape")
     return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 

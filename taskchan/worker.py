@@ -378,7 +378,7 @@ class Worker:
             finally:
                 self._reserved[index] = 0
                 self._room.set()
-            self._health.answered(part, channels)
+            self._health.answered(part)
             self._enqueue(deliveries, index)
 
     async def _prepare_partition(self, part: Partition, channels: list[str]) -> None:
@@ -678,23 +678,27 @@ class Worker:
             now = time.monotonic()
             if not self._stopping.is_set():
                 await self._guarded("promote", part, self._promote)
+                await self._guarded("checking unreadable channels", part, self._health.recheck, always_calls=False)
             if now >= next_extend:
-                await self._guarded("lease renewal", part, self._extend_leases)
+                await self._guarded("lease renewal", part, self._extend_leases, always_calls=False)
                 next_extend = now + min_vt / 3
             if now >= next_reclaim and not self._stopping.is_set():
-                await self._guarded("reclaim", part, self._reclaim)
+                await self._guarded("reclaim", part, self._reclaim, always_calls=False)
                 next_reclaim = now + min(1.0, min_vt / 4)
             if now >= next_heartbeat:
                 await self._guarded("worker heartbeat", part, self._heartbeat)
                 next_heartbeat = now + HOUSEKEEPING_INTERVAL
             if now >= next_forget and not self._stopping.is_set():
-                await self._guarded("forgetting dead consumers", part, self._forget_dead_consumers)
+                await self._guarded("forgetting dead consumers", part, self._forget_dead_consumers, always_calls=False)
                 next_forget = now + FORGET_INTERVAL
             # While the host does not answer, its upkeep backs off with its fetcher.
             await asyncio.sleep(max(self.poll_interval, self._health.delay(index)))
 
-    async def _guarded(self, what: str, part: Partition, step) -> None:
+    async def _guarded(self, what: str, part: Partition, step, *, always_calls: bool = True) -> None:
         """``step(part)``, reporting Redis errors to the host's outage or quarantine instead of raising.
+
+        Only a step that ``always_calls`` Redis can tell that the host answers
+        again: one that may have had nothing to send proves nothing.
 
         No time limit of its own: every Redis call gives up after the store's
         socket timeout, and a step cut off half-way would starve the channels
@@ -706,7 +710,8 @@ class Worker:
         except (RedisError, OSError) as exc:
             await self._health.failed(what, part, channels, exc)  # the upkeep loop backs off
         else:
-            self._health.answered(part, channels)
+            if always_calls:
+                self._health.answered(part)
 
     async def _each_partition(self, what: str, step) -> None:
         """``step`` on every partition side by side (each guarded)."""
