@@ -20,7 +20,9 @@ _client = None
 def rec() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        # TASKCHAN_RECORD_URL: records on a Redis apart from the store's (the chaos soak restarts that one)
+        url = os.environ.get("TASKCHAN_RECORD_URL") or os.environ["REDIS_URL"]
+        _client = redis.Redis.from_url(url, decode_responses=True)
     return _client
 
 

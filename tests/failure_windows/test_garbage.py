@@ -39,23 +39,27 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CH = "taskchan.t.record"
 
 
-def forged(**fields) -> bytes:
-    envelope = {"v": 1, "id": "forged-" + "-".join(sorted(fields)), "ch": CH, "c": {"x": 1}, **fields}
-    return json.dumps(envelope).encode()
+def garbage_for(channel: str) -> dict[str, tuple[dict, str]]:
+    """kind -> (stream entry fields, a phrase of its dead letter's error), for ``channel``."""
+
+    def forged(**fields) -> bytes:
+        envelope = {"v": 1, "id": "forged-" + "-".join(sorted(fields)), "ch": channel, "c": {"x": 1}, **fields}
+        return json.dumps(envelope).encode()
+
+    return {
+        "deep-json": ({"m": b"[" * 100_000 + b"]" * 100_000}, "nested too deeply"),
+        "string-time": ({"m": forged(t="yesterday")}, "send time"),
+        "non-utf8": ({"m": b'\xff\xfe{"v": 1, \x80}'}, "not UTF-8"),
+        "huge-numbers": ({"m": forged(n=2**40, ma=10**20)}, "attempt count"),
+        "huge-max-attempts": ({"m": forged(ma=2**31)}, "max_attempts"),
+        "long-reply-channel": ({"m": forged(rc="r" * 300)}, "reply channel"),
+        "lone-surrogate": ({"m": forged(c={"a": "\ud800"})}, "lone surrogate"),
+        "bad-errors": ({"m": forged(e=[1, {"at": 1e20}])}, "errors"),
+        "unexpected-fields": ({"payload": b"\xff", "other": b"x"}, "one field"),
+    }
 
 
-#: kind -> (stream entry fields, a phrase of the dead letter's error)
-GARBAGE = {
-    "deep-json": ({"m": b"[" * 100_000 + b"]" * 100_000}, "nested too deeply"),
-    "string-time": ({"m": forged(t="yesterday")}, "send time"),
-    "non-utf8": ({"m": b'\xff\xfe{"v": 1, \x80}'}, "not UTF-8"),
-    "huge-numbers": ({"m": forged(n=2**40, ma=10**20)}, "attempt count"),
-    "huge-max-attempts": ({"m": forged(ma=2**31)}, "max_attempts"),
-    "long-reply-channel": ({"m": forged(rc="r" * 300)}, "reply channel"),
-    "lone-surrogate": ({"m": forged(c={"a": "\ud800"})}, "lone surrogate"),
-    "bad-errors": ({"m": forged(e=[1, {"at": 1e20}])}, "errors"),
-    "unexpected-fields": ({"payload": b"\xff", "other": b"x"}, "one field"),
-}
+GARBAGE = garbage_for(CH)
 
 
 @pytest.fixture
