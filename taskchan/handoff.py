@@ -165,7 +165,7 @@ def active(store) -> bool:
         raise ImproperlyConfigured(
             "A channel hands its messages off to Celery (handoff='celery'), but no Celery broker "
             f"is configured (CELERY_BROKER_URL is {broker_url()!r}): set CELERY_BROKER_URL "
-            "(e.g. to REDIS_URL), or drop handoff='celery' from the consumer. Nothing was sent."
+            "(e.g. to your Redis URL), or drop handoff='celery' from the consumer. Nothing was sent."
         )
     return True
 

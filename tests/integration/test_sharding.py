@@ -291,7 +291,9 @@ def test_a_host_that_is_down_holds_back_only_its_own_channels(
     assert worker.running
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.output()
-    assert f"fetch from <RedisStore redis://127.0.0.1:{second.port}" in worker.output()
+    # One line when the host stopped answering and one when it answered again (outage.py).
+    assert f"Redis <RedisStore redis://127.0.0.1:{second.port}/0 prefix='taskchan'> does not answer" in worker.output()
+    assert f"Redis <RedisStore redis://127.0.0.1:{second.port}/0 prefix='taskchan'> answers again" in worker.output()
 
 
 def test_taskchan_status_reads_every_host(use_sharded_layer, manage, redis_url):

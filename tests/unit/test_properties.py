@@ -19,7 +19,7 @@ import math
 
 import pytest
 import redis as redis_lib
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import taskchan
@@ -200,6 +200,13 @@ def _dump(data, ensure_ascii):
         return "{}"
 
 
+# The entries that killed workers before, always tried besides the random ones.
+@example(b"[" * 100_000 + b"]" * 100_000)
+@example(b'{"v":1,"id":"x","ch":"taskchan.c.prop","c":{},"t":"yesterday"}')
+@example(b'{"v":1,"id":"x","ch":"taskchan.c.prop","c":{"a":"\\ud800"}}')
+@example(b'{"v":1,"id":"x","ch":"taskchan.c.prop","c":{},"ma":100000000000000000000}')
+@example(b'{"v":1,"id":"x","ch":"taskchan.c.prop","c":{},"e":[1]}')
+@example(b"\xff\xfe{\x80")
 @settings(max_examples=800, deadline=None)
 @given(st.binary(max_size=3000))
 def test_decode_of_any_bytes_raises_only_malformed_envelope(data):
@@ -211,7 +218,7 @@ def test_decode_of_any_bytes_raises_only_malformed_envelope(data):
         check_downstream(envelope)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(envelopes, st.booleans())
 def test_decode_of_any_envelope_gives_one_everything_downstream_handles(data, ensure_ascii):
     raw = _dump(data, ensure_ascii)

@@ -1,0 +1,97 @@
+"""Reading the Redis hosts of a taskchan layer's CONFIG (channels_redis's formats, plus taskchan's keys).
+
+Pure functions, no connections: ``redis.py`` builds clients from what they return,
+and ``checks.py`` runs them at start-up to report a bad CONFIG early.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def client_options(host: Any) -> tuple[str | None, dict]:
+    """Turn one channels_redis ``hosts`` entry into (url, redis-py keyword arguments)."""
+    if isinstance(host, str):
+        return host, {}
+    if isinstance(host, (tuple, list)):
+        return None, {"host": host[0], "port": int(host[1])}
+    if isinstance(host, dict):
+        options = dict(host)
+        address = options.pop("address", None)
+        if isinstance(address, (tuple, list)):
+            options.update(host=address[0], port=int(address[1]))
+            address = None
+        return address, options
+    raise TypeError(f"cannot read Redis host {host!r}: use a redis:// URL")
+
+
+def without_password(url: str) -> str:
+    """``redis://user:secret@host/0`` as ``redis://user:***@host/0``."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
+def store_hosts(hosts: Any = None, taskchan_host: Any = None, taskchan_hosts: Any = None) -> list:
+    """The Redis hosts of the reliable store, from the layer's CONFIG.
+
+    ``taskchan_hosts`` (a list), else ``taskchan_host`` (one), else every entry
+    of ``hosts``, as channels_redis shards its own channels over them.  More
+    than one host shards taskchan channels (``sharded.py``).
+    """
+    if taskchan_host and taskchan_hosts:
+        raise ImproperlyConfigured(
+            "CHANNEL_LAYERS CONFIG sets both 'taskchan_host' and 'taskchan_hosts': keep one "
+            "('taskchan_hosts' is a list and shards taskchan channels over it)."
+        )
+    if taskchan_hosts is not None and (not isinstance(taskchan_hosts, (list, tuple)) or not taskchan_hosts):
+        raise ImproperlyConfigured(
+            f"CHANNEL_LAYERS CONFIG 'taskchan_hosts' must be a non-empty list of Redis hosts, not {taskchan_hosts!r}."
+        )
+    chosen = list(taskchan_hosts or ([taskchan_host] if taskchan_host else hosts or ["redis://localhost:6379/0"]))
+    _refuse_repeats(chosen)
+    return chosen
+
+
+def drain_hosts(taskchan_drain_hosts: Any, active: list) -> list:
+    """CONFIG's ``taskchan_drain_hosts``: Redis hosts workers still read but nothing is sent to."""
+    if taskchan_drain_hosts is None:
+        return []
+    if not isinstance(taskchan_drain_hosts, (list, tuple)):
+        raise ImproperlyConfigured(
+            "CHANNEL_LAYERS CONFIG 'taskchan_drain_hosts' must be a list of Redis hosts, "
+            f"not {taskchan_drain_hosts!r}."
+        )
+    _refuse_repeats([*active, *taskchan_drain_hosts])
+    return list(taskchan_drain_hosts)
+
+
+def _refuse_repeats(hosts: list) -> None:
+    seen = set()
+    for host in hosts:
+        # The same Redis twice would be two shards sharing every key.
+        identity = json.dumps(host, sort_keys=True, default=str)
+        if identity in seen:
+            raise ImproperlyConfigured(
+                f"CHANNEL_LAYERS CONFIG lists the Redis host {host!r} twice (in the hosts taskchan "
+                "sends to, or both there and in 'taskchan_drain_hosts')."
+            )
+        seen.add(identity)
+
+
+def sentinel_options(host: Any) -> tuple[str, list, dict | None, dict] | None:
+    """A channels_redis Sentinel ``hosts`` entry as (master_name, sentinels, sentinel_kwargs, connection kwargs).
+
+    ``None`` for any other entry.  The format is channels_redis's own: a dict
+    with ``master_name``, ``sentinels`` (a list of (host, port)), an optional
+    ``sentinel_kwargs``, and keyword arguments for the master's connections.
+    """
+    if not isinstance(host, dict) or host.get("master_name") is None:
+        return None
+    options = dict(host)
+    master_name = options.pop("master_name")
+    sentinels = [(address[0], int(address[1])) for address in options.pop("sentinels")]
+    sentinel_kwargs = options.pop("sentinel_kwargs", None)
+    return master_name, sentinels, sentinel_kwargs, options
