@@ -285,7 +285,7 @@ def decode(raw: str | bytes, channel: str) -> Envelope:
         # Redis handed us bytes that are not UTF-8 (kept as surrogates by the client).
         raise MalformedEnvelope("not UTF-8 text: the stored bytes cannot be a JSON envelope")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite_float)
     except RecursionError:
         raise MalformedEnvelope(
             f"nested too deeply to read (content may nest at most {MAX_CONTENT_DEPTH} levels)"
@@ -316,6 +316,18 @@ def decode(raw: str | bytes, channel: str) -> Envelope:
         # that no UTF-8 text (Redis, the database, a retry) can hold.
         raise MalformedEnvelope("envelope holds a lone surrogate (text that is not valid Unicode)")
     return env
+
+
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number; one past a float's range (1e400) would be infinity, which no JSON can carry back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
 
 
 def _problem(env: Envelope, channel: str, raw: str) -> str:

@@ -218,6 +218,7 @@ def test_decode_of_any_bytes_raises_only_malformed_envelope(data):
         check_downstream(envelope)
 
 
+@example({"v": 1, "id": "0", "ch": CH, "c": {"": math.inf}}, False)  # found by this test: Infinity
 @settings(max_examples=500, deadline=None)
 @given(envelopes, st.booleans())
 def test_decode_of_any_envelope_gives_one_everything_downstream_handles(data, ensure_ascii):
