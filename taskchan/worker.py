@@ -542,12 +542,12 @@ class Worker:
     def _settle(self, outcome: Outcome) -> None:
         """On the loop: ack a success now (batched); retry or dead-letter a failure."""
         delivery = outcome.delivery
-        self.last_finished = time.time()
         if outcome.skipped:
             # Taken by another worker before it started here: not ours to settle.
             self._release(delivery)
             self._room.set()
             return
+        self.last_finished = time.time()
         if outcome.ok:
             self.processed += 1
             metrics.processed(delivery.channel)
