@@ -34,7 +34,9 @@ _EXPORTS = {
     "InvalidChannelName": "taskchan.exceptions",
     "ContentNotSerializable": "taskchan.exceptions",
     "MessageTooLarge": "taskchan.exceptions",
+    "InvalidOption": "taskchan.exceptions",
     "StoreUnavailable": "taskchan.exceptions",
+    "StoreRefused": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
 }
 
@@ -53,7 +55,9 @@ __all__ = [
     "InvalidChannelName",
     "ContentNotSerializable",
     "MessageTooLarge",
+    "InvalidOption",
     "StoreUnavailable",
+    "StoreRefused",
     "NotATaskchanLayer",
     "__version__",
 ]
@@ -76,10 +80,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .exceptions import (
         ContentNotSerializable,
         InvalidChannelName,
+        InvalidOption,
         MessageTooLarge,
         NotATaskchanLayer,
         Reject,
         Retry,
+        StoreRefused,
         StoreUnavailable,
         TaskchanError,
     )

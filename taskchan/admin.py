@@ -14,6 +14,7 @@ queue overview                  ``taskchan.view_queue_overview``
 send_on_commit rows waiting     ``taskchan.view_outboxmessage``
 relay them now                  ``taskchan.change_outboxmessage``
 ==============================  =============================================
+Every failed-message action needs the view permission as well.
 
 Every query of the list page is bounded (see ``admin_lists``): it opens as fast
 with 100,000 rows as with 100 (``tests/admin/test_failed_list.py`` measures it).
@@ -37,22 +38,21 @@ from . import admin_views as views
 from .admin_lists import IndexedValuesFilter, LimitedCountPaginator, RetriedFilter
 from .conf import settings as taskchan_settings
 from .models import FailedMessage, OutboxMessage, QueueOverview
+from .text import json_for_people, printable
 
 MESSAGE_ID_HEX = frozenset("0123456789abcdef")
 
 
 def _pre(text: str, css: str = "taskchan-pre"):
-    return format_html('<pre class="{}">{}</pre>', css, text)
-
-
-def _json(value) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    # printable(): JSON in a row can hold lone surrogates, which no page can encode
+    return format_html('<pre class="{}">{}</pre>', css, printable(str(text)))
 
 
 def _when(timestamp) -> str:
-    if not isinstance(timestamp, (int, float)):
+    try:
+        moment = timezone.localtime(datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC))
+    except (TypeError, ValueError, OverflowError, OSError):  # not a time, or past year 9999
         return "-"
-    moment = timezone.localtime(datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC))
     return date_format(moment, "Y-m-d H:i:s")
 
 
@@ -156,7 +156,7 @@ class FailedMessageAdmin(admin.ModelAdmin):
     @admin.display(description="last error")
     def short_error(self, obj):
         kind = obj.last_error_type.rsplit(".", 1)[-1]
-        text = f"{kind}: {obj.last_error}" if kind and obj.last_error else kind or obj.last_error
+        text = printable(f"{kind}: {obj.last_error}" if kind and obj.last_error else kind or obj.last_error)
         return format_html('<span title="{}">{}</span>', text, Truncator(text).chars(60))
 
     @admin.display(description="status")
@@ -237,11 +237,11 @@ class FailedMessageAdmin(admin.ModelAdmin):
     def content_display(self, obj):
         if obj.content is None:
             return "- (none: the message could not be read; see raw)"
-        return _pre(_json(obj.content), "taskchan-pre taskchan-json")
+        return _pre(json_for_people(obj.content), "taskchan-pre taskchan-json")
 
     @admin.display(description="original content (before edit and retry)")
     def original_content_display(self, obj):
-        return _pre(_json(obj.original_content), "taskchan-pre taskchan-json")
+        return _pre(json_for_people(obj.original_content), "taskchan-pre taskchan-json")
 
     @admin.display(description="raw (as received)")
     def raw_display(self, obj):
@@ -259,8 +259,8 @@ class FailedMessageAdmin(admin.ModelAdmin):
                 (
                     error.get("attempt", n),
                     _when(error.get("at")),
-                    error.get("type", ""),
-                    error.get("message", ""),
+                    printable(str(error.get("type", ""))),
+                    printable(str(error.get("message", ""))),
                 )
             )
         return format_html(
@@ -405,8 +405,8 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     @admin.display(description="envelope")
     def envelope_display(self, row):
         try:
-            return _pre(_json(json.loads(row.envelope)))
-        except ValueError:
+            return _pre(json_for_people(json.loads(row.envelope)))
+        except (ValueError, RecursionError):
             return _pre(row.envelope)
 
     @admin.action(description="Relay selected messages to the store now", permissions=["relay"])

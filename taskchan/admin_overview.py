@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import time
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from . import registry
 from .layers import get_store
 from .models import FailedMessage
 from .stores.base import ChannelStats, Survey, survey_once
+from .text import printable
 
 #: how often the page fetches fresh numbers, in milliseconds
 REFRESH_MS = 3000
@@ -42,13 +44,16 @@ WORKER_COLUMNS = [
     "Serves",
     "Concurrency",
     "Started",
+    "Last finished",
     "Processed",
     "Failed",
 ]
 
 
 def duration(seconds: float) -> str:
-    """12 s, 3 min, 2 h 5 min, 3 d: short and rounded down."""
+    """12 s, 3 min, 2 h 5 min, 3 d: short and rounded down ("-" for no number, e.g. an infinite score)."""
+    if not math.isfinite(seconds):
+        return "-"
     seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -63,7 +68,22 @@ def duration(seconds: float) -> str:
 def _iso(timestamp: float | None) -> str:
     if not timestamp:
         return ""
-    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat()
+    try:
+        return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):  # past year 9999, or not a number
+        return ""
+
+
+def _number(value) -> float | None:
+    """A registry figure as a number, or None (an entry can hold anything: it is plain JSON in Redis)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
+
+
+def _ago(timestamp, now: float) -> dict:
+    when = _number(timestamp)
+    return _cell(f"{duration(now - when)} ago" if when else "", title=_iso(when))
 
 
 def _cell(text, *, href: str = "", title: str = "", numeric: bool = False) -> dict:
@@ -134,8 +154,9 @@ def _failed_href(channel: str) -> str:
 
 
 def _worker_row(info: dict, now: float) -> dict:
-    started = info.get("started")
-    channels = info.get("channels") or []
+    channels = info.get("channels") if isinstance(info.get("channels"), list) else []
+    unreadable = info.get("unreadable") if isinstance(info.get("unreadable"), dict) else {}
+    serves = ", ".join(printable(str(c)) + (" (cannot be read)" if c in unreadable else "") for c in channels)
     return {
         "key": str(info.get("id", "")),
         **{
@@ -147,17 +168,20 @@ def _worker_row(info: dict, now: float) -> dict:
                 "channels",
                 "concurrency",
                 "started",
+                "last_finished",
                 "processed",
                 "failed",
+                "unreadable",
             )
         },
         "cells": [
-            _cell(info.get("id", "")),
-            _cell(info.get("host", "")),
+            _cell(printable(str(info.get("id", "")))),
+            _cell(printable(str(info.get("host", "")))),
             _cell(info.get("pid", ""), numeric=True),
-            _cell(", ".join(map(str, channels))),
+            _cell(serves, title="; ".join(f"{c}: {why}" for c, why in unreadable.items())),
             _cell(info.get("concurrency", ""), numeric=True),
-            _cell(f"{duration(now - started)} ago" if started else "", title=_iso(started)),
+            _ago(info.get("started"), now),
+            _ago(info.get("last_finished"), now),
             _cell(info.get("processed", ""), numeric=True),
             _cell(info.get("failed", ""), numeric=True),
         ],

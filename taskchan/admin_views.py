@@ -37,6 +37,7 @@ from .envelope import encode_content
 from .exceptions import TaskchanError
 from .models import FailedMessage
 from .resend import ResendResult, cannot_retry, resend_many
+from .text import json_for_people
 
 logger = logging.getLogger("taskchan.admin")
 
@@ -67,11 +68,7 @@ def celery_handoff():
 
 def message_filter_url(message_id: str) -> str:
     """The failed-message list filtered to one message id."""
-    return (
-        reverse("admin:taskchan_failedmessage_changelist")
-        + "?"
-        + urlencode({"message_id": message_id})
-    )
+    return reverse("admin:taskchan_failedmessage_changelist") + "?" + urlencode({"message_id": message_id})
 
 
 def log_changes(request, rows, message_for) -> None:
@@ -248,6 +245,8 @@ class EditRetryForm(forms.Form):
         text = self.cleaned_data["content"]
         try:
             content = json.loads(text)
+        except RecursionError:
+            raise forms.ValidationError("Nested too deeply to read.") from None
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}.") from None
         try:
@@ -278,9 +277,7 @@ def edit_retry_view(model_admin, request, object_id):
     row = _get_row(model_admin, request, object_id)
     if not model_admin.has_edit_retry_permission(request, row):
         raise PermissionDenied
-    initial = json.dumps(
-        row.content if row.content is not None else {}, indent=2, ensure_ascii=False
-    )
+    initial = json_for_people(row.content if row.content is not None else {})
     form = EditRetryForm(
         request.POST if request.method == "POST" else None, initial={"content": initial}
     )
@@ -392,7 +389,7 @@ def _group_queryset(request):
 def group_retry_view(model_admin, request):
     if refused := _require_post(request):
         return refused
-    if not model_admin.has_retry_permission(request):
+    if not (model_admin.has_view_permission(request) and model_admin.has_retry_permission(request)):
         raise PermissionDenied
     resend_and_report(model_admin, request, _group_queryset(request).unretried())
     return HttpResponseRedirect(reverse("admin:taskchan_failedmessage_groups"))
@@ -402,7 +399,7 @@ def group_discard_view(model_admin, request):
     """POST: Django's delete confirmation for the group; its "Yes" POSTs back here and deletes."""
     if refused := _require_post(request):
         return refused
-    if not model_admin.has_delete_permission(request):
+    if not (model_admin.has_view_permission(request) and model_admin.has_delete_permission(request)):
         raise PermissionDenied
     response = delete_selected(model_admin, request, _group_queryset(request))
     return response or HttpResponseRedirect(reverse("admin:taskchan_failedmessage_groups"))

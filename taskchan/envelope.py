@@ -18,6 +18,7 @@ An envelope travels through Redis as one JSON string.  Its fields:
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
@@ -25,14 +26,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conf import settings
-from .exceptions import ContentNotSerializable, InvalidChannelName, MessageTooLarge
+from .exceptions import ContentNotSerializable, InvalidChannelName, InvalidOption, MessageTooLarge
+from .text import is_storable_text, is_utf8, shown
 
 # Channels' own rule for a channel name (channels.layers.BaseChannelLayer),
-# narrowed to names under "taskchan.": the worker only serves those.
-CHANNEL_NAME_RE = re.compile(r"^taskchan\.[a-zA-Z\d\-_.]+\Z")  # \Z: "$" would let a trailing newline in
-MAX_NAME_LENGTH = 100  # channels' limit
+# narrowed to names under "taskchan.": the worker only serves those.  ASCII
+# only: "\d" would match any Unicode digit ("taskchan.١٢").  "\Z": "$" would
+# let a trailing newline in.
+CHANNEL_NAME_RE = re.compile(r"^taskchan\.[a-zA-Z0-9\-_.]+\Z")
+# A reply channel is any Channels channel name (a websocket consumer's
+# ``self.channel_name`` is "specific.<id>!<id>"), ASCII only.
+REPLY_CHANNEL_RE = re.compile(r"^[a-zA-Z0-9\-_.]+(![a-zA-Z0-9\-_.]*)?\Z")
+MAX_NAME_LENGTH = 100  # channels' limit: names are shorter than this
 MAX_ERRORS_KEPT = 25  # per-attempt errors carried in an envelope
 MAX_TRACEBACK_CHARS = 16_000
+
+# -- bounds at the door (docs/delivery.md lists them) --------------------------
+#: largest ``max_attempts`` send() and @consumer accept; every database column holds it
+MAX_ATTEMPTS_LIMIT = 10_000
+#: longest ``delay`` send() accepts, in seconds (10 years of 365 days)
+MAX_DELAY_SECONDS = 10 * 365 * 86400
+#: longest idempotency key, in characters
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+#: deepest nesting of content: the content dict is level 1, ``{"a": [1]}`` has 2
+MAX_CONTENT_DEPTH = 100
+#: what decode() accepts in a stored envelope, past the door's bounds (an older
+#: version, a hand-edit): numbers every database column holds, times a datetime holds
+MAX_STORED_INT = 2**31 - 1
+_LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31, datetime's last day
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -42,11 +63,34 @@ class MalformedEnvelope(ValueError):
 
 
 def check_max_attempts(max_attempts: Any) -> None:
-    """``max_attempts`` must be None or a positive int (not a bool); ValueError otherwise."""
-    if max_attempts is not None and (
-        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    """``max_attempts`` must be None or an int (not a bool) from 1 to MAX_ATTEMPTS_LIMIT; InvalidOption otherwise."""
+    if max_attempts is not None and not _is_int_in(max_attempts, 1, MAX_ATTEMPTS_LIMIT):
+        raise InvalidOption(
+            f"max_attempts must be a positive integer of at most {MAX_ATTEMPTS_LIMIT:,}, got {max_attempts!r}"
+        )
+
+
+def check_send_options(delay: Any, max_attempts: Any, idempotency_key: Any, reply_channel: Any) -> None:
+    """The options of send(), send_on_commit() and the layer's send(), checked against their bounds."""
+    if delay is not None and not (
+        not isinstance(delay, bool) and isinstance(delay, (int, float)) and 0 <= delay <= MAX_DELAY_SECONDS
+    ):  # "0 <= nan" is False: NaN is refused too
+        raise InvalidOption(
+            f"delay must be a finite number of seconds >= 0 and at most {MAX_DELAY_SECONDS:,} "
+            f"(10 years), got {delay!r}"
+        )
+    check_max_attempts(max_attempts)
+    if idempotency_key is not None and not (
+        isinstance(idempotency_key, str)
+        and 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
+        and is_storable_text(idempotency_key)
     ):
-        raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+        raise InvalidOption(
+            f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters "
+            "(valid Unicode, no NUL character)"
+        )
+    if reply_channel is not None:
+        validate_reply_channel(reply_channel)
 
 
 def validate_channel(channel: Any) -> str:
@@ -57,15 +101,32 @@ def validate_channel(channel: Any) -> str:
         )
     if len(channel) >= MAX_NAME_LENGTH or not CHANNEL_NAME_RE.match(channel) or ".." in channel:
         raise InvalidChannelName(
-            f"Invalid taskchan channel name {channel!r}: it must start with 'taskchan.', "
+            f"Invalid taskchan channel name {shown(channel)}: it must start with 'taskchan.', "
             f"be shorter than {MAX_NAME_LENGTH} characters and use only ASCII letters, "
             "digits, '-', '_' and '.', e.g. 'taskchan.thumbnails'."
         )
     return channel
 
 
+def validate_reply_channel(name: Any) -> str:
+    """A reply channel must be a Channels channel name (ASCII, shorter than 100 characters)."""
+    if not isinstance(name, str) or len(name) >= MAX_NAME_LENGTH or not REPLY_CHANNEL_RE.match(name):
+        given = shown(name) if isinstance(name, str) else f"a {type(name).__name__}"
+        raise InvalidChannelName(
+            f"reply_channel must be a channel name (str) shorter than {MAX_NAME_LENGTH} characters of "
+            f"ASCII letters, digits, '-', '_' and '.', with at most one '!' (as a consumer's "
+            f"self.channel_name), got {given}."
+        )
+    return name
+
+
 def encode_content(content: Any) -> str:
-    """Validate content and return its JSON text. Raises before anything is stored."""
+    """Validate content and return its JSON text. Raises before anything is stored.
+
+    Any reason JSON cannot carry the content (an object, NaN, a lone surrogate,
+    a circular reference, nesting past MAX_CONTENT_DEPTH, ...) is
+    ContentNotSerializable; nothing else escapes.
+    """
     if not isinstance(content, dict):
         raise ContentNotSerializable(
             f"Message content must be a dict, got {type(content).__name__}: "
@@ -73,13 +134,23 @@ def encode_content(content: Any) -> str:
         )
     try:
         text = _dumps(content)
-    except (TypeError, ValueError) as exc:
+    except RecursionError:
+        raise _too_deep() from None
+    except Exception as exc:  # TypeError, ValueError (NaN, circular, a huge int), or an object's own error
         raise ContentNotSerializable(
-            f"Message content is not JSON-serialisable ({exc}): send ids and plain "
-            "values (str, int, float, bool, None, list, dict), not objects."
+            f"Message content is not JSON-serialisable ({type(exc).__name__}: {exc}): send ids and "
+            "plain values (str, int, float, bool, None, list, dict), not objects."
         ) from exc
+    if _nested_too_deep(text, content):
+        raise _too_deep()
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise ContentNotSerializable(
+            "Message content holds a string that is not valid Unicode (a lone surrogate such as "
+            "'\\ud800'): JSON text must be UTF-8. Decode bytes properly before sending."
+        ) from None
     limit = settings.MAX_CONTENT_BYTES
-    size = len(text.encode())
     if size > limit:
         raise MessageTooLarge(
             f"Message content is {size} bytes of JSON, over the limit of {limit} "
@@ -88,12 +159,51 @@ def encode_content(content: Any) -> str:
         )
     # json.dumps silently turns int keys into strings and tuples into lists; a
     # consumer would then see different content than was sent.  Refuse instead.
-    if json.loads(text) != content:
+    try:
+        same = json.loads(text) == content
+    except Exception:  # a value whose own __eq__ raises
+        same = False
+    if not same:
         raise ContentNotSerializable(
             "Message content does not survive JSON unchanged (non-str dict keys or "
             "tuples?): use str keys and lists."
         )
     return text
+
+
+def _too_deep() -> ContentNotSerializable:
+    return ContentNotSerializable(
+        f"Message content is nested deeper than {MAX_CONTENT_DEPTH} levels of dicts and lists: "
+        "flatten it, or store it elsewhere and send its key."
+    )
+
+
+def _nested_too_deep(text: str, value: Any) -> bool:
+    """Whether ``value`` (whose JSON is ``text``) nests deeper than MAX_CONTENT_DEPTH.
+
+    Counting brackets (at C speed) settles almost every message: fewer than
+    the limit cannot nest past it.  Only then is the structure walked, without
+    recursion.  Brackets inside strings only make the count larger, never wrong.
+    """
+    if text.count("[") + text.count("{") <= MAX_CONTENT_DEPTH:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_CONTENT_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _is_int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclass(slots=True)
@@ -158,36 +268,114 @@ class Envelope:
 
 
 def decode(raw: str | bytes, channel: str) -> Envelope:
-    """Parse a stored envelope; raise MalformedEnvelope saying what is wrong."""
+    """Parse a stored envelope; raise MalformedEnvelope saying what is wrong.
+
+    Nothing else escapes, whatever ``raw`` holds: an envelope that decodes
+    holds only values within the bounds send() enforces, so everything
+    downstream (metrics, retries, the dead-letter row) can handle it.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            raise MalformedEnvelope("not UTF-8 text: the stored bytes cannot be a JSON envelope") from None
+    if not isinstance(raw, str):
+        raise MalformedEnvelope(f"not text but {type(raw).__name__}")
+    if not raw.isascii() and not is_utf8(raw):
+        # Redis handed us bytes that are not UTF-8 (kept as surrogates by the client).
+        raise MalformedEnvelope("not UTF-8 text: the stored bytes cannot be a JSON envelope")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite_float)
+    except RecursionError:
+        raise MalformedEnvelope(
+            f"nested too deeply to read (content may nest at most {MAX_CONTENT_DEPTH} levels)"
+        ) from None
     except (ValueError, TypeError) as exc:
         raise MalformedEnvelope(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("v") != 1:
         raise MalformedEnvelope("not a taskchan envelope (no 'v': 1); was it sent around taskchan.send()?")
-    try:
-        env = Envelope(
-            id=data["id"],
-            channel=data["ch"],
-            content=data["c"],
-            attempts_before=data.get("n", 0),
-            max_attempts=data.get("ma"),
-            idempotency_key=data.get("ik"),
-            reply_channel=data.get("rc"),
-            sent_at=data.get("t", 0.0),
-            errors=data.get("e") or [],
-            traceback=data.get("tb"),
-        )
-    except KeyError as exc:
-        raise MalformedEnvelope(f"envelope has no {exc.args[0]!r} field") from None
-    if not isinstance(env.id, str) or not env.id:
-        raise MalformedEnvelope("envelope id must be a non-empty string")
-    if env.channel != channel:
-        raise MalformedEnvelope(f"envelope names channel {env.channel!r} but arrived on {channel!r}")
-    if not isinstance(env.content, dict):
-        raise MalformedEnvelope("envelope content is not a JSON object")
-    if not isinstance(env.attempts_before, int) or env.attempts_before < 0:
-        raise MalformedEnvelope("envelope attempt count is not a non-negative integer")
-    if env.max_attempts is not None and (not isinstance(env.max_attempts, int) or env.max_attempts < 1):
-        raise MalformedEnvelope("envelope max_attempts is not a positive integer")
+    for key in ("id", "ch", "c"):
+        if key not in data:
+            raise MalformedEnvelope(f"envelope has no {key!r} field")
+    env = Envelope(
+        id=data["id"],
+        channel=data["ch"],
+        content=data["c"],
+        attempts_before=data.get("n", 0),
+        max_attempts=data.get("ma"),
+        idempotency_key=data.get("ik"),
+        reply_channel=data.get("rc"),
+        sent_at=data.get("t", 0.0),
+        errors=data.get("e") or [],
+        traceback=data.get("tb"),
+    )
+    if problem := _problem(env, channel, raw):
+        raise MalformedEnvelope(problem)
+    if "\\u" in raw and not is_utf8(_dumps(data)):
+        # "\\ud800" in JSON text is ASCII, but decodes to a lone surrogate
+        # that no UTF-8 text (Redis, the database, a retry) can hold.
+        raise MalformedEnvelope("envelope holds a lone surrogate (text that is not valid Unicode)")
     return env
+
+
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number; one past a float's range (1e400) would be infinity, which no JSON can carry back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def _problem(env: Envelope, channel: str, raw: str) -> str:
+    """What makes a parsed envelope unusable, or ''."""
+    if not isinstance(env.id, str) or not 0 < len(env.id) <= 64:
+        return "envelope id must be a non-empty string of at most 64 characters"
+    if env.channel != channel:
+        return f"envelope names channel {shown(str(env.channel))} but arrived on {channel!r}"
+    if not isinstance(env.content, dict):
+        return "envelope content is not a JSON object"
+    if not _is_int_in(env.attempts_before, 0, MAX_STORED_INT):
+        return f"envelope attempt count is not an integer from 0 to {MAX_STORED_INT:,}"
+    if env.max_attempts is not None and not _is_int_in(env.max_attempts, 1, MAX_STORED_INT):
+        return f"envelope max_attempts is not an integer from 1 to {MAX_STORED_INT:,}"
+    if not _is_timestamp(env.sent_at):
+        return "envelope send time ('t') is not a unix time in seconds"
+    if env.idempotency_key is not None and not (
+        isinstance(env.idempotency_key, str) and 0 < len(env.idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
+        and "\x00" not in env.idempotency_key
+    ):
+        return f"envelope idempotency key is not a str of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+    if env.reply_channel is not None and not (
+        isinstance(env.reply_channel, str) and len(env.reply_channel) < MAX_NAME_LENGTH
+        and REPLY_CHANNEL_RE.match(env.reply_channel)
+    ):
+        return "envelope reply channel is not a channel name"
+    if env.traceback is not None and not isinstance(env.traceback, str):
+        return "envelope traceback is not a string"
+    if not isinstance(env.errors, list) or not all(map(_is_error, env.errors)):
+        return "envelope errors are not a list of {type, message, at, attempt} objects"
+    if _nested_too_deep(raw, env.content):
+        return f"envelope content is nested deeper than {MAX_CONTENT_DEPTH} levels"
+    return ""
+
+
+def _is_timestamp(value: Any) -> bool:
+    return (
+        not isinstance(value, bool) and isinstance(value, (int, float))
+        and math.isfinite(value) and 0 <= value <= _LATEST_TIMESTAMP
+    )
+
+
+def _is_error(error: Any) -> bool:
+    """One ``e`` item as ``Envelope.failed`` writes it: what the admin and the dead letter read."""
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("type", ""), str)
+        and isinstance(error.get("message", ""), str)
+        and (error.get("at") is None or _is_timestamp(error.get("at")))
+        and (error.get("attempt") is None or _is_int_in(error.get("attempt"), 0, MAX_STORED_INT))
+    )

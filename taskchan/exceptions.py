@@ -34,8 +34,16 @@ class MessageTooLarge(TaskchanError, ValueError):
     """The message content is over TASKCHAN_MAX_CONTENT_BYTES: store large data elsewhere and send its key."""
 
 
+class InvalidOption(TaskchanError, ValueError):
+    """A send option is outside its bounds: delay 0 to 10 years, max_attempts 1 to 10,000, idempotency_key 1 to 200 characters (see docs/delivery.md)."""
+
+
 class StoreUnavailable(TaskchanError):
-    """Redis could not be reached after retrying: nothing was sent. Check REDIS_URL and that Redis is running."""
+    """Redis could not be reached after retrying: nothing was sent. Check that Redis runs at the address in the channel layer's CONFIG "hosts"."""
+
+
+class StoreRefused(StoreUnavailable):
+    """Redis answered but refused to store the message (out of memory under maxmemory, a read-only replica, a key of the wrong type): nothing was sent."""
 
 
 class NotATaskchanLayer(TaskchanError):

@@ -165,7 +165,7 @@ def active(store) -> bool:
         raise ImproperlyConfigured(
             "A channel hands its messages off to Celery (handoff='celery'), but no Celery broker "
             f"is configured (CELERY_BROKER_URL is {broker_url()!r}): set CELERY_BROKER_URL "
-            "(e.g. to REDIS_URL), or drop handoff='celery' from the consumer. Nothing was sent."
+            "(e.g. to your Redis URL), or drop handoff='celery' from the consumer. Nothing was sent."
         )
     return True
 
@@ -297,7 +297,7 @@ def publish(
                 )
             time.sleep(0.02)
     except TRANSIENT as exc:
-        raise _unavailable(store, exc) from exc
+        raise _unavailable(store, channel, exc) from exc
 
     try:
         _send_task(channel, raw, message_id, delay_ms, consumer.name)

@@ -19,8 +19,8 @@ Gauges (``taskchan_queue_depth``, ``taskchan_in_flight``,
 Exposing them:
 
 - ``runworker --metrics-port PORT`` serves the worker's own counters (and the
-  gauges) on ``http://0.0.0.0:PORT/metrics`` with prometheus_client's HTTP
-  server; scrape every worker.
+  gauges) on ``http://127.0.0.1:PORT/metrics`` with prometheus_client's HTTP
+  server (``--metrics-addr`` for another interface); scrape every worker.
 - ``metrics_view`` is a plain Django view (no login: a scraper has no
   session) serving the web process's counters and the gauges; mount it, e.g.
   ``path("metrics", taskchan.metrics.metrics_view)``, and protect it outside
@@ -255,7 +255,11 @@ def metrics_view(request):
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
-def start_server(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a scraper must reach it
-    """Serve ``/metrics`` from a daemon thread of this process (``runworker --metrics-port``)."""
+def start_server(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` from a daemon thread of this process (``runworker --metrics-port``).
+
+    On loopback unless ``addr`` says otherwise (``--metrics-addr``): queue
+    names and volumes are not for the public side of the host.
+    """
     install()
     start_http_server(port, addr=addr)

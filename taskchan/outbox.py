@@ -18,6 +18,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from .conf import settings
+from .envelope import (
+    MAX_DELAY_SECONDS,
+    MalformedEnvelope,
+    check_send_options,
+    decode,
+    validate_channel,
+)
+from .exceptions import TaskchanError
 from .producer import _prepare, send_stored
 
 logger = logging.getLogger("taskchan.outbox")
@@ -48,6 +56,17 @@ def relay(message_id: str, using=None) -> bool:
     row = OutboxMessage.objects.using(using).filter(pk=message_id).first()
     if row is None:
         return False
+    if problem := unrelayable(row):
+        # Written around send_on_commit (a hand-edit, an old version): it can
+        # never be stored as it is, so it becomes a malformed dead letter.
+        from . import deadletter
+
+        deadletter.record_malformed(
+            channel=row.channel, entry_id=f"outbox:{row.pk}", raw=row.envelope,
+            error=f"a send_on_commit row that cannot be relayed: {problem}",
+        )
+        OutboxMessage.objects.using(using).filter(pk=row.pk).delete()
+        return False
     try:
         send_stored(
             row.channel,
@@ -61,6 +80,21 @@ def relay(message_id: str, using=None) -> bool:
         return False
     OutboxMessage.objects.using(using).filter(pk=row.pk).delete()
     return True
+
+
+def unrelayable(row) -> str:
+    """Why an outbox row cannot be stored as it is (checked as send() checks), or ''."""
+    try:
+        validate_channel(row.channel)
+        envelope = decode(row.envelope, row.channel)
+        check_send_options(None, None, row.idempotency_key or None, None)
+    except (TaskchanError, MalformedEnvelope) as exc:
+        return str(exc)
+    if envelope.id != row.pk:
+        return f"its envelope's id {envelope.id!r} is not the row's id"
+    if not 0 <= row.delay_ms <= MAX_DELAY_SECONDS * 1000:
+        return f"its delay of {row.delay_ms} ms is past the limit of {MAX_DELAY_SECONDS} s"
+    return ""
 
 
 def sweep(limit: int = 200, using=None) -> int:

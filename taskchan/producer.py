@@ -8,17 +8,17 @@ message that is safely stored or raises with nothing written.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import tenacity
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import metrics
 from .conf import settings
-from .envelope import Envelope, check_max_attempts, encode_content, validate_channel
-from .exceptions import StoreUnavailable
+from .envelope import Envelope, check_send_options, encode_content, validate_channel
+from .exceptions import StoreRefused, StoreUnavailable
 from .layers import get_store
 from .registry import get_consumer
 from .stores.base import StoreBase
@@ -31,15 +31,7 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutEr
 def _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel):
     validate_channel(channel)
     content_json = encode_content(content)
-    if delay is not None and (
-        isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0
-    ):
-        raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-    check_max_attempts(max_attempts)
-    if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
-        raise ValueError("idempotency_key must be a non-empty str of at most 200 characters")
-    if reply_channel is not None and not isinstance(reply_channel, str):
-        raise ValueError("reply_channel must be a channel name (str)")
+    check_send_options(delay, max_attempts, idempotency_key, reply_channel)
     if (consumer := _hands_off(channel)) is not None:
         from . import handoff  # Celery hand-off: imported only where a channel hands off
 
@@ -60,10 +52,19 @@ def _hands_off(channel):
     return consumer if consumer is not None and consumer.handoff else None
 
 
-def _unavailable(store, exc) -> StoreUnavailable:
+def _unavailable(store, channel, exc) -> StoreUnavailable:
+    """The one error send() raises when the store did not take the message (nothing was stored)."""
+    where = store.home(channel)  # the Redis host tried (repr masks the password)
+    if isinstance(exc, ResponseError):
+        return StoreRefused(
+            f"Could not store the message: {where!r} refused it ({type(exc).__name__}: {exc}). "
+            "Nothing was sent. Out of memory (maxmemory), a read-only replica, or a key of the "
+            "wrong type: see docs/troubleshooting.md."
+        )
     return StoreUnavailable(
-        f"Could not store the message: {store!r} did not answer for "
-        f"{settings.SEND_RETRY_SECONDS} s ({exc}). Nothing was sent. Is Redis running at REDIS_URL?"
+        f"Could not store the message: {where!r} did not answer for {settings.SEND_RETRY_SECONDS} s "
+        f"({exc}). Nothing was sent. Check that Redis runs at that address (the channel layer "
+        f"CHANNEL_LAYERS[{settings.LAYER!r}] CONFIG \"hosts\")."
     )
 
 
@@ -73,7 +74,8 @@ def _retrying(cls):
         stop=tenacity.stop_after_delay(settings.SEND_RETRY_SECONDS),
         wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
         reraise=True,
-        before_sleep=lambda state: logger.warning(
+        # DEBUG: send() raises once when it gives up; each retry is no news to the caller.
+        before_sleep=lambda state: logger.debug(
             "send: Redis error %s, retrying (attempt %d)", state.outcome.exception(), state.attempt_number
         ),
     )
@@ -99,13 +101,13 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
             )
     options = _store_options(delay_ms, idempotency_key)
     try:
-        return metrics.sent(channel, store.send(channel, raw, message_id, **options))
-    except TRANSIENT:
-        pass  # the common case pays nothing for retry machinery
-    try:
+        try:
+            return metrics.sent(channel, store.send(channel, raw, message_id, **options))
+        except TRANSIENT:
+            pass  # the common case pays nothing for retry machinery
         return metrics.sent(channel, _retrying(tenacity.Retrying)(store.send, channel, raw, message_id, **options))
-    except TRANSIENT as exc:
-        raise _unavailable(store, exc) from exc
+    except (*TRANSIENT, ResponseError) as exc:
+        raise _unavailable(store, channel, exc) from exc
 
 
 async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
@@ -119,15 +121,15 @@ async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=
             )
     options = _store_options(delay_ms, idempotency_key)
     try:
-        return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))
-    except TRANSIENT:
-        pass
-    try:
+        try:
+            return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))
+        except TRANSIENT:
+            pass
         return metrics.sent(
             channel, await _retrying(tenacity.AsyncRetrying)(store.asend, channel, raw, message_id, **options)
         )
-    except TRANSIENT as exc:
-        raise _unavailable(store, exc) from exc
+    except (*TRANSIENT, ResponseError) as exc:
+        raise _unavailable(store, channel, exc) from exc
 
 
 def send(
@@ -145,8 +147,10 @@ def send(
     ``delay`` (seconds) runs it no earlier than that; ``max_attempts``
     overrides the consumer's; a second send with the same ``idempotency_key``
     while the first is pending or within TASKCHAN_IDEMPOTENCY_WINDOW after it
-    returns the first id and stores nothing.  Raises ValueError/TypeError for
-    bad input and StoreUnavailable when Redis stays down; nothing is stored then.
+    returns the first id and stores nothing.  Raises taskchan's errors for bad
+    input (InvalidChannelName, ContentNotSerializable, MessageTooLarge,
+    InvalidOption: ValueError/TypeError subclasses), StoreUnavailable when Redis
+    stays down and StoreRefused when it refuses the write; nothing is stored then.
     """
     envelope, delay_ms, raw = _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel)
     return send_stored(channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store)

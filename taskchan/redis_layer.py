@@ -28,7 +28,7 @@ class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
         self, hosts=None, *args, taskchan_host=None, taskchan_hosts=None, taskchan_prefix=None,
         taskchan_drain_hosts=None, **kwargs,
     ):
-        super().__init__(hosts, *args, **kwargs)
+        super().__init__(idle_safe_hosts(hosts), *args, **kwargs)
         # channels_redis's own keys seal taskchan's store too (stores/codec.py);
         # it is channels_redis's seventh parameter when given by position.
         keys = kwargs.get("symmetric_encryption_keys", args[5] if len(args) > 5 else None)
@@ -70,6 +70,33 @@ class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
         if isinstance(value, str) and "!" in value:
             value = value[: value.index("!") + 1]
         return super().consistent_hash(value)
+
+
+#: socket timeout (seconds) of channels_redis's own connections unless a host sets one.
+#: Its receive() blocks in Redis for ``brpop_timeout`` (5 s) and redis-py 8 gives up
+#: reading after 5 s by default: the two met, and an idle websocket or plain-channel
+#: worker died with "Timeout reading from ..." within seconds.  Waiting longer than
+#: the blocking read keeps them up however long they idle; a frozen host still fails.
+LAYER_SOCKET_TIMEOUT = 15.0
+
+
+def idle_safe_hosts(hosts):
+    """channels_redis ``hosts`` with ``socket_timeout`` set (LAYER_SOCKET_TIMEOUT) where a host gives none."""
+    if not hosts:
+        hosts = ["redis://localhost:6379"]  # channels_redis's default
+    if not isinstance(hosts, (list, tuple)):
+        return hosts  # a mistake channels_redis reports itself
+    safe = []
+    for host in hosts:
+        if isinstance(host, dict):
+            entry = dict(host)
+        elif isinstance(host, (tuple, list)):
+            entry = {"host": host[0], "port": host[1]}
+        else:
+            entry = {"address": host}
+        entry.setdefault("socket_timeout", LAYER_SOCKET_TIMEOUT)
+        safe.append(entry)
+    return safe
 
 
 # Its documented path: settings name it "taskchan.layers.RedisChannelLayer".

@@ -11,15 +11,22 @@ One process, one asyncio loop, plus ``concurrency`` job threads:
   from a queue (one channel's messages run side by side, unlike channels'
   worker); ``async def`` consumers run in as many *runner tasks* on the loop;
 - outcomes come back to the loop in batches (one cross-thread wake-up per
-  batch, not per job); successes go to the *acker*, which acks a whole batch
-  in one pipelined round trip while the next batch collects; failures are
-  retried (``reschedule.lua``) or dead-lettered;
+  batch, not per job); successes go to the *acker* (``acker.py``), which acks
+  a whole batch in one pipelined round trip while the next batch collects;
+  failures are retried (``reschedule.lua``) or dead-lettered; a message that
+  cannot be read is dead-lettered as malformed and the worker goes on;
 - *upkeep*, one loop per partition, promotes due delayed/retried messages,
   renews the leases this worker holds there (heartbeat), reclaims leases that
   lapsed elsewhere (a dead worker's) and registers the worker; each step has a
   time limit, so a Redis host that is down delays only its own partition;
 - *maintenance* relays stale send_on_commit rows, looks for channels left on
   other hosts (``partitions``), and ends a burst run.
+
+A Redis host that does not answer is backed off from, with a log line per
+backoff step (``outage.py``); a channel whose key has the wrong type is set
+aside while the others go on (``quarantine.py``).  A loop or thread that dies
+anyway ends the process with status 70 so that its supervisor restarts it
+(``lifeline.py``): a worker never stays up unable to work.
 
 Stopping (SIGTERM, SIGINT): stop leasing; let running jobs finish for up to
 the grace period; hand the leased-but-unstarted messages back to the channel;
@@ -50,12 +57,14 @@ import tenacity
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
-from . import deadletter, metrics, outbox, registry, retry
+from . import deadletter, lifeline, metrics, outbox, registry, retry
+from .acker import Acker
 from .conf import settings
 from .envelope import Envelope, MalformedEnvelope, decode
 from .layers import get_store
 from .message import Message
 from .models import FailedMessage
+from .outage import RedisHealth, redis_retrying
 from .registry import Consumer
 from .stores.base import Delivery, Partition, StoreBase
 
@@ -66,19 +75,12 @@ logger = logging.getLogger("taskchan.worker")
 FETCH_BLOCK_SECONDS = 1.0
 #: seconds between worker-registry heartbeats and outbox sweeps
 HOUSEKEEPING_INTERVAL = 5.0
-#: acks sent at once without waiting; smaller batches wait up to ACK_DELAY seconds
-ACK_BATCH = 128
-ACK_DELAY = 0.005
-#: seconds to wait after a Redis error before trying again (grows up to 5 s)
-ERROR_BACKOFF = 0.1
 #: seconds between passes that forget the consumer names of dead workers, and
 #: how long a name must have been idle (holding no lease) to be forgotten.  A
 #: live worker reads every second unless it has no room; if its name on some
 #: channel is forgotten meanwhile, its next read there recreates it
 FORGET_INTERVAL = 300.0
 FORGET_IDLE_SECONDS = 600.0
-#: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down
-FINAL_ACK_ATTEMPTS = 8
 
 #: outcomes a job thread lets collect before waking the loop, while work is queued
 OUTCOME_BATCH = 16
@@ -146,14 +148,10 @@ class Worker:
         self._fetchers: dict[int, asyncio.Task] = {}
         self._upkeep: dict[int, asyncio.Task] = {}  # partition -> its maintenance loop
         self._reclaim_lock = asyncio.Lock()
-        # Acks for a host that failed wait until then (monotonic), backing off
-        # per host, so a host that is down does not hold back the others' acks.
-        self._ack_retry_at: dict[int, float] = {}
-        self._ack_backoff: dict[int, float] = {}
         self._reserved: dict[int, int] = {}  # partition -> messages its fetch in progress may bring
         self._held: dict[tuple, Delivery] = {}  # Delivery.key -> delivery leased to us (loop thread only)
         self._held_per_part: collections.Counter[int] = collections.Counter()
-        self._acks: list[Delivery] = []
+        self._acker = Acker(self._parts)  # successes waiting for their ack (acker.py)
         self._settling: set[asyncio.Task] = set()
         # job threads <-> loop
         self._thread_queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -169,7 +167,6 @@ class Worker:
         self._abandon = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_queue: asyncio.Queue[Delivery] | None = None
-        self._ack_event: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
 
@@ -191,9 +188,9 @@ class Worker:
     async def arun(self) -> bool:
         self._loop = loop = asyncio.get_running_loop()
         self._async_queue = asyncio.Queue()
-        self._ack_event = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._health = RedisHealth()  # outages and channels set aside, per Redis host
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -203,19 +200,7 @@ class Worker:
             "worker %s serving %s (concurrency %d, prefetch %d%s)",
             self.id, ", ".join(self.channels), self.concurrency, self.prefetch, ", burst" if self.burst else "",
         )
-        if self._has_sync:
-            for i in range(self.concurrency):
-                # Daemon threads: a job that outlives the grace period must not
-                # keep the process alive; its lease lapses and it runs elsewhere.
-                thread = threading.Thread(target=self._thread_main, name=f"taskchan-job-{i}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        runners = [
-            asyncio.create_task(self._runner(), name=f"taskchan-run-{i}")
-            for i in range(self.concurrency if self._has_async else 0)
-        ]
-        acker = asyncio.create_task(self._ack_loop(), name="taskchan-ack")
-        maintenance = asyncio.create_task(self._maintenance_loop(), name="taskchan-maintenance")
+        runners, acker, maintenance = self._start_loops()
         clean = True
         try:
             await self._stopping.wait()
@@ -227,7 +212,7 @@ class Worker:
             # batch back) so the final flush sees every ack.
             acker.cancel()
             await asyncio.gather(acker, return_exceptions=True)
-            await self._flush_acks()
+            await self._acker.flush(lambda: self._abandon)
         finally:
             tasks = (*self._fetchers.values(), *self._upkeep.values(), acker, maintenance, *runners)
             for task in tasks:
@@ -243,6 +228,34 @@ class Worker:
                     loop.remove_signal_handler(sig)
         logger.info("worker %s stopped: %d processed, %d failed", self.id, self.processed, self.failed)
         return clean
+
+    #: unix time the worker last finished a job (any outcome), shown in its registry entry
+    last_finished: float | None = None
+    #: called with (what, exception) when a loop or thread dies; ends the process (lifeline.py)
+    on_fatal = staticmethod(lifeline.exit_process)
+
+    def _start_loops(self) -> tuple[list[asyncio.Task], asyncio.Task, asyncio.Task]:
+        """Job threads, async runners, the acker and maintenance, each watched (lifeline.py)."""
+        if self._has_sync:
+            for i in range(self.concurrency):
+                # Daemon threads: a job that outlives the grace period must not
+                # keep the process alive; its lease lapses and it runs elsewhere.
+                name = f"taskchan-job-{i}"
+                target = lifeline.guarded_thread_target(self._thread_main, f"job thread {name}", self._died)
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        runners = [self._watched(self._runner(), f"taskchan-run-{i}") for i in range(self.concurrency if self._has_async else 0)]
+        return runners, self._watched(self._acker.run(), "taskchan-ack"), self._watched(
+            self._maintenance_loop(), "taskchan-maintenance"
+        )
+
+    def _watched(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        return lifeline.watch(task, f"loop {name}", self._stopping.is_set, self._died)
+
+    def _died(self, what: str, exc: BaseException | None) -> None:
+        self.on_fatal(f"worker {self.id}: {what}", exc)
 
     # -- stopping -----------------------------------------------------------
 
@@ -313,17 +326,16 @@ class Worker:
             if known is None:
                 self._parts[part.index] = part
                 if self._stopping is not None and not self._stopping.is_set():
-                    self._fetchers[part.index] = asyncio.create_task(
-                        self._fetch_loop(part.index), name=f"taskchan-fetch-{part.index}"
+                    self._fetchers[part.index] = self._watched(
+                        self._fetch_loop(part.index), f"taskchan-fetch-{part.index}"
                     )
-                    self._upkeep[part.index] = asyncio.create_task(
-                        self._upkeep_loop(part.index), name=f"taskchan-upkeep-{part.index}"
+                    self._upkeep[part.index] = self._watched(
+                        self._upkeep_loop(part.index), f"taskchan-upkeep-{part.index}"
                     )
             elif set(part.channels) - set(known.channels):
                 known.channels = [*known.channels, *(c for c in part.channels if c not in known.channels)]
 
     async def _fetch_loop(self, index: int) -> None:
-        backoff = ERROR_BACKOFF
         block_ms = int(FETCH_BLOCK_SECONDS * 1000 if not self.burst else 100)
         capacity = self.concurrency + self.prefetch
         while not self._stopping.is_set():
@@ -346,29 +358,31 @@ class Worker:
             # Each partition reads at most its share of the free room, so an
             # idle host's blocking read leaves room for the others.
             count = min(room, max(1, -(-(capacity - held) // len(self._parts))))
+            channels = self._health.usable(part)
             self._reserved[index] = count
             try:
-                await self._prepare_partition(part)
+                if not channels:  # every channel here is set aside: nothing to read for now
+                    await self._sleep_unless_stopping(FETCH_BLOCK_SECONDS)
+                    continue
+                await self._prepare_partition(part, channels)
                 # Redis applies COUNT per stream: split it between the channels
                 # so a multi-channel worker stays near its bound.
-                per_stream = max(1, count // len(part.channels))
-                deliveries = await part.store.fetch(part.channels, self.consumer_name, per_stream, block_ms)
+                per_stream = max(1, count // len(channels))
+                deliveries = await part.store.fetch(channels, self.consumer_name, per_stream, block_ms)
             except (RedisError, OSError) as exc:
-                logger.warning("fetch from %r failed (%s); retrying in %.1f s", part.store, exc, backoff)
                 # Free this host's share of the room while it backs off.
                 self._reserved[index] = 0
                 self._room.set()
-                await self._sleep_unless_stopping(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await self._sleep_unless_stopping(await self._health.failed("fetch", part, channels, exc))
                 continue
             finally:
                 self._reserved[index] = 0
                 self._room.set()
-            backoff = ERROR_BACKOFF
+            self._health.answered(part)
             self._enqueue(deliveries, index)
 
-    async def _prepare_partition(self, part: Partition) -> None:
-        new = [c for c in part.channels if (part.index, c) not in self._prepared]
+    async def _prepare_partition(self, part: Partition, channels: list[str]) -> None:
+        new = [c for c in channels if (part.index, c) not in self._prepared]
         if new:
             await part.store.prepare(new)
             self._prepared.update((part.index, c) for c in new)
@@ -395,13 +409,16 @@ class Worker:
         """Decode a delivery and check it may run; a non-None ``malformed`` or
         ``worker_lost`` on the outcome means it must not."""
         outcome = Outcome(delivery)
-        if delivery.unreadable is not None:  # the store could not unseal it
+        if delivery.unreadable is not None:  # the store could not read it (stores/base.py)
             outcome.malformed = delivery.unreadable
             return outcome
         try:
             envelope = decode(delivery.raw, delivery.channel)
         except MalformedEnvelope as exc:
             outcome.malformed = str(exc)
+            return outcome
+        except Exception as exc:  # decode() raises nothing else; should it, the message is still unreadable
+            outcome.malformed = f"could not be read ({type(exc).__name__}: {exc})"
             return outcome
         consumer = self._consumers[delivery.channel]
         delivery.idempotency_key = envelope.idempotency_key
@@ -433,6 +450,8 @@ class Worker:
             if delivery.reclaimed and self._runnable(outcome):
                 outcome.skipped = not self._charge_sync(delivery)
             if self._runnable(outcome):
+                # The consumer's exceptions are its outcome; anything that
+                # escapes here ends the thread, and lifeline.py the process.
                 started = metrics.job_started(delivery.channel, outcome.envelope.sent_at)
                 try:
                     outcome.consumer.func(Message(outcome.envelope, outcome.attempt))
@@ -455,8 +474,14 @@ class Worker:
         It must be in Redis before the job runs, or a job that kills its
         worker would never be charged and could crash-loop forever.
         """
-        retrying = _redis_retrying(tenacity.Retrying, attempts=20)
-        return retrying(self._parts[delivery.shard].store.charge, delivery, self.consumer_name)
+        retrying = redis_retrying(tenacity.Retrying, attempts=20)
+        try:
+            return retrying(self._parts[delivery.shard].store.charge, delivery, self.consumer_name)
+        except (RedisError, OSError) as exc:
+            # Not started, not charged: skip it.  It stays leased to us until the
+            # lease lapses; then it is reclaimed and charged again.
+            logger.warning("could not charge %s before starting it (%s); leaving it to lapse", delivery.entry_id, exc)
+            return False
 
     def _report(self, outcome: Outcome) -> None:
         """From a job thread: queue the outcome, waking the loop once per batch.
@@ -496,9 +521,13 @@ class Worker:
             outcome = self._prepare(delivery)
             if delivery.reclaimed and self._runnable(outcome):
                 store = self._parts[delivery.shard].store
-                outcome.skipped = not await self._retry_redis(
-                    store.acharge, delivery, self.consumer_name, attempts=20
-                )
+                try:
+                    outcome.skipped = not await self._retry_redis(
+                        store.acharge, delivery, self.consumer_name, attempts=20
+                    )
+                except (RedisError, OSError) as exc:  # as in _charge_sync
+                    logger.warning("could not charge %s before starting it (%s)", delivery.entry_id, exc)
+                    outcome.skipped = True
             if self._runnable(outcome):
                 started = metrics.job_started(delivery.channel, outcome.envelope.sent_at)
                 try:
@@ -518,6 +547,7 @@ class Worker:
             self._release(delivery)
             self._room.set()
             return
+        self.last_finished = time.time()
         if outcome.ok:
             self.processed += 1
             metrics.processed(delivery.channel)
@@ -525,8 +555,7 @@ class Worker:
             # bound on work held), though it stays leased until its ack lands,
             # at most ACK_DELAY later; heartbeats cover it meanwhile.
             self._release(delivery)
-            self._acks.append(delivery)
-            self._ack_event.set()
+            self._acker.add(delivery)
             self._room.set()
             return
         task = asyncio.ensure_future(self._settle_failure(outcome))
@@ -542,6 +571,20 @@ class Worker:
         task.add_done_callback(done)
 
     async def _settle_failure(self, outcome: Outcome) -> None:
+        try:
+            await self._settle_failure_of(outcome)
+        except (RedisError, OSError):
+            raise  # still leased: the lease lapses and the next delivery settles it
+        except Exception as exc:
+            # A failure that cannot be retried (say its next envelope cannot be
+            # written) must not come back forever: it becomes a dead letter.
+            logger.exception("could not settle %s; dead-lettering it as malformed", outcome.delivery.entry_id)
+            await self._dead_letter(
+                outcome.delivery, None, FailedMessage.Reason.MALFORMED,
+                error=f"could not be retried ({type(exc).__name__}: {exc})",
+            )
+
+    async def _settle_failure_of(self, outcome: Outcome) -> None:
         delivery, envelope = outcome.delivery, outcome.envelope
         if outcome.malformed is not None:
             await self._dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=outcome.malformed)
@@ -600,88 +643,6 @@ class Worker:
         await self._retry_redis(store.ack, [delivery], outcome="failed", attempts=20)
         metrics.dead_lettered(delivery.channel)
 
-    # -- acking -------------------------------------------------------------
-
-    async def _ack_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._ack_event.wait(), self._until_ack_retry())
-            except TimeoutError:
-                pass  # a host's acks are due to be tried again
-            if len(self._acks) < ACK_BATCH:
-                # Let more successes join this round trip; a job's ack waits at
-                # most ACK_DELAY, which widens the duplicate window after a
-                # crash (window 4) by that much.
-                await asyncio.sleep(ACK_DELAY)
-            self._ack_event.clear()
-            await self._send_acks()
-
-    def _until_ack_retry(self) -> float | None:
-        """Seconds until the next host's acks are due again; None when none wait."""
-        if not self._ack_retry_at:
-            return None
-        return max(0.0, min(self._ack_retry_at.values()) - time.monotonic())
-
-    async def _send_acks(self) -> None:
-        """Ack what finished, one pipeline per Redis host, side by side.
-
-        A host whose acks fail gets them back with a retry time of its own (a
-        backoff per host); until it answers, the jobs may run again (a
-        duplicate, never a loss), and the other hosts' acks go on.
-        """
-        if not self._acks:
-            return
-        now = time.monotonic()
-        batch, self._acks = self._acks, []
-        by_part: dict[int, list[Delivery]] = {}
-        for d in batch:
-            by_part.setdefault(d.shard, []).append(d)
-        waiting = [d for i, b in by_part.items() if self._ack_retry_at.get(i, 0.0) > now for d in b]
-        due = {i: b for i, b in by_part.items() if self._ack_retry_at.get(i, 0.0) <= now}
-        idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
-        try:
-            results = await asyncio.gather(
-                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in due.items()),
-                return_exceptions=True,
-            )
-        except asyncio.CancelledError:
-            self._acks[:0] = batch  # stopping: the final flush sends them
-            raise
-        for (index, part_batch), result in zip(due.items(), results, strict=True):
-            if not isinstance(result, BaseException):
-                self._ack_retry_at.pop(index, None)
-                self._ack_backoff.pop(index, None)
-                continue
-            backoff = self._ack_backoff.get(index, ERROR_BACKOFF)
-            self._ack_retry_at[index] = time.monotonic() + backoff
-            self._ack_backoff[index] = min(backoff * 2, 5.0)
-            logger.log(
-                logging.WARNING if isinstance(result, (RedisError, OSError)) else logging.ERROR,
-                "ack of %d on %r failed (%s); retrying in %.1f s",
-                len(part_batch), self._parts[index].store, result, backoff,
-                exc_info=None if isinstance(result, (RedisError, OSError)) else result,
-            )
-            waiting.extend(part_batch)
-        self._acks[:0] = waiting
-
-    async def _flush_acks(self) -> None:
-        """At shutdown: send the last acks, trying a failing host FINAL_ACK_ATTEMPTS times.
-
-        A host that is down must not keep the process from exiting: those jobs'
-        leases lapse and they run again elsewhere (a duplicate, never a loss).
-        """
-        for _ in range(FINAL_ACK_ATTEMPTS):
-            await self._send_acks()
-            if not self._acks or self._abandon:
-                break
-            await asyncio.sleep(max(0.01, self._until_ack_retry() or 0.0))
-        if self._acks:
-            logger.warning(
-                "giving up on %d ack(s) at shutdown: those jobs ran, but will run again "
-                "when their leases lapse", len(self._acks),
-            )
-            self._acks = []
-
     # -- maintenance --------------------------------------------------------
 
     async def _maintenance_loop(self) -> None:
@@ -717,31 +678,40 @@ class Worker:
             now = time.monotonic()
             if not self._stopping.is_set():
                 await self._guarded("promote", part, self._promote)
+                await self._guarded("checking unreadable channels", part, self._health.recheck, always_calls=False)
             if now >= next_extend:
-                await self._guarded("lease renewal", part, self._extend_leases)
+                await self._guarded("lease renewal", part, self._extend_leases, always_calls=False)
                 next_extend = now + min_vt / 3
             if now >= next_reclaim and not self._stopping.is_set():
-                await self._guarded("reclaim", part, self._reclaim)
+                await self._guarded("reclaim", part, self._reclaim, always_calls=False)
                 next_reclaim = now + min(1.0, min_vt / 4)
             if now >= next_heartbeat:
                 await self._guarded("worker heartbeat", part, self._heartbeat)
                 next_heartbeat = now + HOUSEKEEPING_INTERVAL
             if now >= next_forget and not self._stopping.is_set():
-                await self._guarded("forgetting dead consumers", part, self._forget_dead_consumers)
+                await self._guarded("forgetting dead consumers", part, self._forget_dead_consumers, always_calls=False)
                 next_forget = now + FORGET_INTERVAL
-            await asyncio.sleep(self.poll_interval)
+            # While the host does not answer, its upkeep backs off with its fetcher.
+            await asyncio.sleep(max(self.poll_interval, self._health.delay(index)))
 
-    async def _guarded(self, what: str, part: Partition, step) -> None:
-        """``step(part)``, logging instead of raising Redis errors.
+    async def _guarded(self, what: str, part: Partition, step, *, always_calls: bool = True) -> None:
+        """``step(part)``, reporting Redis errors to the host's outage or quarantine instead of raising.
+
+        Only a step that ``always_calls`` Redis can tell that the host answers
+        again: one that may have had nothing to send proves nothing.
 
         No time limit of its own: every Redis call gives up after the store's
         socket timeout, and a step cut off half-way would starve the channels
         at the end of its list.
         """
+        channels = self._health.usable(part)
         try:
-            await step(part)
+            await step(Partition(part.index, part.store, channels))
         except (RedisError, OSError) as exc:
-            logger.warning("%s on %r failed: %s", what, part.store, exc or type(exc).__name__)
+            await self._health.failed(what, part, channels, exc)  # the upkeep loop backs off
+        else:
+            if always_calls:
+                self._health.answered(part)
 
     async def _each_partition(self, what: str, step) -> None:
         """``step`` on every partition side by side (each guarded)."""
@@ -751,16 +721,17 @@ class Worker:
         await part.store.promote_all(part.channels)
 
     async def _burst_done(self) -> bool:
-        if self._held or self._acks:
+        if self._held or self._acker.pending:
             return False
         for part in self._parts.values():
-            if not await part.store.is_idle(part.channels):
+            channels = self._health.usable(part)
+            if channels and not await part.store.is_idle(channels):
                 return False
         return True
 
     async def _extend_leases(self, part: Partition) -> None:
         by_channel: dict[str, list[str]] = {}
-        for d in [*self._held.values(), *self._acks]:
+        for d in [*self._held.values(), *self._acker.pending]:
             if d.shard == part.index:
                 by_channel.setdefault(d.channel, []).append(d.entry_id)
         for channel, ids in by_channel.items():
@@ -803,6 +774,9 @@ class Worker:
             "started": self.started_at,
             "processed": self.processed,
             "failed": self.failed,
+            "last_finished": self.last_finished,
+            # channels it cannot read (a key of the wrong type) -> why
+            "unreadable": self._health.quarantine.report(),
         }
 
     async def _housekeeping(self) -> None:
@@ -824,7 +798,7 @@ class Worker:
 
     async def _retry_redis(self, fn, *args, attempts: int = 0, **kwargs):
         """Await ``fn(*args, **kwargs)``, retrying Redis errors with backoff (forever when attempts is 0)."""
-        return await _redis_retrying(tenacity.AsyncRetrying, attempts)(fn, *args, **kwargs)
+        return await redis_retrying(tenacity.AsyncRetrying, attempts)(fn, *args, **kwargs)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:
@@ -840,19 +814,6 @@ class Worker:
         finally:
             for w in waits:
                 w.cancel()
-
-
-def _redis_retrying(cls, attempts: int = 0):
-    """The worker's one retry policy for Redis calls, as tenacity ``Retrying`` or ``AsyncRetrying``."""
-    return cls(
-        retry=tenacity.retry_if_exception_type((RedisError, OSError)),
-        wait=tenacity.wait_exponential_jitter(multiplier=ERROR_BACKOFF, max=5.0, jitter=ERROR_BACKOFF),
-        stop=tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never,
-        before_sleep=lambda state: logger.warning(
-            "Redis error %s; retrying (attempt %d)", state.outcome.exception(), state.attempt_number
-        ),
-        reraise=True,
-    )
 
 
 def _with_lost_attempts(delivery: Delivery) -> str:

@@ -20,7 +20,9 @@ _client = None
 def rec() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        # TASKCHAN_RECORD_URL: records on a Redis apart from the store's (the chaos soak restarts that one)
+        url = os.environ.get("TASKCHAN_RECORD_URL") or os.environ["REDIS_URL"]
+        _client = redis.Redis.from_url(url, decode_responses=True)
     return _client
 
 
@@ -217,3 +219,23 @@ def sh_record(message):
 
 for _channel in SHARDED_CHANNELS:
     taskchan.consumer(_channel, max_attempts=5, visibility_timeout=2)(sh_record)
+
+
+# --- consumers and hooks of the garbage and lifeline tests (tests/failure_windows/test_garbage.py) ---
+
+
+@taskchan.consumer("taskchan.t.exit")
+def exit_in_job(message):
+    """Raises SystemExit inside a job thread: the thread is gone, so the worker must exit."""
+    raise SystemExit("a consumer called sys.exit()")
+
+
+if os.environ.get("TASKCHAN_TEST_BREAK_LOOP") == "maintenance":
+    # A bug in one of the worker's loops, injected into a real worker process.
+    from taskchan.worker import Worker
+
+    async def _broken_maintenance_loop(self):
+        await asyncio.sleep(1.0)
+        raise RuntimeError("a bug in the maintenance loop (TASKCHAN_TEST_BREAK_LOOP)")
+
+    Worker._maintenance_loop = _broken_maintenance_loop

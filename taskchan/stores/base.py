@@ -31,9 +31,9 @@ class Delivery:
     # 0 for a store of one.  Stream entry ids are only unique per stream, so a
     # worker names a delivery by (shard, channel, entry id).
     shard: int = 0
-    # Why the store could not read it (an entry that does not unseal with the
-    # layer's keys, ``codec.py``): ``raw`` then holds what was stored, and the
-    # worker dead-letters it as malformed.
+    # Why the store could not read the entry as an envelope (unexpected
+    # fields, cannot be decrypted, ...), or None.  The worker dead-letters such
+    # a delivery as malformed, with ``raw`` as the text kept for the admin.
     unreadable: str | None = None
 
     @property
@@ -133,6 +133,13 @@ class StoreBase:
         """Drop the worker from the registry and, given ``consumer``, its consumer name from ``channels``' groups."""
     async def workers(self) -> list[dict]:
         raise NotImplementedError
+    async def wrong_type_channels(self, channels) -> dict[str, str]:
+        """Channels whose keys hold the wrong Redis type (written around taskchan), each with why.
+
+        Only a store with typed keys (Redis) can have any.
+        """
+        return {}
+
     async def forget_idle_consumers(self, channel, min_idle_ms: int) -> int:
         """Forget consumer names idle ``min_idle_ms`` or more that hold no lease; how many.
 

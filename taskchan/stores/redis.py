@@ -61,13 +61,16 @@ def shared_store(host: Any, prefix: str, codec: Codec = PLAIN) -> RedisStore:
     return store
 
 
-def _entry_raw(fields: Any) -> str:
-    """The envelope of a stream entry; anything else (sent around taskchan) as JSON for the dead letter."""
+def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclaimed: bool = False) -> Delivery:
+    """A stream entry as a Delivery; one that is not a taskchan entry (sent around taskchan) is
+    marked ``unreadable``, its fields kept as JSON for the dead letter."""
     if isinstance(fields, list):  # Lua replies give a flat [field, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=False))
     if isinstance(fields, dict) and len(fields) == 1 and FIELD in fields:
-        return fields[FIELD]
-    return json.dumps({"unexpected stream fields": fields}, default=str)
+        return Delivery(channel, entry_id, fields[FIELD], deliveries, reclaimed)
+    raw = json.dumps({"unexpected stream fields": fields}, default=str, ensure_ascii=False)
+    why = f"a stream entry must have one field, {FIELD!r} (the envelope); this one has other fields"
+    return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
 
 
 class RedisStore(RedisReadings, StoreBase):
@@ -85,6 +88,10 @@ class RedisStore(RedisReadings, StoreBase):
         # redis-py must fail fast instead of sleeping through its own retries.
         options = {
             "decode_responses": True,
+            # Bytes that are not UTF-8 (an entry written around taskchan) come
+            # back as lone surrogates instead of failing the whole reply: the
+            # worker dead-letters that entry (envelope.decode) and reads on.
+            "encoding_errors": "surrogateescape",
             "protocol": 2,
             "socket_connect_timeout": 2,
             # redis-py 8's default, set for every supported version (5-7 wait
@@ -193,11 +200,13 @@ class RedisStore(RedisReadings, StoreBase):
     def _delivery(self, channel, entry_id, fields, deliveries=1, reclaimed=False) -> Delivery:
         """A read entry as a Delivery holding its plain envelope, or, if it does not
         unseal, what was stored and why (the worker dead-letters it as malformed)."""
-        stored = _entry_raw(fields)
-        try:
-            return Delivery(channel, entry_id, self.codec.unseal(stored), deliveries, reclaimed)
-        except Unreadable as exc:
-            return Delivery(channel, entry_id, stored, deliveries, reclaimed, unreadable=str(exc))
+        delivery = _entry(channel, entry_id, fields, deliveries, reclaimed)
+        if delivery.unreadable is None:
+            try:
+                delivery.raw = self.codec.unseal(delivery.raw)
+            except Unreadable as exc:
+                delivery.unreadable = str(exc)  # raw keeps what was stored
+        return delivery
 
     async def prepare(self, channels):
         client, _ = self._aclient()
@@ -248,7 +257,11 @@ class RedisStore(RedisReadings, StoreBase):
             for d in batch:
                 if d.idempotency_key is not None:
                     pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
-        await pipe.execute()
+        for reply in await pipe.execute(raise_on_error=False):
+            # A stream replaced by a key of another type holds nothing to ack
+            # (the worker sets that channel aside); any other error fails the batch.
+            if isinstance(reply, Exception) and "WRONGTYPE" not in str(reply):
+                raise reply
 
     async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
         _, scripts = self._aclient()
@@ -327,10 +340,6 @@ class RedisStore(RedisReadings, StoreBase):
             pipe.zcard(self.keys.scheduled(channel))
         return not any(await pipe.execute())
 
-    async def known_channels(self):
-        client, _ = self._aclient()
-        return sorted(await client.smembers(self.keys.channels))
-
     async def forget_idle_consumers(self, channel, min_idle_ms):
         _, scripts = self._aclient()
         return int(await scripts["forget"](keys=[self.keys.stream(channel)], args=[GROUP, int(min_idle_ms)]))
@@ -371,11 +380,3 @@ class RedisStore(RedisReadings, StoreBase):
                 batch = []
         if batch:
             await client.unlink(*batch)
-
-    async def workers(self):
-        client, _ = self._aclient()
-        ids = await client.zrange(self.keys.workers, 0, -1)
-        if not ids:
-            return []
-        infos = await client.mget([self.keys.worker(i) for i in ids])
-        return [dict(json.loads(info), id=i) for i, info in zip(ids, infos, strict=True) if info]

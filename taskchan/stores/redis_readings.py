@@ -2,20 +2,50 @@
 
 Mixed into ``RedisStore`` (``redis.py``), whose clients and key names it uses:
 per channel, queued and leased counts, the oldest lease, the schedule, the
-outcome counters of the last minute and hour, and lapsed leases.
+outcome counters of the last minute and hour, and lapsed leases; the channels
+and workers a host lists; the channels whose keys hold the wrong Redis type.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from redis.exceptions import ResponseError
 
+from ..envelope import CHANNEL_NAME_RE
 from .base import ChannelStats
 from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, GROUP, stats_bucket
 
 
+def _worker_info(text: str | None) -> dict | None:
+    """A registry entry's JSON; None for one that is missing or not a JSON object (written by hand)."""
+    try:
+        info = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
+
+
 class RedisReadings:
+    async def known_channels(self):
+        client, _ = self._aclient()
+        # Only names send() could have written: a member added by hand is no channel.
+        return sorted(c for c in await client.smembers(self.keys.channels) if CHANNEL_NAME_RE.match(c))
+
+    async def wrong_type_channels(self, channels):
+        client, _ = self._aclient()
+        pipe = client.pipeline(transaction=False)
+        expected = [(c, key, kind) for c in channels
+                    for key, kind in ((self.keys.stream(c), "stream"), (self.keys.scheduled(c), "zset"))]
+        for _channel, key, _kind in expected:
+            pipe.type(key)
+        found = {}
+        for (channel, key, kind), actual in zip(expected, await pipe.execute(), strict=True):
+            if actual not in (kind, "none"):
+                found.setdefault(channel, f"the Redis key {key!r} holds a {actual}, not a {kind}")
+        return found
+
     async def stats(self, channels):
         client, _ = self._aclient()
         now = time.time()
@@ -66,3 +96,11 @@ class RedisReadings:
                 raise
             return 0
         return len(rows)
+
+    async def workers(self):
+        client, _ = self._aclient()
+        ids = await client.zrange(self.keys.workers, 0, -1)
+        if not ids:
+            return []
+        infos = await client.mget([self.keys.worker(i) for i in ids])
+        return [dict(info, id=i) for i, info in zip(ids, map(_worker_info, infos), strict=True) if info]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 
 import pytest
@@ -10,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import taskchan
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
-from tests.conftest import done_records, free_port, lease_as, wait_for
+from tests.conftest import accepts, done_records, free_port, lease_as, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,3 +125,24 @@ def test_redelivered_counts_reclaimed_leases(use_redis_layer, redis_client, work
     found = wait_for(scrape, timeout=10, message="worker metrics")
     assert found[("taskchan_messages_redelivered_total", channel)] == 1
     assert found[("taskchan_messages_processed_total", channel)] == 1
+
+
+def test_runworker_metrics_listen_on_loopback_unless_told_otherwise(use_redis_layer, worker):
+    port, other = free_port(), free_port()
+    local = worker("taskchan.t.record", args=["--metrics-port", str(port)])
+    wide = worker("taskchan.t.record", args=["--metrics-port", str(other), "--metrics-addr", "0.0.0.0"])  # noqa: S104
+
+    wait_for(lambda: accepts(port) and accepts(other), timeout=30, message="both metrics servers")
+    # 127.0.0.2 is loopback too, but not the address 127.0.0.1: a server bound to
+    # every interface answers there, one bound to 127.0.0.1 does not.
+    assert not accepts_on("127.0.0.2", port)
+    assert accepts_on("127.0.0.2", other)
+    assert local.running and wide.running
+
+
+def accepts_on(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -56,7 +56,8 @@ def test_send_with_redis_down_raises_store_unavailable_and_stores_nothing(server
     text = str(caught.value)
     assert f"did not answer for {RETRY_SECONDS} s" in text
     assert "Nothing was sent" in text
-    assert "Is Redis running" in text
+    assert f"<RedisStore redis://127.0.0.1:{server.port}/0" in text  # the host it tried
+    assert "Check that Redis runs at that address" in text and "REDIS_URL" not in text
     assert isinstance(caught.value, taskchan.TaskchanError)
     assert isinstance(caught.value.__cause__, redis_lib.ConnectionError)
 

@@ -272,3 +272,40 @@ def test_relaying_the_same_row_twice_stores_one_message(
 def test_relay_of_a_row_already_gone_does_nothing(use_redis_layer, redis_client):
     assert outbox.relay("no-such-row") is False
     assert redis_client.dbsize() == 0
+
+
+# -- rows written around send_on_commit ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        ({"channel": "taskchan.١٢"}, "Invalid taskchan channel name"),
+        ({"channel": "not-taskchan"}, "Invalid taskchan channel name"),
+        ({"envelope": "{not json"}, "not JSON"),
+        ({"envelope": '{"v": 1, "id": "x", "ch": "taskchan.c.ok", "c": {}}'}, "not the row's id"),
+        ({"delay_ms": 10**15}, "past the limit"),
+        ({"idempotency_key": "a\x00b"}, "no NUL"),
+    ],
+    ids=["arabic-digits", "not-taskchan", "not-json", "other-id", "delay", "nul-key"],
+)
+def test_a_row_that_cannot_be_relayed_becomes_a_malformed_dead_letter(use_redis_layer, redis_client, settings, row, error):
+    from taskchan.deadletter import malformed_id
+    from taskchan.models import FailedMessage
+
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+    with transaction.atomic():
+        message_id = taskchan.send_on_commit(CH, {"n": 1}, delay=60)
+        fields = OutboxMessage.objects.filter(pk=message_id).values().get()
+    redis_client.flushdb()
+    OutboxMessage.objects.create(**{**fields, **row})
+
+    assert outbox.sweep() == 0
+
+    assert redis_client.dbsize() == 0  # nothing relayed
+    assert not OutboxMessage.objects.exists()  # and no row left to be swept forever
+    dead = FailedMessage.objects.get()
+    assert dead.reason == FailedMessage.Reason.MALFORMED
+    assert dead.message_id == malformed_id(fields["channel"] if "channel" not in row else row["channel"], f"outbox:{message_id}")
+    assert error in dead.last_error
+    assert dead.raw

@@ -1,4 +1,9 @@
-"""``manage.py taskchan_status``: the table, ``--json`` and its health-check exit codes, on real Redis."""
+"""``manage.py taskchan_status``: the table, ``--json`` and its health-check exit codes, on real Redis.
+
+Exit 2 is "not live" (Redis, workers alive and progressing, lapsed leases),
+exit 1 "alerts" (dead letters, unreadable channels); ``--liveness`` and
+``--alerts`` check one question each.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import pytest
 import taskchan
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
-from tests.conftest import KEYS, done_records, free_port, lease_as, wait_for
+from tests.conftest import KEYS, done_records, free_port, lease_as, on_store, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,16 +54,20 @@ def test_healthy_table_and_json_with_a_live_worker(use_redis_layer, redis_client
     assert live["channels"] == ["taskchan.t.record"]
 
 
-def test_queued_and_scheduled_counts_without_a_worker(use_redis_layer, manage):
+def test_queued_messages_with_no_worker_to_serve_them_are_not_live(use_redis_layer, manage):
     for n in range(4):
         taskchan.send("taskchan.t.record", {"n": n})
     taskchan.send("taskchan.t.record", {"n": 9}, delay=600)
 
     code, out = status(manage, use_redis_layer, "--json", "taskchan.t.record")
-    assert code == 0, out
-    [row] = json.loads(out)["channels"]
+    assert code == 2, out
+    data = json.loads(out)
+    [row] = data["channels"]
     assert (row["queued"], row["in_flight"], row["scheduled"]) == (4, 0, 1)
-    assert json.loads(out)["workers"] == []
+    assert data["workers"] == [] and data["live"] is False
+    assert data["liveness"] == ["taskchan.t.record: 4 message(s) queued and no live worker serves it"]
+    # Only scheduled, nothing queued: nothing waits for a worker yet.
+    assert status(manage, use_redis_layer, "taskchan.t.slow")[0] == 0
 
 
 def test_a_failed_message_exits_1_unless_allowed(use_redis_layer, worker, manage):
@@ -69,8 +78,13 @@ def test_a_failed_message_exits_1_unless_allowed(use_redis_layer, worker, manage
 
     code, out = status(manage, use_redis_layer)
     assert code == 1, out
-    assert "taskchan.t.poison: 1 failed message(s)" in out
+    assert "ALERT taskchan.t.poison: 1 failed message(s)" in out
     assert "--max-failed 0" in out
+    # A dead letter is an alert, not a dead worker: the liveness probe does not flap on it.
+    code, out = status(manage, use_redis_layer, "--liveness")
+    assert code == 0, out
+    assert out.rstrip().endswith("OK") and "ALERT" not in out
+    assert status(manage, use_redis_layer, "--alerts")[0] == 1
 
     code, out = status(manage, use_redis_layer, "--json")
     assert code == 1, out
@@ -84,7 +98,7 @@ def test_a_failed_message_exits_1_unless_allowed(use_redis_layer, worker, manage
     assert status(manage, use_redis_layer)[0] == 0
 
 
-def test_a_lapsed_lease_exits_1(use_redis_layer, manage):
+def test_a_lapsed_lease_is_not_live(use_redis_layer, manage):
     store = get_store()
     taskchan.send("taskchan.t.record", {"n": 1})
     taskchan.send("taskchan.t.record", {"n": 2})
@@ -97,8 +111,9 @@ def test_a_lapsed_lease_exits_1(use_redis_layer, manage):
     time.sleep(1.3)
 
     code, out = status(manage, use_redis_layer, TASKCHAN_VISIBILITY_TIMEOUT=1)
-    assert code == 1, out
-    assert "taskchan.t.record: 2 lease(s) older than the visibility timeout of 1 s" in out
+    assert code == 2, out
+    assert "NOT LIVE taskchan.t.record: 2 lease(s) older than the visibility timeout of 1 s" in out
+    assert status(manage, use_redis_layer, "--alerts", TASKCHAN_VISIBILITY_TIMEOUT=1)[0] == 0
 
     code, out = status(manage, use_redis_layer, "--json", TASKCHAN_VISIBILITY_TIMEOUT=1)
     [row] = [c for c in json.loads(out)["channels"] if c["channel"] == "taskchan.t.record"]
@@ -113,3 +128,47 @@ def test_redis_down_exits_2(manage):
     assert code == 2, out
     assert "could not read the queues" in out
     assert "Traceback" not in out
+
+
+def _register(store, worker_id, **info):
+    on_store(store, lambda: store.heartbeat_worker(worker_id, {"host": "elsewhere", "pid": 1, **info}, ttl=60))
+
+
+def test_a_worker_that_finishes_nothing_while_work_waits_is_not_live(use_redis_layer, manage):
+    store = get_store()
+    now = time.time()
+    for n in range(3):
+        taskchan.send("taskchan.t.slow", {"n": n})
+    _register(store, "stuck", channels=["taskchan.t.slow"], started=now - 1000, last_finished=now - 900)
+
+    code, out = status(manage, use_redis_layer)
+    assert code == 2, out
+    assert "NOT LIVE worker stuck: no job finished for 15 min while 3 message(s) wait on its channels" in out
+    assert status(manage, use_redis_layer, "--stalled-after", "1200")[0] == 0
+    # Idle, not stuck: with nothing queued on its channels it may finish nothing.
+    _register(store, "idle", channels=["taskchan.t.record"], started=now - 1000, last_finished=None)
+    code, out = status(manage, use_redis_layer, "--stalled-after", "1200", "--json")
+    assert code == 0, out
+    assert {w["id"]: w["last_finished"] for w in json.loads(out)["workers"]}["stuck"] == pytest.approx(now - 900)
+
+
+def test_host_liveness_asks_for_a_live_worker_on_that_host(use_redis_layer, redis_client, worker, manage):
+    proc = worker("taskchan.t.record")
+    wait_for(lambda: redis_client.zcard(KEYS.workers), timeout=30, message="worker registered")
+    host = json.loads(redis_client.get(KEYS.worker(redis_client.zrange(KEYS.workers, 0, -1)[0])))["host"]
+
+    assert status(manage, use_redis_layer, "--liveness", "--host", host)[0] == 0
+    code, out = status(manage, use_redis_layer, "--liveness", "--host", "no-such-host")
+    assert code == 2, out
+    assert "NOT LIVE no live worker on host 'no-such-host'" in out
+    assert proc.running
+
+
+def test_a_channel_a_worker_cannot_read_is_an_alert(use_redis_layer, manage):
+    _register(get_store(), "w1", channels=["taskchan.t.retry"], started=time.time(),
+              unreadable={"taskchan.t.retry": "the Redis key 'taskchan:q:taskchan.t.retry' holds a string, not a stream"})
+
+    code, out = status(manage, use_redis_layer)
+    assert code == 1, out
+    assert "ALERT taskchan.t.retry: cannot be read: the Redis key 'taskchan:q:taskchan.t.retry' holds a string" in out
+    assert status(manage, use_redis_layer, "--liveness")[0] == 0

@@ -274,6 +274,11 @@ def test_nginx_daphne_and_a_worker_from_these_files_serve_echo_and_jobs(tmp_path
         client = Client(f"http://127.0.0.1:{nginx_port}")
         status, _headers, page = client.get("/")
         assert status == 200, page
+        # /metrics stays off the public side; daphne itself still serves it to a local scraper.
+        for path in ("/metrics", "/metrics/", "/metrics?format=text"):
+            assert client.get(path)[0] == 404, path
+        status, _headers, metrics = Client(f"http://127.0.0.1:{daphne_port}").get("/metrics")
+        assert status == 200 and b"taskchan_messages_sent" in metrics, metrics[:300]
         status, _headers, body = client.post_json("/jobs/", json.dumps({"text": "via nginx"}).encode())
         assert status == 202, body
         message_id = json.loads(body)["id"]

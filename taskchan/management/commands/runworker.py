@@ -15,7 +15,7 @@ import sys
 
 from django.core.management import BaseCommand, CommandError
 
-from taskchan import registry
+from taskchan import lifeline, registry
 from taskchan.conf import settings
 from taskchan.exceptions import NotATaskchanLayer
 from taskchan.layers import get_store
@@ -59,7 +59,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--metrics-port", type=int, default=None,
-            help="serve Prometheus metrics of this worker on http://0.0.0.0:PORT/metrics",
+            help="serve Prometheus metrics of this worker on http://ADDR:PORT/metrics",
+        )
+        parser.add_argument(
+            "--metrics-addr", default="127.0.0.1",
+            help="interface for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)",
         )
 
     def handle(self, *args, **options):
@@ -88,7 +92,7 @@ class Command(BaseCommand):
         if options["metrics_port"] is not None:
             from taskchan import metrics
 
-            metrics.start_server(options["metrics_port"])
+            metrics.start_server(options["metrics_port"], options["metrics_addr"])
         worker = None
         if taskchan_channels:
             worker = Worker(
@@ -121,6 +125,10 @@ class Command(BaseCommand):
                 channel_layer=get_channel_layer(alias),
             )
             plain = asyncio.create_task(channels_worker.arun())
+            if worker is not None:
+                # channels' worker serving the plain channels must not die unnoticed
+                # beside a taskchan worker that goes on (lifeline.py).
+                lifeline.watch(plain, "channels' worker for the plain channels", lambda: False, Worker.on_fatal)
         try:
             if worker is None:
                 await plain

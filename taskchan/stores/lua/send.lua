@@ -7,10 +7,18 @@
 -- ARGV[4] idempotency key lifetime, ms   ARGV[5] channel name
 -- Returns the message id: ARGV[2], or the earlier message's id when the
 -- idempotency key is already held (then nothing is stored).
+-- Nothing is half-written: a script's writes are not undone when a later
+-- command fails, so every read and check comes first, and the first write
+-- (XADD or ZADD) is the only one Redis can refuse (out of memory, a read-only
+-- replica, a key of the wrong type); SET overwrites any type and KEYS[3]'s
+-- type is checked before.
 if KEYS[4] then
   local existing = redis.call('GET', KEYS[4])
   if existing then return existing end
-  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[4])
+end
+local channels_type = redis.call('TYPE', KEYS[3])['ok']
+if channels_type ~= 'set' and channels_type ~= 'none' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[3] .. ' holds a ' .. channels_type .. ', not a set')
 end
 local delay = tonumber(ARGV[3])
 if delay > 0 then
@@ -19,6 +27,9 @@ if delay > 0 then
   redis.call('ZADD', KEYS[2], now + delay, ARGV[1])
 else
   redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+end
+if KEYS[4] then
+  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[4])
 end
 redis.call('SADD', KEYS[3], ARGV[5])
 return ARGV[2]

@@ -1,0 +1,123 @@
+"""The worker's acks: successes acknowledged in batches, one pipeline per Redis host.
+
+A job that succeeded stays leased until its ack lands.  The acker collects
+successes and sends whatever finished while the previous ack was on its way
+(up to ACK_BATCH, after at most ACK_DELAY), one pipelined round trip per Redis
+host, side by side.  A host whose acks fail gets them back with a retry time
+of its own (a backoff per host); until it answers those jobs may run again (a
+duplicate, never a loss), and the other hosts' acks go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from .conf import settings
+from .stores.base import Delivery, Partition
+
+logger = logging.getLogger("taskchan.worker")
+
+#: acks sent at once without waiting; smaller batches wait up to ACK_DELAY seconds
+ACK_BATCH = 128
+ACK_DELAY = 0.005
+#: seconds before a failed host's acks are tried again (doubling up to ACK_BACKOFF_CAP)
+ACK_BACKOFF = 0.1
+ACK_BACKOFF_CAP = 5.0
+#: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down
+FINAL_ACK_ATTEMPTS = 8
+
+
+class Acker:
+    def __init__(self, parts: dict[int, Partition]):
+        self.pending: list[Delivery] = []  # finished, not yet acked (still leased: heartbeats cover them)
+        self._parts = parts  # the worker's partitions, by index (shared, only ever added to)
+        self._event = asyncio.Event()
+        # Acks for a host that failed wait until then (monotonic), backing off
+        # per host, so a host that is down does not hold back the others' acks.
+        self._retry_at: dict[int, float] = {}
+        self._backoff: dict[int, float] = {}
+
+    def add(self, delivery: Delivery) -> None:
+        self.pending.append(delivery)
+        self._event.set()
+
+    async def run(self) -> None:
+        """The ack loop: runs until cancelled (a cancelled batch goes back to ``pending``)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._event.wait(), self._until_retry())
+            except TimeoutError:
+                pass  # a host's acks are due to be tried again
+            if len(self.pending) < ACK_BATCH:
+                # Let more successes join this round trip; a job's ack waits at
+                # most ACK_DELAY, which widens the duplicate window after a
+                # crash (window 4) by that much.
+                await asyncio.sleep(ACK_DELAY)
+            self._event.clear()
+            await self.send()
+
+    def _until_retry(self) -> float | None:
+        """Seconds until the next host's acks are due again; None when none wait."""
+        if not self._retry_at:
+            return None
+        return max(0.0, min(self._retry_at.values()) - time.monotonic())
+
+    async def send(self) -> None:
+        """Ack what finished, one pipeline per Redis host, side by side."""
+        if not self.pending:
+            return
+        now = time.monotonic()
+        batch, self.pending = self.pending, []
+        by_part: dict[int, list[Delivery]] = {}
+        for d in batch:
+            by_part.setdefault(d.shard, []).append(d)
+        waiting = [d for i, b in by_part.items() if self._retry_at.get(i, 0.0) > now for d in b]
+        due = {i: b for i, b in by_part.items() if self._retry_at.get(i, 0.0) <= now}
+        idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
+        try:
+            results = await asyncio.gather(
+                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in due.items()),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            self.pending[:0] = batch  # stopping: the final flush sends them
+            raise
+        for (index, part_batch), result in zip(due.items(), results, strict=True):
+            if not isinstance(result, BaseException):
+                self._retry_at.pop(index, None)
+                self._backoff.pop(index, None)
+                continue
+            backoff = self._backoff.get(index, ACK_BACKOFF)
+            self._retry_at[index] = time.monotonic() + backoff
+            self._backoff[index] = min(backoff * 2, ACK_BACKOFF_CAP)
+            logger.log(
+                logging.WARNING if isinstance(result, (RedisError, OSError)) else logging.ERROR,
+                "ack of %d on %r failed (%s); retrying in %.1f s",
+                len(part_batch), self._parts[index].store, result, backoff,
+                exc_info=None if isinstance(result, (RedisError, OSError)) else result,
+            )
+            waiting.extend(part_batch)
+        self.pending[:0] = waiting
+
+    async def flush(self, abandon: Callable[[], bool]) -> None:
+        """At shutdown: send the last acks, trying a failing host FINAL_ACK_ATTEMPTS times.
+
+        A host that is down must not keep the process from exiting: those jobs'
+        leases lapse and they run again elsewhere (a duplicate, never a loss).
+        """
+        for _ in range(FINAL_ACK_ATTEMPTS):
+            await self.send()
+            if not self.pending or abandon():
+                break
+            await asyncio.sleep(max(0.01, self._until_retry() or 0.0))
+        if self.pending:
+            logger.warning(
+                "giving up on %d ack(s) at shutdown: those jobs ran, but will run again "
+                "when their leases lapse", len(self.pending),
+            )
+            self.pending = []
