@@ -1,15 +1,22 @@
 # The project's commands: the README, .ci/run and developers all call these.
-#   make run    install, migrate, serve on http://127.0.0.1:8000/
-#   make test   install, make sure the services the tests use are there, run pytest
-#   make lint   ruff
-#   make bench  the benchmark
+#   make run      install, migrate, serve on http://127.0.0.1:8000/
+#   make test     install, make sure the services the tests use are there, run pytest
+#   make lint     ruff
+#   make bench    the benchmark
+#   make matrix   the compatibility tests on every supported Django x Python (nox)
+#   make package  build the sdist and wheel, check them, smoke-test the wheel
+#
+# .venv holds the library (editable, with its extras) and the reference
+# project's, the tests' and CI's own packages: the dependency groups in
+# pyproject.toml, which pip installs from version 25.1 on.
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+NOX_ARGS ?=
 
-.PHONY: run test lint format bench services clean
+.PHONY: run test lint format bench matrix package services clean
 
 $(PY):
 	@if command -v python3.12 >/dev/null 2>&1; then \
@@ -20,7 +27,9 @@ $(PY):
 	fi
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check 'pip>=25.1'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[celery,prometheus]' \
+		--group project --group test --group dev
 	@touch $@
 
 run: $(STAMP)
@@ -46,5 +55,14 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench.py
 
+# Every session of noxfile.py, or some: make matrix NOX_ARGS='-s compat-3.11(django="5.2")'
+matrix: $(STAMP)
+	TASKCHAN_MATRIX=1 bash .ci/services
+	$(PY) -m nox $(NOX_ARGS)
+
+# The smoke test installs the wheel where Django 5.2 is already installed, on Python 3.11.
+package: $(STAMP) services
+	$(PY) -m nox -s package "smoke(django='5.2', python='3.11')"
+
 clean:
-	rm -rf test-artifacts .pytest_cache .ruff_cache *.egg-info
+	rm -rf test-artifacts .pytest_cache .ruff_cache *.egg-info build dist .nox
