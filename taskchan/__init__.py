@@ -36,6 +36,7 @@ _EXPORTS = {
     "MessageTooLarge": "taskchan.exceptions",
     "StoreUnavailable": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
+    "MissingExtra": "taskchan.exceptions",
 }
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "MessageTooLarge",
     "StoreUnavailable",
     "NotATaskchanLayer",
+    "MissingExtra",
     "__version__",
 ]
 
@@ -77,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ContentNotSerializable,
         InvalidChannelName,
         MessageTooLarge,
+        MissingExtra,
         NotATaskchanLayer,
         Reject,
         Retry,

@@ -53,6 +53,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from . import extras
 from .conf import settings
 from .envelope import MalformedEnvelope, decode
 from .exceptions import StoreUnavailable, UnknownChannel
@@ -94,9 +95,7 @@ def celery_app():
 
                     _app = import_string(path)
                 else:
-                    from celery import Celery
-
-                    app = Celery("taskchan", set_as_current=False)
+                    app = extras.require("celery").Celery("taskchan", set_as_current=False)
                     app.config_from_object("django.conf:settings", namespace="CELERY")
                     _app = app
     return _app
@@ -145,6 +144,8 @@ def celery_configured() -> bool:
     only then."""
     from .layers import get_store
 
+    if not extras.installed("celery"):
+        return False
     try:
         store = get_store()
     except Exception:
@@ -161,6 +162,7 @@ def active(store) -> bool:
     """
     if not _is_redis_store(store):
         return False
+    extras.require("celery")  # MissingExtra, naming the extra, before anything is stored
     if not _broker_named():
         raise ImproperlyConfigured(
             "A channel hands its messages off to Celery (handoff='celery'), but no Celery broker "
