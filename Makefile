@@ -5,6 +5,7 @@
 #   make bench    the benchmark
 #   make matrix   the compatibility tests on every supported Django x Python (nox)
 #   make package  build the sdist and wheel, check them, smoke-test the wheel
+#   make screenshots  the browser tests, then their pictures copied to docs/images
 #
 # .venv holds the library (editable, with its extras) and the reference
 # project's, the tests' and CI's own packages: the dependency groups in
@@ -16,7 +17,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 NOX_ARGS ?=
 
-.PHONY: run test lint format bench matrix package services clean
+.PHONY: run test lint format bench matrix package screenshots services clean
 
 $(PY):
 	@if command -v python3.12 >/dev/null 2>&1; then \
@@ -63,6 +64,16 @@ matrix: $(STAMP)
 # The smoke test installs the wheel where Django 5.2 is already installed, on Python 3.11.
 package: $(STAMP) services
 	$(PY) -m nox -s package "smoke(django='5.2', python='3.11')"
+
+# The pictures in README.md and docs/, taken by the browser tests (SOURCE:NAME; the
+# detail page's from the layout test, whose traceback names no path of this machine).
+SCREENSHOTS := admin-failed-messages:admin-failed-messages admin-overview:admin-overview \
+	admin-failed-message-detail-1280:admin-failed-message-detail demo-failed-job:demo-failed-job
+screenshots: $(STAMP) services
+	$(PY) -m pytest -n 4 tests/admin/test_browser.py tests/browser/test_page.py
+	for pair in $(SCREENSHOTS); do \
+		cp "test-artifacts/screenshots/$${pair%%:*}.png" "docs/images/$${pair##*:}.png"; \
+	done
 
 clean:
 	rm -rf test-artifacts .pytest_cache .ruff_cache *.egg-info build dist .nox

@@ -1,7 +1,9 @@
 """The admin in a real browser (Chromium through Playwright) against a real
 runserver on the test Redis, with real runworker processes.
 
-Each page visited is saved under ``test-artifacts/screenshots/admin-*.png``.
+Each page visited is saved under ``test-artifacts/screenshots/admin-*.png``, in a
+1280-pixel window with Django's navigation sidebar open; ``make screenshots``
+copies the ones the docs show to ``docs/images/``.
 The server shares the test database through ``subprocess_env`` (a file, so the
 tests use ``transaction=True``: rows are committed before the server reads them).
 """
@@ -83,10 +85,9 @@ def test_a_dead_letter_is_retried_from_its_page_and_a_real_worker_runs_it(
 
     orm_beside_playwright(monkeypatch)
     with browser.browser_page(request.node.name) as (page, errors):
-        page.set_viewport_size({"width": 1400, "height": 900})
+        page.set_viewport_size({"width": 1280, "height": 900})  # the size of docs/images/*.png
         log_in(page, base, user)
         page.goto(base + CHANGELIST)
-        page.locator("#toggle-nav-sidebar").click()  # more room for the list (remembered by the browser)
         expect(page.locator("#result_list tbody tr")).to_have_count(3)
         expect(_row(page, poison_id)).to_contain_text("taskchan.t.poison")
         expect(_row(page, poison_id)).to_contain_text("ValueError: poison message always fails")
@@ -211,7 +212,7 @@ def test_the_overview_refreshes_itself_without_a_reload(request, monkeypatch, ad
 
     orm_beside_playwright(monkeypatch)
     with browser.browser_page(request.node.name) as (page, errors):
-        page.set_viewport_size({"width": 1400, "height": 900})
+        page.set_viewport_size({"width": 1280, "height": 900})
         log_in(page, base, user)
         page.locator("#content-main a", has_text="Queue overview").first.click()  # linked from the index
         expect(page).to_have_url(base + OVERVIEW)
@@ -227,7 +228,6 @@ def test_the_overview_refreshes_itself_without_a_reload(request, monkeypatch, ad
         expect(mine).to_contain_text("taskchan.t.record")
         expect(mine).to_contain_text("taskchan.t.poison")
 
-        page.locator("#toggle-nav-sidebar").click()
         idle = page.locator('#taskchan-channels-body tr[data-key="taskchan.t.crash"]')
         expect(idle).to_be_visible()
         page.locator("#taskchan-hide-idle").check()
@@ -257,7 +257,7 @@ def test_groups_and_edit_and_retry_pages(request, monkeypatch, admin_server, red
 
     orm_beside_playwright(monkeypatch)
     with browser.browser_page(request.node.name) as (page, errors):
-        page.set_viewport_size({"width": 1400, "height": 900})
+        page.set_viewport_size({"width": 1280, "height": 900})
         log_in(page, base, user)
         page.goto(base + CHANGELIST)
         page.locator("#taskchan-groups-link").click()

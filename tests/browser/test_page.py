@@ -144,4 +144,5 @@ def test_the_job_that_fails_is_retried_then_kept_as_a_failed_message(request, mo
         expect(page.locator("#job-admin-link")).to_have_attribute(
             "href", f"/admin/taskchan/failedmessage/{row.pk}/change/"
         )
+        page.screenshot(path=str(SCREENSHOTS / "demo-failed-job.png"))
         assert errors == []
