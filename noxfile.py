@@ -43,7 +43,6 @@ COMPAT_TESTS = (
     "tests/contract",
     "tests/admin",
     "tests/integration/test_worker_process.py",
-    "tests/integration/test_runworker_cli.py",
     "tests/failure_windows",
     "--deselect=tests/failure_windows/test_soak.py",
     "--deselect=tests/admin/test_failed_list.py::test_a_list_of_100000_opens_as_fast_as_one_of_100",
