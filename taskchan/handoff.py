@@ -18,7 +18,9 @@ worker (``celery -A project worker``).
 
 Celery is imported lazily, only by a process that actually hands a message
 off: a web process or taskchan worker whose channels do not hand off never
-loads it (``tests/celery/test_handoff_send.py`` checks).
+loads it (``tests/celery/test_handoff_send.py`` checks).  It is the ``celery``
+extra; without it, sending to such a channel raises ``MissingExtra`` before
+anything is stored (``extras.require``).
 
 The Celery app that publishes is ``TASKCHAN_CELERY_APP`` (a dotted path such as
 ``"project.celery.app"``) if the settings name one, otherwise a private app
