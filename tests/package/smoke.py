@@ -88,8 +88,13 @@ def check_install(django: str) -> None:
     import taskchan
 
     location = Path(taskchan.__file__).resolve()
-    if CHECKOUT in location.parents:
-        fail(f"taskchan was imported from the checkout ({location}), not from the installed wheel")
+    # (The virtualenv itself may live inside the checkout, in .nox/.)
+    if location.parent == CHECKOUT / "taskchan" or "site-packages" not in location.parts:
+        fail(f"taskchan was imported from {location}, not from the wheel installed in site-packages")
+    if importlib.metadata.distribution("django-taskchan").read_text("direct_url.json") and '"editable": true' in (
+        importlib.metadata.distribution("django-taskchan").read_text("direct_url.json") or ""
+    ):
+        fail("django-taskchan is installed editable, not from the wheel")
     installed = importlib.metadata.version("django-taskchan")
     if installed != taskchan.__version__:
         fail(f"the distribution says {installed}, taskchan.__version__ says {taskchan.__version__}")
