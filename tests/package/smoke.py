@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -91,9 +92,8 @@ def check_install(django: str) -> None:
     # (The virtualenv itself may live inside the checkout, in .nox/.)
     if location.parent == CHECKOUT / "taskchan" or "site-packages" not in location.parts:
         fail(f"taskchan was imported from {location}, not from the wheel installed in site-packages")
-    if importlib.metadata.distribution("django-taskchan").read_text("direct_url.json") and '"editable": true' in (
-        importlib.metadata.distribution("django-taskchan").read_text("direct_url.json") or ""
-    ):
+    direct_url = json.loads(importlib.metadata.distribution("django-taskchan").read_text("direct_url.json") or "{}")
+    if direct_url.get("dir_info", {}).get("editable"):
         fail("django-taskchan is installed editable, not from the wheel")
     installed = importlib.metadata.version("django-taskchan")
     if installed != taskchan.__version__:
