@@ -1,5 +1,5 @@
-"""The websocket echo (the seed's first example), the demo job consumer and a
-plain (non-taskchan) channel consumer.
+"""The websocket echo (the seed's first example), the demo job consumers (one
+that succeeds, one that always fails) and a plain (non-taskchan) channel consumer.
 
 taskchan imports this module at start-up (``consumers.py`` of every installed
 app is autodiscovered), which registers ``reverse_text`` for ``taskchan.demo``.
@@ -8,6 +8,7 @@ app is autodiscovered), which registers ``reverse_text`` for ``taskchan.demo``.
 import logging
 import os
 
+import tenacity
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.generic.websocket import WebsocketConsumer
@@ -87,3 +88,17 @@ def reverse_text(message):
         },
     )
     logger.info("demo message %s done on attempt %s", message.id, message.attempt)
+
+
+#: the demo's failing job: retried once, then a dead letter in the admin
+FAILING_CHANNEL = "taskchan.demo-fails"
+
+
+@taskchan.consumer(FAILING_CHANNEL, max_attempts=2, backoff=tenacity.wait_fixed(1))
+def always_fails(message):
+    """Fails on every attempt, so that the demo can show a retry and then a dead
+    letter, with its error and traceback, in the admin."""
+    raise RuntimeError(
+        f"demo job failed on purpose (attempt {message.attempt} of 2): "
+        f"could not process {message.content.get('text')!r}"
+    )

@@ -4,10 +4,13 @@ import json
 
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 import taskchan
+from project.consumers import FAILING_CHANNEL
 from project.models import DemoResult
+from taskchan.models import FailedMessage
 
 #: longest text the demo job accepts, in characters
 MAX_TEXT_LENGTH = 1000
@@ -26,7 +29,9 @@ def _bad_request(message):
 def submit_job(request):
     """Queue ``{"text": ...}`` on ``taskchan.demo``; answer 202 with the message id.
 
-    Takes a JSON body or form fields.
+    Takes a JSON body or form fields.  With ``"fail": true`` (or the form field
+    ``fail=1``) the job goes to ``taskchan.demo-fails``, whose consumer always
+    raises: it is retried once and then kept as a dead letter in the admin.
     """
     if request.content_type == "application/json":
         try:
@@ -44,16 +49,28 @@ def submit_job(request):
         return _bad_request("Give some text to send: the 'text' field is missing or empty.")
     if len(text) > MAX_TEXT_LENGTH:
         return _bad_request(f"The text is {len(text)} characters; at most {MAX_TEXT_LENGTH}.")
-    message_id = taskchan.send("taskchan.demo", {"text": text})
+    fail = payload.get("fail") in (True, "1", "true")
+    message_id = taskchan.send(FAILING_CHANNEL if fail else "taskchan.demo", {"text": text})
     return JsonResponse({"id": message_id}, status=202)
 
 
 @require_GET
 def job_status(request, message_id):
-    """``{"status": "pending"}`` until the consumer stored a result, then the result."""
+    """``{"status": "pending"}`` until the consumer stored a result, then the
+    result; ``"failed"`` with the error and the admin page once it is a dead letter."""
     result = DemoResult.objects.filter(message_id=message_id).first()
     if result is None:
-        return JsonResponse({"status": "pending"})
+        dead = FailedMessage.objects.filter(message_id=message_id).first()
+        if dead is None:
+            return JsonResponse({"status": "pending"})
+        return JsonResponse(
+            {
+                "status": "failed",
+                "attempts": dead.attempts,
+                "error": f"{dead.last_error_type.rsplit('.', 1)[-1]}: {dead.last_error}",
+                "admin_url": reverse("admin:taskchan_failedmessage_change", args=[dead.pk]),
+            }
+        )
     return JsonResponse(
         {
             "status": "done",

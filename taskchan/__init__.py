@@ -38,6 +38,7 @@ _EXPORTS = {
     "StoreUnavailable": "taskchan.exceptions",
     "StoreRefused": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
+    "MissingExtra": "taskchan.exceptions",
 }
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "StoreUnavailable",
     "StoreRefused",
     "NotATaskchanLayer",
+    "MissingExtra",
     "__version__",
 ]
 
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InvalidChannelName,
         InvalidOption,
         MessageTooLarge,
+        MissingExtra,
         NotATaskchanLayer,
         Reject,
         Retry,

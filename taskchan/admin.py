@@ -26,7 +26,8 @@ import datetime
 import json
 
 from django.contrib import admin
-from django.contrib.admin.options import ActionLocation
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.template.defaultfilters import pluralize
 from django.urls import path
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -35,6 +36,7 @@ from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
 from . import admin_views as views
+from . import compat
 from .admin_lists import IndexedValuesFilter, LimitedCountPaginator, RetriedFilter
 from .conf import settings as taskchan_settings
 from .models import FailedMessage, OutboxMessage, QueueOverview
@@ -58,15 +60,7 @@ def _when(timestamp) -> str:
 
 @admin.register(FailedMessage)
 class FailedMessageAdmin(admin.ModelAdmin):
-    list_display = [
-        "short_id",
-        "channel",
-        "consumer",
-        "attempts",
-        "short_error",
-        "last_failed",
-        "status",
-    ]
+    list_display = ["short_id", "channel_and_consumer", "short_error", "last_failed", "status"]
     list_display_links = ["short_id"]
     list_filter = [
         ("channel", IndexedValuesFilter),
@@ -83,7 +77,7 @@ class FailedMessageAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     delete_confirmation_max_display = 100
-    actions = ["retry_selected", "hand_to_celery_selected"]
+    actions = ["delete_selected", "retry_selected", "hand_to_celery_selected"]
     readonly_fields = [
         "message_id", "channel", "consumer", "reason", "attempts_display", "sent_at", "reply_channel",
         "ran_under_celery",
@@ -138,8 +132,12 @@ class FailedMessageAdmin(admin.ModelAdmin):
     @admin.display(description="message", ordering="message_id")
     def short_id(self, obj):
         return format_html(
-            '<span title="{}">{}</span>', obj.message_id, Truncator(obj.message_id).chars(11)
+            '<span title="{}">{}</span>', obj.message_id, Truncator(obj.message_id).chars(9)
         )
+
+    @admin.display(description="channel / consumer", ordering="channel")
+    def channel_and_consumer(self, obj):
+        return format_html('{}<span class="taskchan-quiet">{}</span>', obj.channel, obj.consumer)
 
     @admin.display(description="last failed", ordering="last_failed_at")
     def last_failed(self, obj):
@@ -159,26 +157,28 @@ class FailedMessageAdmin(admin.ModelAdmin):
         text = printable(f"{kind}: {obj.last_error}" if kind and obj.last_error else kind or obj.last_error)
         return format_html('<span title="{}">{}</span>', text, Truncator(text).chars(60))
 
-    @admin.display(description="status")
+    @admin.display(description="status", ordering="reason")
     def status(self, obj):
+        attempts = format_html('<span class="taskchan-quiet">{} attempt{}</span>', obj.attempts, pluralize(obj.attempts))
         if obj.retried_as:
             return format_html(
-                'retried as <a href="{}">{}</a>',
+                'retried as <a href="{}">{}</a>{}',
                 views.message_filter_url(obj.retried_as),
                 Truncator(obj.retried_as).chars(9),
+                attempts,
             )
-        return obj.get_reason_display()
+        return format_html("{}{}", obj.get_reason_display(), attempts)
 
-    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
-        actions = super().get_actions(request, action_location=action_location)
-        if "delete_selected" in actions:
-            actions["delete_selected"].description = "Discard selected %(verbose_name_plural)s"
-            actions[
-                "delete_selected"
-            ].plural_description = "Discard selected %(verbose_name_plural)s"
+    def get_actions(self, request, action_location=compat.CHANGE_LIST):
+        # Django 6.1 passes action_location (and looks for it by name); 5.2 and 6.0 take none.
+        actions = super().get_actions(request, **compat.location_kwargs(action_location))
         if views.celery_handoff() is None:
             actions.pop("hand_to_celery_selected", None)
         return actions
+
+    @admin.action(permissions=["delete"], description="Discard selected %(verbose_name_plural)s")
+    def delete_selected(self, request, queryset):
+        return django_delete_selected(self, request, queryset)  # its confirmation page and log entries
 
     @admin.action(permissions=["retry"], description="Retry selected failed messages")
     def retry_selected(self, request, queryset):

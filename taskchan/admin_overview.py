@@ -26,16 +26,15 @@ from .text import printable
 REFRESH_MS = 3000
 
 CHANNEL_COLUMNS = [
-    "Channel",
-    "Consumer",
+    "Channel / consumer",
     "Queued",
     "In flight",
     "Scheduled",
-    "Failed (not retried)",
+    "Dead letters",
     "Processed (1 min)",
     "Processed (1 h)",
-    "Failed (1 min)",
-    "Failed (1 h)",
+    "Dead-lettered (1 min)",
+    "Dead-lettered (1 h)",
 ]
 WORKER_COLUMNS = [
     "Worker",
@@ -46,7 +45,7 @@ WORKER_COLUMNS = [
     "Started",
     "Last finished",
     "Processed",
-    "Failed",
+    "Failed attempts",
 ]
 
 
@@ -86,9 +85,10 @@ def _ago(timestamp, now: float) -> dict:
     return _cell(f"{duration(now - when)} ago" if when else "", title=_iso(when))
 
 
-def _cell(text, *, href: str = "", title: str = "", numeric: bool = False) -> dict:
+def _cell(text, *, href: str = "", title: str = "", numeric: bool = False, detail: str = "") -> dict:
+    """A table cell for the page and its JSON; ``detail`` is a second, quieter line."""
     zero = numeric and str(text) == "0"
-    return {"text": str(text), "href": href, "title": title, "numeric": numeric, "zero": zero}
+    return {"text": str(text), "href": href, "title": title, "numeric": numeric, "zero": zero, "detail": detail}
 
 
 #: the row's figures read from Redis, by name (None in the JSON when unknown)
@@ -97,7 +97,8 @@ REDIS_FIGURES = (
     "processed_last_hour", "failed_last_minute", "failed_last_hour",
 )
 #: shown for a figure Redis could not give: "?" rather than a zero that looks real
-_UNKNOWN = {"text": "?", "href": "", "title": "could not be read from Redis", "numeric": False, "zero": False}
+_UNKNOWN = {"text": "?", "href": "", "title": "could not be read from Redis", "numeric": False, "zero": False,
+            "detail": ""}
 
 
 def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: bool = True) -> dict:
@@ -139,8 +140,7 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
         **figures,
         "failed": failed,
         "cells": [
-            _cell(stats.channel),
-            _cell(consumer.name if consumer else "(no consumer registered)"),
+            _cell(stats.channel, detail=consumer.name if consumer else "(no consumer registered)"),
             *queue_cells,
             failed_cell,
             *rate_cells,

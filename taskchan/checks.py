@@ -261,3 +261,82 @@ def check_visibility_timeouts(app_configs, **kwargs):
                 )
             )
     return warnings
+
+
+# -- installation: what a new project misses (taskchan.E02x) -------------------
+
+
+@checks.register()
+def check_asgi_application(app_configs, **kwargs):
+    """runserver is daphne's where daphne is installed, and daphne needs ASGI_APPLICATION (E020)."""
+    from importlib.util import find_spec
+
+    if getattr(settings, "ASGI_APPLICATION", None) or find_spec("daphne") is None:
+        return []
+    return [
+        checks.Error(
+            "ASGI_APPLICATION is not set, and 'manage.py runserver' is daphne's ASGI server (taskchan's "
+            "runserver runs on it when daphne is installed), so runserver cannot start.",
+            hint="Point it at the application in the asgi.py that startproject made, e.g. "
+            "ASGI_APPLICATION = 'mysite.asgi.application' (docs/quickstart.md shows one that also "
+            "serves websockets).",
+            obj="settings.ASGI_APPLICATION",
+            id="taskchan.E020",
+        )
+    ]
+
+
+def _mounts(patterns, view) -> bool:
+    """Whether ``view`` is reachable through these URL patterns (included ones too)."""
+    for pattern in patterns:
+        if getattr(pattern, "callback", None) is view:
+            return True
+        if hasattr(pattern, "url_patterns") and _mounts(pattern.url_patterns, view):
+            return True
+    return False
+
+
+@checks.register(checks.Tags.urls)
+def check_prometheus_extra(app_configs, **kwargs):
+    """metrics_view in the URLs without prometheus_client installed (E021)."""
+    from . import extras
+
+    if extras.installed("prometheus"):
+        return []
+    from django.urls import get_resolver
+
+    from .metrics import metrics_view
+
+    try:
+        patterns = get_resolver().url_patterns
+    except Exception:  # a broken URLconf: Django's own URL checks report it
+        return []
+    if not _mounts(patterns, metrics_view):
+        return []
+    return [
+        checks.Error(
+            f"The URLs serve taskchan.metrics.metrics_view. {extras.missing_message('prometheus')}",
+            hint="Install the extra, or remove metrics_view from the URLs.",
+            obj="taskchan.metrics.metrics_view",
+            id="taskchan.E021",
+        )
+    ]
+
+
+@checks.register()
+def check_celery_extra(app_configs, **kwargs):
+    """A consumer declared with handoff='celery' without Celery installed (E022)."""
+    from . import extras, registry
+
+    if extras.installed("celery"):
+        return []
+    return [
+        checks.Error(
+            f"{channel!r} hands off to Celery (handoff='celery'). {extras.missing_message('celery')}",
+            hint="Install the extra, or drop handoff='celery' from the consumer.",
+            obj=entry.name,
+            id="taskchan.E022",
+        )
+        for channel, entry in sorted(registry.all_consumers().items())
+        if entry.handoff == "celery"
+    ]

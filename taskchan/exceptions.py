@@ -6,6 +6,8 @@ so ``raise SomeError()`` alone is already a useful error.
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 
 class TaskchanError(Exception):
     """Base class of every error taskchan raises."""
@@ -52,6 +54,10 @@ class NotATaskchanLayer(TaskchanError):
 
 class UnknownChannel(TaskchanError, LookupError):
     """No consumer is registered for this channel: decorate a function with @taskchan.consumer in an app's consumers.py."""
+
+
+class MissingExtra(TaskchanError, ImproperlyConfigured):
+    """A feature needs a package that is not installed: install taskchan with the extra named in the message."""
 
 
 # Control flow raised by consumer code.  They are deliberately not

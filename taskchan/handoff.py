@@ -18,7 +18,9 @@ worker (``celery -A project worker``).
 
 Celery is imported lazily, only by a process that actually hands a message
 off: a web process or taskchan worker whose channels do not hand off never
-loads it (``tests/celery/test_handoff_send.py`` checks).
+loads it (``tests/celery/test_handoff_send.py`` checks).  It is the ``celery``
+extra; without it, sending to such a channel raises ``MissingExtra`` before
+anything is stored (``extras.require``).
 
 The Celery app that publishes is ``TASKCHAN_CELERY_APP`` (a dotted path such as
 ``"project.celery.app"``) if the settings name one, otherwise a private app
@@ -53,6 +55,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from . import extras
 from .conf import settings
 from .envelope import MalformedEnvelope, decode
 from .exceptions import StoreUnavailable, UnknownChannel
@@ -94,9 +97,7 @@ def celery_app():
 
                     _app = import_string(path)
                 else:
-                    from celery import Celery
-
-                    app = Celery("taskchan", set_as_current=False)
+                    app = extras.require("celery").Celery("taskchan", set_as_current=False)
                     app.config_from_object("django.conf:settings", namespace="CELERY")
                     _app = app
     return _app
@@ -145,6 +146,8 @@ def celery_configured() -> bool:
     only then."""
     from .layers import get_store
 
+    if not extras.installed("celery"):
+        return False
     try:
         store = get_store()
     except Exception:
@@ -161,6 +164,7 @@ def active(store) -> bool:
     """
     if not _is_redis_store(store):
         return False
+    extras.require("celery")  # MissingExtra, naming the extra, before anything is stored
     if not _broker_named():
         raise ImproperlyConfigured(
             "A channel hands its messages off to Celery (handoff='celery'), but no Celery broker "

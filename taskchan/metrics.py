@@ -28,6 +28,12 @@ Exposing them:
   token or an IP allow-list), since queue names and volumes are visible to
   anyone who can read it.
 
+They need prometheus_client, the ``prometheus`` extra
+(``pip install 'django-taskchan[prometheus]'``).  Without it the hooks below
+count nothing and cost next to nothing; ``metrics_view`` and
+``runworker --metrics-port`` raise ``MissingExtra``, which names the extra, and
+``manage.py check`` reports a ``metrics_view`` in the URLs as ``taskchan.E021``.
+
 Multi-process note: prometheus_client keeps counters in process memory, so
 every process counts only what it did itself and a worker's numbers are lost
 when it restarts (Prometheus' ``rate()`` copes with resets).  Under a
@@ -45,42 +51,58 @@ import os
 import threading
 import time
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    start_http_server,
-)
-from prometheus_client.core import GaugeMetricFamily
+from . import extras
 
 _LABELS = ("channel",)
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
-SENT = Counter("taskchan_messages_sent", "Messages stored for a channel by send()", _LABELS)
-PROCESSED = Counter("taskchan_messages_processed", "Jobs that finished successfully", _LABELS)
-RETRIED = Counter("taskchan_messages_retried", "Failed attempts rescheduled for a retry", _LABELS)
-DEAD_LETTERED = Counter(
-    "taskchan_messages_dead_lettered",
-    "Messages that ended as a FailedMessage (exhausted, rejected, worker lost, malformed)",
-    _LABELS,
-)
-REDELIVERED = Counter(
-    "taskchan_messages_redelivered", "Lapsed leases (a dead worker's messages) reclaimed by this worker", _LABELS
-)
-DURATION = Histogram(
-    "taskchan_job_duration_seconds",
-    "Time a consumer ran, per attempt",
-    _LABELS,
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf")),
-)
-START_DELAY = Histogram(
-    "taskchan_job_start_delay_seconds",
-    "Time from send to the start of an attempt (includes delays and retry backoff)",
-    _LABELS,
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, float("inf")),
-)
+try:
+    import prometheus_client
+except ModuleNotFoundError:  # the 'prometheus' extra is not installed: nothing is counted
+    prometheus_client = None
+
+if prometheus_client is not None:
+    from prometheus_client import Counter, Histogram
+
+    SENT = Counter("taskchan_messages_sent", "Messages stored for a channel by send()", _LABELS)
+    PROCESSED = Counter("taskchan_messages_processed", "Jobs that finished successfully", _LABELS)
+    RETRIED = Counter("taskchan_messages_retried", "Failed attempts rescheduled for a retry", _LABELS)
+    DEAD_LETTERED = Counter(
+        "taskchan_messages_dead_lettered",
+        "Messages that ended as a FailedMessage (exhausted, rejected, worker lost, malformed)",
+        _LABELS,
+    )
+    REDELIVERED = Counter(
+        "taskchan_messages_redelivered", "Lapsed leases (a dead worker's messages) reclaimed by this worker", _LABELS
+    )
+    DURATION = Histogram(
+        "taskchan_job_duration_seconds",
+        "Time a consumer ran, per attempt",
+        _LABELS,
+        buckets=(*_SECONDS, float("inf")),
+    )
+    START_DELAY = Histogram(
+        "taskchan_job_start_delay_seconds",
+        "Time from send to the start of an attempt (includes delays and retry backoff)",
+        _LABELS,
+        buckets=(*_SECONDS, 3600, float("inf")),
+    )
+    _METRICS = (SENT, PROCESSED, RETRIED, DEAD_LETTERED, REDELIVERED, DURATION, START_DELAY)
+
+
+class _Uncounted:
+    """Stands in for a metric's child when prometheus_client is not installed."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_UNCOUNTED = (_Uncounted(),) * 7
 
 # channel -> (sent, processed, retried, dead lettered, redelivered, duration, start delay) children.
 # ``.labels()`` takes a lock and builds a tuple on every call; the hot path
@@ -92,10 +114,9 @@ _children: dict[str, tuple] = {}
 def _for(channel: str) -> tuple:
     children = _children.get(channel)
     if children is None:
-        children = _children[channel] = tuple(
-            metric.labels(channel) for metric in (SENT, PROCESSED, RETRIED, DEAD_LETTERED, REDELIVERED,
-                                                   DURATION, START_DELAY)
-        )
+        if prometheus_client is None:
+            return _UNCOUNTED
+        children = _children[channel] = tuple(metric.labels(channel) for metric in _METRICS)
     return children
 
 
@@ -131,8 +152,11 @@ def job_started(channel: str, sent_at: float) -> float:
     return time.perf_counter()
 
 
-def job_finished(channel: str, started: float) -> None:
-    _for(channel)[5].observe(time.perf_counter() - started)
+def job_finished(channel: str, started: float) -> float:
+    """Observe the attempt's duration and return it, in seconds."""
+    seconds = time.perf_counter() - started
+    _for(channel)[5].observe(seconds)
+    return seconds
 
 
 # -- gauges, read from the store at scrape time --------------------------------
@@ -152,6 +176,8 @@ class StoreCollector:
         return []  # do not read Redis when registering
 
     def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
         from . import registry
         from .layers import get_store
         from .stores.base import survey_once
@@ -224,9 +250,10 @@ _install_lock = threading.Lock()
 _collector: StoreCollector | None = None
 
 
-def install(registry=REGISTRY) -> None:
+def install(registry=None) -> None:
     """Register the gauges' collector on the default registry (once per process)."""
     global _collector
+    registry = registry or extras.require("prometheus").REGISTRY
     with _install_lock:
         if _collector is None:
             _collector = StoreCollector()
@@ -234,15 +261,16 @@ def install(registry=REGISTRY) -> None:
 
 
 def _registry():
+    client = extras.require("prometheus")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
+        registry = client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(StoreCollector())
         return registry
     install()
-    return REGISTRY
+    return client.REGISTRY
 
 
 def metrics_view(request):
@@ -252,7 +280,9 @@ def metrics_view(request):
     """
     from django.http import HttpResponse
 
-    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    registry = _registry()
+    body = prometheus_client.generate_latest(registry)
+    return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
 
 
 def start_server(port: int, addr: str = "127.0.0.1") -> None:
@@ -262,4 +292,4 @@ def start_server(port: int, addr: str = "127.0.0.1") -> None:
     names and volumes are not for the public side of the host.
     """
     install()
-    start_http_server(port, addr=addr)
+    prometheus_client.start_http_server(port, addr=addr)

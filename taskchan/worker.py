@@ -69,6 +69,8 @@ from .registry import Consumer
 from .stores.base import Delivery, Partition, StoreBase
 
 logger = logging.getLogger("taskchan.worker")
+#: one DEBUG line per attempt that ran: turn it on with ``runworker -v 2`` or LOGGING
+job_logger = logging.getLogger("taskchan.jobs")
 
 #: seconds a fetch blocks in Redis waiting for new messages; bounds how long a
 #: stop request waits for the fetcher to notice
@@ -103,6 +105,7 @@ class Outcome:
     malformed: str | None = None  # why the message could not be read
     worker_lost: bool = False  # earlier deliveries died with their worker
     skipped: bool = False  # a reclaimed delivery another worker took before it started
+    duration: float = 0.0  # seconds the consumer ran
 
 
 class Worker:
@@ -460,7 +463,7 @@ class Worker:
                     outcome.exc = exc
                     outcome.traceback = traceback_module.format_exc()
                 finally:
-                    metrics.job_finished(delivery.channel, started)
+                    outcome.duration = metrics.job_finished(delivery.channel, started)
                     # Django's request hygiene, once per job rather than before
                     # and after (it costs a thread-local lookup per call): drop
                     # connections that broke or passed CONN_MAX_AGE, so the next
@@ -536,7 +539,7 @@ class Worker:
                 except Exception as exc:
                     outcome.exc = exc
                     outcome.traceback = traceback_module.format_exc()
-                metrics.job_finished(delivery.channel, started)
+                outcome.duration = metrics.job_finished(delivery.channel, started)
             self._settle(outcome)
 
     def _settle(self, outcome: Outcome) -> None:
@@ -548,6 +551,12 @@ class Worker:
             self._room.set()
             return
         self.last_finished = time.time()
+        if (outcome.ok or outcome.exc is not None) and job_logger.isEnabledFor(logging.DEBUG):
+            job_logger.debug(
+                "%s channel=%s message=%s attempt=%d duration=%.2fms",
+                "done" if outcome.ok else f"failed ({type(outcome.exc).__name__})",
+                delivery.channel, outcome.envelope.id, outcome.attempt, outcome.duration * 1000,
+            )
         if outcome.ok:
             self.processed += 1
             metrics.processed(delivery.channel)

@@ -1,7 +1,9 @@
 """The admin in a real browser (Chromium through Playwright) against a real
 runserver on the test Redis, with real runworker processes.
 
-Each page visited is saved under ``test-artifacts/screenshots/admin-*.png``.
+Each page visited is saved under ``test-artifacts/screenshots/admin-*.png``, in a
+1280-pixel window with Django's navigation sidebar open; ``make screenshots``
+copies the ones the docs show to ``docs/images/``.
 The server shares the test database through ``subprocess_env`` (a file, so the
 tests use ``transaction=True``: rows are committed before the server reads them).
 """
@@ -83,10 +85,9 @@ def test_a_dead_letter_is_retried_from_its_page_and_a_real_worker_runs_it(
 
     orm_beside_playwright(monkeypatch)
     with browser.browser_page(request.node.name) as (page, errors):
-        page.set_viewport_size({"width": 1400, "height": 900})
+        page.set_viewport_size({"width": 1280, "height": 900})  # the size of docs/images/*.png
         log_in(page, base, user)
         page.goto(base + CHANGELIST)
-        page.locator("#toggle-nav-sidebar").click()  # more room for the list (remembered by the browser)
         expect(page.locator("#result_list tbody tr")).to_have_count(3)
         expect(_row(page, poison_id)).to_contain_text("taskchan.t.poison")
         expect(_row(page, poison_id)).to_contain_text("ValueError: poison message always fails")
@@ -211,23 +212,22 @@ def test_the_overview_refreshes_itself_without_a_reload(request, monkeypatch, ad
 
     orm_beside_playwright(monkeypatch)
     with browser.browser_page(request.node.name) as (page, errors):
-        page.set_viewport_size({"width": 1400, "height": 900})
+        page.set_viewport_size({"width": 1280, "height": 900})
         log_in(page, base, user)
         page.locator("#content-main a", has_text="Queue overview").first.click()  # linked from the index
         expect(page).to_have_url(base + OVERVIEW)
         record = page.locator('#taskchan-channels-body tr[data-key="taskchan.t.record"] td')
-        expect(record.nth(6)).to_have_text("5", timeout=TIMEOUT_MS)  # processed in the last minute
+        expect(record.nth(5)).to_have_text("5", timeout=TIMEOUT_MS)  # processed in the last minute
         poison = page.locator('#taskchan-channels-body tr[data-key="taskchan.t.poison"] td')
-        expect(poison.nth(5)).to_have_text("1")
-        expect(poison.nth(8)).to_have_text("1")  # failed in the last minute
+        expect(poison.nth(4)).to_have_text("1")  # dead letters not retried
+        expect(poison.nth(7)).to_have_text("1")  # dead-lettered in the last minute
         slow = page.locator('#taskchan-channels-body tr[data-key="taskchan.t.slow"] td')
-        expect(slow.nth(4)).to_contain_text("1 (next in ")
+        expect(slow.nth(3)).to_contain_text("1 (next in ")
         workers = page.locator("#taskchan-workers-body tr")
         mine = workers.filter(has_text=str(proc.pid))
         expect(mine).to_contain_text("taskchan.t.record")
         expect(mine).to_contain_text("taskchan.t.poison")
 
-        page.locator("#toggle-nav-sidebar").click()
         idle = page.locator('#taskchan-channels-body tr[data-key="taskchan.t.crash"]')
         expect(idle).to_be_visible()
         page.locator("#taskchan-hide-idle").check()
@@ -238,7 +238,7 @@ def test_the_overview_refreshes_itself_without_a_reload(request, monkeypatch, ad
         before = page.locator("#taskchan-updated").get_attribute("data-generated-at")
         taskchan.send("taskchan.t.slow", {"seconds": 1})
         taskchan.send("taskchan.t.slow", {"seconds": 1})  # nobody serves taskchan.t.slow: queued
-        expect(slow.nth(2)).to_have_text("2", timeout=TIMEOUT_MS)
+        expect(slow.nth(1)).to_have_text("2", timeout=TIMEOUT_MS)
         assert page.evaluate("window.__noReload") == 42  # the same page, refreshed in place
         assert page.locator("#taskchan-updated").get_attribute("data-generated-at") != before
         expect(idle).to_be_hidden()  # still hidden after the tables were rebuilt
@@ -257,7 +257,7 @@ def test_groups_and_edit_and_retry_pages(request, monkeypatch, admin_server, red
 
     orm_beside_playwright(monkeypatch)
     with browser.browser_page(request.node.name) as (page, errors):
-        page.set_viewport_size({"width": 1400, "height": 900})
+        page.set_viewport_size({"width": 1280, "height": 900})
         log_in(page, base, user)
         page.goto(base + CHANGELIST)
         page.locator("#taskchan-groups-link").click()
@@ -288,4 +288,75 @@ def test_groups_and_edit_and_retry_pages(request, monkeypatch, admin_server, red
         broken.refresh_from_db()
         assert broken.content == {"seconds": 10} and broken.original_content == {"seconds": "ten"}
         assert redis_client.xlen(KEYS.stream("taskchan.t.slow")) == 1
+        assert errors == []
+
+
+# -- layout at common desktop widths --------------------------------------------
+
+#: a realistic long row: a dotted channel, a deep consumer path, a long error with no spaces to break at
+LONG_ROW = {
+    "channel": "taskchan.media.thumbnails-large",
+    "consumer": "shop.media.consumers.make_large_thumbnail",
+    "last_error_type": "django.core.exceptions.ObjectDoesNotExist",
+    "last_error": "Photo matching query does not exist: /srv/media/uploads/2026/01/05/"
+    "IMG_20260105_101203_with_a_very_long_name.jpg",
+}
+
+GEOMETRY = """(selector) => {
+  const el = document.querySelector(selector);
+  const box = el.getBoundingClientRect();
+  return {scrollWidth: el.scrollWidth, clientWidth: el.clientWidth, right: box.right,
+          pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+
+
+def assert_fits(page, selector: str, within: str) -> None:
+    """``selector`` shows all of itself, no horizontal scrolling, inside ``within`` and the window."""
+    box = page.evaluate(GEOMETRY, selector)
+    outer = page.evaluate(GEOMETRY, within)
+    assert box["scrollWidth"] <= box["clientWidth"] + 1, f"{selector} scrolls sideways: {box}"
+    assert box["right"] <= outer["right"] + 1, f"{selector} runs past {within}: {box} vs {outer}"
+    assert box["pageWidth"] <= box["viewport"], f"the page scrolls sideways: {box}"
+
+
+@pytest.mark.parametrize("width", [1280, 1600])
+def test_the_pages_fit_common_desktop_widths(request, monkeypatch, admin_server, worker, width):
+    """With the navigation sidebar open (Django's default): the failed-message list shows every
+    column without scrolling, the overview's tables stay inside the page, and the detail page's
+    buttons sit on one row, none of them wrapped."""
+    base = admin_server
+    user = make_user(superuser=True)
+    proc = worker("taskchan.t.record", "taskchan.t.poison", "taskchan.adm.*")
+    taskchan.send("taskchan.t.record", {"n": 1})
+    rows = [make_failed(n, **LONG_ROW) for n in range(3)] + [make_failed(3)]
+    wait_for(lambda: proc.running and "serving" in proc.output(), timeout=30, message="the worker")
+
+    orm_beside_playwright(monkeypatch)
+    with browser.browser_page(request.node.name) as (page, errors):
+        page.set_viewport_size({"width": width, "height": 900})
+        log_in(page, base, user)
+
+        page.goto(base + CHANGELIST)
+        expect(page.locator("#result_list tbody tr")).to_have_count(4)
+        assert page.locator("#nav-sidebar").is_visible()
+        assert_fits(page, "#changelist .results", "#content")
+        for column in ("status", "last_failed"):
+            header = page.locator(f"#result_list th.column-{column}")
+            assert header.bounding_box()["x"] + header.bounding_box()["width"] <= width, column
+        shot(page, f"admin-failed-messages-{width}")
+
+        page.goto(base + detail_url(rows[0]))
+        tools = page.locator(".object-tools > li")
+        expect(tools).to_have_count(5)  # retry, edit and retry, hand to Celery, discard, history
+        boxes = [tools.nth(i).bounding_box() for i in range(5)]
+        assert len({round(b["y"]) for b in boxes}) == 1, f"the buttons wrap onto several rows: {boxes}"
+        assert len({round(b["height"]) for b in boxes}) == 1, f"the buttons differ in height: {boxes}"
+        assert max(b["x"] + b["width"] for b in boxes) <= width
+        shot(page, f"admin-failed-message-detail-{width}")
+
+        page.goto(base + OVERVIEW)
+        expect(page.locator('#taskchan-workers-body tr[data-key]')).to_have_count(1)
+        assert_fits(page, "#taskchan-channels", "#content")
+        assert_fits(page, "#taskchan-workers", "#content")
+        shot(page, f"admin-overview-{width}")
         assert errors == []

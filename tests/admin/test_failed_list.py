@@ -30,7 +30,7 @@ def test_list_shows_the_columns_newest_first(client_with, use_memory_layer):
     assert _ids_on_page(page) == [new.message_id, old.message_id]
     for text in ("taskchan.t.old", "tests.jobs.old", "KeyError: &#x27;photo_id&#x27;", "ValueError: poison message always fails"):
         assert text in page
-    assert '<td class="field-attempts">4</td>' in page
+    assert '<td class="field-status">attempts exhausted<span class="taskchan-quiet">4 attempts</span></td>' in page
     assert re.search(r'<td class="field-last_failed"><time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">\d+ s ago</time></td>', page)
     assert "2 failed messages" in page
 

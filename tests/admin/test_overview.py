@@ -4,6 +4,7 @@ and rates from the store, the live workers, and the JSON the page refreshes from
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -64,9 +65,10 @@ def test_overview_reports_queues_leases_schedule_failures_rates_and_workers(clie
     assert slow["oldest_lease_age"] is not None and slow["oldest_lease_age"] < 60
     assert 3500 < slow["next_due"] - time.time() <= 3600
     texts = [cell["text"] for cell in slow["cells"]]
-    assert texts[:6] == ["taskchan.t.slow", "tests.jobs.slow", "2", texts[3], texts[4], "2"]
-    assert texts[3].startswith("1 (oldest ") and texts[4].startswith("1 (next in 59 min")
-    assert slow["cells"][5]["href"] == "/admin/taskchan/failedmessage/?channel=taskchan.t.slow&retried=no"
+    assert texts[:5] == ["taskchan.t.slow", "2", texts[2], texts[3], "2"]
+    assert slow["cells"][0]["detail"] == "tests.jobs.slow"
+    assert texts[2].startswith("1 (oldest ") and texts[3].startswith("1 (next in 59 min")
+    assert slow["cells"][4]["href"] == "/admin/taskchan/failedmessage/?channel=taskchan.t.slow&retried=no"
 
     [w] = data["workers"]
     assert (w["id"], w["pid"], w["host"], w["channels"]) == ("host-1-42", 42, "host-1", ["taskchan.t.slow"])
@@ -77,7 +79,10 @@ def test_overview_reports_queues_leases_schedule_failures_rates_and_workers(clie
     assert '<tr data-key="taskchan.t.crash" data-idle="1">' in page
     assert "1 (next in 59 min" in page and "host-1-42" in page
     assert 'data-url="/admin/taskchan/queueoverview/data/"' in page
-    assert "<script" in page and "src=" not in page.split('<div id="content-main"')[1]  # no external script
+    # The page's one script is taskchan's own static file, served from this site (nothing external).
+    assert re.findall(r'<script[^>]*src="([^"]*)"', page.split('<div id="content-main"')[1]) == [
+        "/static/taskchan/overview.js"
+    ]
 
 
 def test_a_running_worker_is_listed_with_what_it_serves(client_with, use_redis_layer, worker):
@@ -115,7 +120,7 @@ def test_overview_says_when_redis_does_not_answer(client_with, settings):
     assert poison["failed"] == 1  # from the database
     # What only Redis knows is unknown, not zero.
     assert poison["queued"] is None and poison["processed_last_hour"] is None
-    assert [c["text"] for c in poison["cells"]][2:] == ["?", "?", "?", "1", "?", "?", "?", "?"]
+    assert [c["text"] for c in poison["cells"]][1:] == ["?", "?", "?", "1", "?", "?", "?", "?"]
     page = client.get(OVERVIEW)
     assert page.status_code == 200
     assert "Could not read the queues" in page.content.decode()
@@ -127,3 +132,18 @@ def test_overview_says_when_redis_does_not_answer(client_with, settings):
 )
 def test_durations_read_short(seconds, text):
     assert duration(seconds) == text
+
+
+def test_dead_letters_and_failed_attempts_have_distinct_names(client_with, use_memory_layer):
+    """A failed attempt that is retried is not a dead letter: the page never calls both "Failed"."""
+    page = client_with("overview").get(OVERVIEW).content.decode()
+    headers = re.findall(r"<th(?: class=\"num\")?>([^<]+)</th>", page)
+
+    assert headers[:9] == [
+        "Channel / consumer", "Queued", "In flight", "Scheduled", "Dead letters",
+        "Processed (1 min)", "Processed (1 h)", "Dead-lettered (1 min)", "Dead-lettered (1 h)",
+    ]
+    assert headers[9:] == [
+        "Worker", "Host", "PID", "Serves", "Concurrency", "Started", "Processed", "Failed attempts",
+    ]
+    assert not any(header.startswith("Failed (") or header == "Failed" for header in headers)

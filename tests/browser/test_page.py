@@ -115,3 +115,34 @@ def test_job_form_shows_an_error_for_empty_text(request, devserver):
         expect(result).to_have_attribute("data-status", "error", timeout=TIMEOUT_MS)
         expect(result).to_contain_text("missing or empty", timeout=TIMEOUT_MS)
         assert errors == []
+
+
+def test_the_job_that_fails_is_retried_then_kept_as_a_failed_message(request, monkeypatch, devserver):
+    """The demo's second button: a job whose consumer always raises, so that a newcomer has a
+    failed message to look at in the admin without a shell."""
+    from taskchan.models import FailedMessage
+
+    _proc, base = devserver
+    with browser_page(request.node.name) as (page, errors):
+        page.goto(base + "/")
+
+        page.locator("#job-text").fill("Hello taskchan")
+        page.locator("#job-send-fail").click()
+
+        result = page.locator("#job-result")
+        expect(result).to_have_attribute("data-status", "failed", timeout=TIMEOUT_MS)
+        expect(result).to_contain_text(
+            "Failed after 2 attempts: RuntimeError: demo job failed on purpose (attempt 2 of 2): "
+            "could not process 'Hello taskchan'"
+        )
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # the ORM beside Playwright's loop
+        row = FailedMessage.objects.get(message_id=result.get_attribute("data-id"))
+        assert (row.channel, row.consumer, row.attempts) == (
+            "taskchan.demo-fails", "project.consumers.always_fails", 2
+        )
+        assert [error["attempt"] for error in row.errors] == [1, 2]
+        expect(page.locator("#job-admin-link")).to_have_attribute(
+            "href", f"/admin/taskchan/failedmessage/{row.pk}/change/"
+        )
+        page.screenshot(path=str(SCREENSHOTS / "demo-failed-job.png"))
+        assert errors == []

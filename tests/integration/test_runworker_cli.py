@@ -1,12 +1,15 @@
 """``manage.py runworker`` as a user runs it: a subprocess on a real Redis.
 
-Patterns, refusals at the door, burst mode, concurrency, the prefetch bound,
+Patterns (and the shell's expansion of an unquoted one), refusals at the door,
+burst mode, the line logged per finished job, concurrency, the prefetch bound,
 SIGTERM, and plain (non-taskchan) channels served through the ASGI application.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -78,6 +81,37 @@ def test_pattern_matching_nothing_exits_non_zero_listing_known_channels(redis_ur
     assert " serving " not in result.stdout + result.stderr
 
 
+def shell(command: str, cwd, redis_url) -> subprocess.CompletedProcess:
+    """Run ``python manage.py COMMAND`` through bash from ``cwd``, as a user types it."""
+    line = f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'manage.py'))} {command}"
+    return subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=subprocess_env(redis_url), capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_an_unquoted_pattern_the_shell_expanded_into_a_file_name_says_to_quote_it(redis_url, tmp_path):
+    (tmp_path / "taskchan.log").write_text("a log file beside manage.py\n")
+
+    result = shell("runworker taskchan.*", tmp_path, redis_url)  # the shell turns it into taskchan.log
+
+    assert result.returncode != 0
+    assert "'taskchan.log': is a file in this directory, not a channel" in result.stderr, result.stderr
+    assert "the shell expanded an unquoted pattern" in result.stderr
+    assert "Quote the pattern: python manage.py runworker 'taskchan.*'" in result.stderr
+    assert " serving " not in result.stdout + result.stderr
+
+
+def test_a_registered_channel_named_like_a_file_here_is_still_served(use_redis_layer, redis_client, tmp_path):
+    (tmp_path / "taskchan.t.record").write_text("")
+    message_id = taskchan.send("taskchan.t.record", {"n": 1})
+
+    result = shell("runworker taskchan.t.record --burst", tmp_path, use_redis_layer)
+
+    assert result.returncode == 0, result.stderr
+    assert [r[0] for r in done_records(redis_client)] == [message_id]
+
+
 def test_the_in_memory_layer_is_refused_with_what_to_do_instead():
     # No REDIS_URL: the reference project's layer is the in-memory one, whose
     # messages only the sending process can see.
@@ -120,6 +154,38 @@ def test_burst_waits_for_delayed_and_retried_messages_then_exits_zero(
     for channel in ("taskchan.t.record", "taskchan.t.flaky"):
         assert redis_client.xlen(KEYS.stream(channel)) == 0
         assert redis_client.zcard(KEYS.scheduled(channel)) == 0
+
+
+# -- one log line per finished job ------------------------------------------------
+
+
+def test_verbosity_two_logs_each_finished_attempt_with_its_duration(use_redis_layer, worker):
+    ok_id = taskchan.send("taskchan.t.record", {"n": 1})
+    flaky_id = taskchan.send("taskchan.t.flaky", {"succeed_on": 2})
+
+    proc = worker("taskchan.t.record", "taskchan.t.flaky", args=["--burst", "-v", "2"])
+
+    assert proc.wait(60) == 0, proc.output()
+    out = proc.output()
+    assert re.search(
+        rf" DEBUG taskchan\.jobs done channel=taskchan\.t\.record message={ok_id} attempt=1 duration=\d+\.\d\dms$",
+        out, re.MULTILINE,
+    ), out
+    assert re.search(
+        rf"taskchan\.jobs failed \(RuntimeError\) channel=taskchan\.t\.flaky message={flaky_id} attempt=1 ", out
+    ), out
+    assert re.search(rf"taskchan\.jobs done channel=taskchan\.t\.flaky message={flaky_id} attempt=2 ", out), out
+    assert out.count("taskchan.jobs ") == 3
+
+
+def test_default_verbosity_logs_no_line_per_job(use_redis_layer, redis_client, worker):
+    taskchan.send("taskchan.t.record", {"n": 1})
+
+    proc = worker("taskchan.t.record", args=["--burst"])
+
+    assert proc.wait(60) == 0, proc.output()
+    assert len(done_records(redis_client)) == 1
+    assert "taskchan.jobs" not in proc.output()
 
 
 # -- concurrency and prefetch -------------------------------------------------

@@ -310,3 +310,29 @@ def test_with_keys_the_channels_handed_to_celery_are_named_as_not_sealed():
 
     assert ids(messages) == ["taskchan.W010"]
     assert "taskchan.cel.record" in messages[0].msg
+
+
+# -- installation (E020-E022; E021/E022 without the extra: tests/unit/test_extras.py) --
+
+
+def test_a_missing_asgi_application_is_an_error_where_runserver_is_daphnes():
+    with override_settings(ASGI_APPLICATION=None):
+        messages = taskchan_messages()
+
+    assert ids(messages) == ["taskchan.E020"]
+    error = messages[0]
+    assert isinstance(error, Error)
+    assert "ASGI_APPLICATION is not set" in error.msg
+    assert "ASGI_APPLICATION = 'mysite.asgi.application'" in error.hint
+    assert "asgi.py" in error.hint
+
+
+def test_without_daphne_runserver_is_djangos_and_needs_no_asgi_application(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "daphne" else real_find_spec(name, *args)
+    )
+    with override_settings(ASGI_APPLICATION=None):
+        assert taskchan_messages() == []

@@ -239,7 +239,7 @@ def test_channel_layer_sample_builds_the_store_it_describes(block):
     from taskchan.stores.redis import RedisStore
     from taskchan.stores.sharded import ShardedStore
 
-    namespace: dict = {}
+    namespace: dict = {"INSTALLED_APPS": []}  # a sample added to settings.py may extend it
     exec(compile(block.source, block.where, "exec"), namespace)  # noqa: S102
     for alias, layer in namespace["CHANNEL_LAYERS"].items():
         if layer["BACKEND"] != "taskchan.layers.RedisChannelLayer":

@@ -1,5 +1,9 @@
 """``manage.py runserver``: daphne's, plus in-process workers on the in-memory layer.
 
+daphne is not a taskchan dependency: where it is not installed this is
+Django's own (WSGI) runserver with the same in-process workers, so views that
+send jobs work, and websockets need daphne (``pip install daphne``).
+
 With ``taskchan.layers.InMemoryChannelLayer`` (no REDIS_URL) messages live in
 the server's own memory, so the server process runs a worker for every
 registered channel in a background thread - as Channels 1's runserver did -
@@ -12,7 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from daphne.management.commands.runserver import Command as DaphneRunserver
+try:
+    from daphne.management.commands.runserver import Command as BaseRunserver
+except ModuleNotFoundError:
+    # staticfiles' runserver serves static files as Django's does, and is
+    # Django's plain runserver when staticfiles is not installed.
+    from django.contrib.staticfiles.management.commands.runserver import Command as BaseRunserver
 
 from taskchan import registry
 from taskchan.layers import get_store
@@ -22,7 +31,7 @@ from taskchan.worker import Worker
 logger = logging.getLogger("taskchan.devserver")
 
 
-class Command(DaphneRunserver):
+class Command(BaseRunserver):
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.add_argument(

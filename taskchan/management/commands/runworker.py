@@ -17,7 +17,7 @@ from django.core.management import BaseCommand, CommandError
 
 from taskchan import lifeline, registry
 from taskchan.conf import settings
-from taskchan.exceptions import NotATaskchanLayer
+from taskchan.exceptions import MissingExtra, NotATaskchanLayer
 from taskchan.layers import get_store
 from taskchan.stores.memory import MemoryStore
 from taskchan.worker import Worker
@@ -32,6 +32,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise ValueError(text)
     return value
+
+
+def shell_expanded(names: list[str]) -> list[str]:
+    """The arguments that are files here and not a registered channel.
+
+    An unquoted ``taskchan.*`` is expanded by the shell when a file matches it
+    (``taskchan.log``), so runworker receives file names instead of the pattern.
+    """
+    known = registry.all_consumers()
+    return [name for name in names if name not in known and os.path.isfile(name)]
 
 
 class Command(BaseCommand):
@@ -69,6 +79,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self._configure_logging(options["verbosity"])
         alias = options["layer"] or settings.LAYER
+        files = shell_expanded(options["channels"])
+        if files:
+            raise CommandError(
+                f"{', '.join(map(repr, files))}: {'is a file' if len(files) == 1 else 'are files'} in this "
+                "directory, not a channel: the shell expanded an unquoted pattern such as taskchan.* "
+                "into file names before runworker saw it. Quote the pattern: "
+                "python manage.py runworker 'taskchan.*'"
+            )
         try:
             taskchan_channels, other_channels = registry.expand(options["channels"])
         except registry.UnknownPattern as exc:
@@ -92,7 +110,10 @@ class Command(BaseCommand):
         if options["metrics_port"] is not None:
             from taskchan import metrics
 
-            metrics.start_server(options["metrics_port"], options["metrics_addr"])
+            try:
+                metrics.start_server(options["metrics_port"], options["metrics_addr"])
+            except MissingExtra as exc:
+                raise CommandError(f"--metrics-port: {exc}") from None
         worker = None
         if taskchan_channels:
             worker = Worker(
