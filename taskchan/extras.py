@@ -29,6 +29,9 @@ EXTRAS = {
     "prometheus": Extra(
         "prometheus", "prometheus_client", "Prometheus metrics (metrics_view, runworker --metrics-port)"
     ),
+    "encryption": Extra(
+        "encryption", "cryptography", "encryption at rest (the layer's symmetric_encryption_keys)"
+    ),
 }
 
 

@@ -38,6 +38,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import settings
+from ..exceptions import MissingExtra
+from ..extras import missing_message
 
 logger = logging.getLogger("taskchan.codec")
 
@@ -67,9 +69,9 @@ class FernetCodec(Codec):
         try:
             from cryptography.fernet import Fernet, InvalidToken, MultiFernet
         except ImportError:
-            raise ImproperlyConfigured(
-                "CHANNEL_LAYERS CONFIG sets 'symmetric_encryption_keys', which needs the "
-                "'cryptography' package: pip install 'django-taskchan[encryption]'."
+            # MissingExtra is an ImproperlyConfigured naming the extra to install.
+            raise MissingExtra(
+                "CHANNEL_LAYERS CONFIG sets 'symmetric_encryption_keys'. " + missing_message("encryption")
             ) from None
         self._invalid_token = InvalidToken
         self._fernet = MultiFernet([Fernet(fernet_key(key)) for key in keys])

@@ -144,6 +144,7 @@ def test_dead_letters_and_failed_attempts_have_distinct_names(client_with, use_m
         "Processed (1 min)", "Processed (1 h)", "Dead-lettered (1 min)", "Dead-lettered (1 h)",
     ]
     assert headers[9:] == [
-        "Worker", "Host", "PID", "Serves", "Concurrency", "Started", "Processed", "Failed attempts",
+        "Worker", "Host", "PID", "Serves", "Concurrency", "Started", "Last finished", "Processed",
+        "Failed attempts",
     ]
     assert not any(header.startswith("Failed (") or header == "Failed" for header in headers)
