@@ -7,10 +7,12 @@ worker reclaims them.  So nothing is lost, and only what the dead worker had
 running or finished-but-unacked runs twice -- at most concurrency + prefetch
 per kill.
 
-How the test does it: TASKCHAN_SOAK_JOBS (default 3000) ``taskchan.fw.work``
+How the test does it: TASKCHAN_SOAK_JOBS (default 2000) ``taskchan.fw.work``
 jobs of 20 ms; two ``runworker`` processes (``--concurrency 4 --prefetch 4``,
 visibility timeout 1 s); one of them, alternately, is SIGKILLed every ~2 s
-and a new one started in its place, until every job is done.  It prints
+(once it serves, and once 1% of the jobs were done since the last kill, so a
+loaded machine slows the soak down instead of killing workers before they
+work) and a new one started in its place, until every job is done.  It prints
 ``soak: sent=N processed=N duplicates=D lost=0 kills=K`` and writes the same
 line to test-artifacts/soak-LAYOUT.txt.  The same soak runs with the channel layer
 sharding eight channels over two Redis servers (``two-redis``), where each
@@ -30,13 +32,13 @@ from tests.failure_windows.helpers import KEYS, counts, pending, wait_exit
 from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
-JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "3000"))
+JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "2000"))
 CONCURRENCY = 4
 PREFETCH = 4
 JOB_MS = 20
 
 
-@pytest.mark.timeout(max(180, JOBS // 20))
+@pytest.mark.timeout(max(600, JOBS // 5))
 @pytest.mark.parametrize("layout", ["one-redis", "two-redis"])
 def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, redis_client, manage):
     import taskchan
@@ -73,16 +75,19 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     rng = random.Random()
     kills = 0
     victim = 0
-    deadline = time.monotonic() + max(120, JOBS / 25)
     next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
+    # Stalled means no new record for 90 s (a deadline for the whole run would fail a slow machine).
+    done_at_kill, progress, last_progress = 0, 0, time.monotonic()
     while not all_done():
-        assert time.monotonic() < deadline, (
-            f"soak stalled: {redis_client.llen('t:done')}/{JOBS} records after {kills} kills"
-        )
+        if (done_now := redis_client.llen("t:done")) > progress:
+            progress, last_progress = done_now, time.monotonic()
+        assert time.monotonic() - last_progress < 90, f"soak stalled: {progress}/{JOBS} records after {kills} kills"
         for w in workers:
             assert w.running, f"a worker died on its own:\n{w.output()[-3000:]}"
         # Kill only a worker that is serving: one killed during startup holds nothing.
-        if time.monotonic() >= next_kill and serving(workers[victim]):
+        worked = progress - done_at_kill >= JOBS / 100
+        if time.monotonic() >= next_kill and worked and serving(workers[victim]):
+            done_at_kill = progress
             workers[victim].kill()
             kills += 1
             workers[victim] = start()

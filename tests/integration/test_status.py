@@ -7,10 +7,13 @@ exit 1 "alerts" (dead letters, unreadable channels); ``--liveness`` and
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import pytest
+from django.core.management import call_command
+from django.test import override_settings
 
 import taskchan
 from taskchan.layers import get_store
@@ -20,7 +23,23 @@ from tests.conftest import KEYS, done_records, free_port, lease_as, on_store, wa
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def status(manage, redis_url, *args, **env):
+def status(manage, redis_url, *args, **settings):
+    """Run the command in this process: (exit status, output).
+
+    A subprocess per call cost up to ten seconds each on a loaded machine; the
+    command line itself (``manage.py`` and the process's exit status) is run
+    for real by ``status_cli``, in the first test.
+    """
+    out = io.StringIO()
+    with override_settings(**settings):
+        try:
+            call_command("taskchan_status", *args, stdout=out, stderr=out)
+        except SystemExit as exit:
+            return exit.code, out.getvalue()
+    return 0, out.getvalue()
+
+
+def status_cli(manage, redis_url, *args, **env):
     proc = manage(["taskchan_status", *args], redis_url=redis_url, name="status", **env)
     code = proc.wait(60)
     return code, proc.output()
@@ -32,14 +51,14 @@ def test_healthy_table_and_json_with_a_live_worker(use_redis_layer, redis_client
     wait_for(lambda: len(done_records(redis_client)) == 3, timeout=30, message="3 jobs done")
     wait_for(lambda: redis_client.zcard(KEYS.workers), timeout=10, message="worker registered")
 
-    code, out = status(manage, use_redis_layer)
+    code, out = status_cli(manage, use_redis_layer)
     assert code == 0, out
     assert "Channel" in out and "Queued" in out and "In flight" in out
     assert "taskchan.t.record" in out
     assert f":{proc.pid}:" in out  # the live worker, with what it serves
     assert out.rstrip().endswith("OK")
 
-    code, out = status(manage, use_redis_layer, "--json", "taskchan.t.rec*")
+    code, out = status_cli(manage, use_redis_layer, "--json", "taskchan.t.rec*")
     assert code == 0, out
     data = json.loads(out)
     assert data["healthy"] is True and data["problems"] == []
@@ -124,7 +143,7 @@ def test_a_lapsed_lease_is_not_live(use_redis_layer, manage):
 
 
 def test_redis_down_exits_2(manage):
-    code, out = status(manage, f"redis://127.0.0.1:{free_port()}/0")
+    code, out = status_cli(manage, f"redis://127.0.0.1:{free_port()}/0")
     assert code == 2, out
     assert "could not read the queues" in out
     assert "Traceback" not in out
