@@ -159,8 +159,9 @@ class Daphne:
         self._log.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def daphne(request):
+    # One daphne for the module: its tests open their own websockets and change nothing it holds.
     server = Daphne(request.node.name[:60])
     try:
         server.wait_ready()
