@@ -20,7 +20,7 @@ import pytest
 import redis as redis_lib
 
 from taskchan.stores.keys import Keys
-from tests.servers import RedisServer, free_port, wait_for
+from tests.servers import STARTUP_TIMEOUT, RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the keys of the default prefix, as taskchan writes them (taskchan/stores/keys.py)
@@ -263,7 +263,7 @@ def start_runserver(manage, redis_url=None):
             raise AssertionError(f"runserver exited with {proc.proc.returncode}:\n{proc.output()}")
         return accepts(port)
 
-    wait_for(up, timeout=30, message=f"runserver on port {port}")
+    wait_for(up, timeout=STARTUP_TIMEOUT, message=f"runserver on port {port}")
     return proc, f"http://127.0.0.1:{port}"
 
 

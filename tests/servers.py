@@ -34,6 +34,11 @@ def free_port() -> int:
             return port
 
 
+#: seconds a server process (runserver, daphne) may take to accept connections: Django's
+#: start-up takes seconds on a loaded two-core machine; one that exits fails at once instead
+STARTUP_TIMEOUT = 90
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
     """Poll ``predicate`` until it returns truthy; raise AssertionError after ``timeout`` s."""
     deadline = time.monotonic() + timeout

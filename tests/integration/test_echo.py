@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 
 from project.consumers import CLOSE_NOT_FOUND, CLOSE_UNSUPPORTED_DATA
 from tests.conftest import ARTIFACTS, ROOT, accepts, free_port, subprocess_env, wait_for
+from tests.servers import STARTUP_TIMEOUT
 
 GOOD_ORIGIN = (b"origin", b"http://127.0.0.1")
 
@@ -146,7 +147,7 @@ class Daphne:
                 raise AssertionError(f"daphne exited with {self.proc.returncode}:\n{self.output()}")
             return accepts(self.port)
 
-        wait_for(ready, timeout=30, message=f"daphne on port {self.port}")
+        wait_for(ready, timeout=STARTUP_TIMEOUT, message=f"daphne on port {self.port}")
 
     def stop(self):
         if self.proc.poll() is None:
