@@ -23,7 +23,6 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import BadRequest, ImproperlyConfigured, PermissionDenied
-from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
@@ -34,9 +33,9 @@ from redis.exceptions import RedisError
 
 from .admin_overview import collect
 from .envelope import encode_content
-from .exceptions import TaskchanError
+from .exceptions import CannotResend, TaskchanError
 from .models import FailedMessage
-from .resend import ResendResult, cannot_retry, resend_many
+from .resend import ResendResult, edit_and_resend, hand_to_celery, resend_many
 from .text import json_for_people
 
 logger = logging.getLogger("taskchan.admin")
@@ -50,13 +49,13 @@ SEND_ERRORS = (TaskchanError, ValueError, TypeError, OSError, RedisError, Improp
 
 
 def celery_handoff():
-    """``taskchan.handoff.hand_to_celery`` when the Celery hand-off exists and is configured, else None."""
+    """``taskchan.handoff.publish_dead_letter`` when the Celery hand-off exists and is configured, else None."""
     try:
         handoff = importlib.import_module("taskchan.handoff")
     except ImportError:
         return None
     configured = getattr(handoff, "celery_configured", None)
-    hand = getattr(handoff, "hand_to_celery", None)
+    hand = getattr(handoff, "publish_dead_letter", None)
     if not callable(configured) or not callable(hand):
         return None
     try:
@@ -134,14 +133,14 @@ def resend_and_report(model_admin, request, queryset) -> None:
     report_resend(model_admin, request, result)
 
 
-def hand_to_celery_and_report(model_admin, request, rows, hand) -> None:
+def hand_to_celery_and_report(model_admin, request, rows, publish) -> None:
+    """Hand each row to Celery (``resend.hand_to_celery``, one row lock each) and report."""
     handed, skipped, failed = [], [], []
     for row in rows:
-        if why := cannot_retry(row):
-            skipped.append((row, why))
-            continue
         try:
-            new_id = hand(row)
+            new_id = hand_to_celery(row, publish)
+        except CannotResend as exc:
+            skipped.append((row, str(exc)))
         except Exception as exc:
             logger.exception("hand_to_celery failed for %s", row.message_id)
             failed.append((row, str(exc)))
@@ -204,7 +203,7 @@ def _change_url(row) -> str:
 
 
 def retry_view(model_admin, request, object_id):
-    """POST: re-send one failed message with ``FailedMessage.resend()``."""
+    """POST: re-send one failed message with ``FailedMessage.resend()`` (which takes the row's lock)."""
     if refused := _require_post(request):
         return refused
     row = _get_row(model_admin, request, object_id)
@@ -212,12 +211,9 @@ def retry_view(model_admin, request, object_id):
         raise PermissionDenied
     new_id = ""
     try:
-        with transaction.atomic():
-            row = FailedMessage.objects.select_for_update().get(pk=row.pk)
-            if why := cannot_retry(row):
-                model_admin.message_user(request, f"Not re-sent: {why}.", messages.WARNING)
-            else:
-                new_id = row.resend()
+        new_id = row.resend()
+    except CannotResend as exc:
+        model_admin.message_user(request, f"Not re-sent: {exc}.", messages.WARNING)
     except SEND_ERRORS as exc:
         model_admin.message_user(request, f"Not re-sent: {exc}", messages.ERROR)
     if new_id:
@@ -259,15 +255,9 @@ class EditRetryForm(forms.Form):
 def _edit_and_resend(row: FailedMessage, content: dict) -> tuple[str, str]:
     """Store the edited content (keeping the original) and re-send it: (new id, '') or ('', why not)."""
     try:
-        with transaction.atomic():
-            row = FailedMessage.objects.select_for_update().get(pk=row.pk)
-            if row.retried_as:
-                return "", f"Not re-sent: it was already retried as message {row.retried_as}."
-            if row.original_content is None:
-                row.original_content = row.content
-            row.content = content
-            row.save(update_fields=["content", "original_content"])
-            return row.resend(content), ""  # a failed send rolls the edit back too
+        return edit_and_resend(row, content), ""  # a failed send rolls the edit back too
+    except CannotResend as exc:
+        return "", f"Not re-sent: {exc}."
     except SEND_ERRORS as exc:
         return "", f"Not re-sent: {exc}"
 
