@@ -29,7 +29,8 @@ So two re-sends of one row at once send it once: the second waits for the
 first's lock, then finds the row retried.  A process that dies after the send
 and before the commit leaves the message sent and the row unmarked: a later
 retry sends it again, a duplicate and never a loss, as everywhere in taskchan
-(``tests/admin/test_resend_locking.py`` races two re-sends).
+(``tests/admin/test_resend_locking.py`` races two re-sends on SQLite,
+``tests/integration/test_resend_on_postgres.py`` on PostgreSQL's row locks).
 
 Many rows (``resend_many``) share the round trips: every row's content is
 checked exactly as ``send()`` checks it, the envelopes are built here and
