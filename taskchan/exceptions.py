@@ -56,6 +56,10 @@ class UnknownChannel(TaskchanError, LookupError):
     """No consumer is registered for this channel: decorate a function with @taskchan.consumer in an app's consumers.py."""
 
 
+class CannotResend(TaskchanError, ValueError):
+    """This dead letter cannot be re-sent as it is (already retried, no content, or sealed with a key the layer no longer has): nothing was sent. A row with no content can be edited and retried; a retried row's new message id is in retried_as."""
+
+
 class MissingExtra(TaskchanError, ImproperlyConfigured):
     """A feature needs a package that is not installed: install taskchan with the extra named in the message."""
 

@@ -11,7 +11,7 @@ Redis applied it), so nothing is lost at the hand-over, and nothing runs twice
 because of it: there is no second copy in taskchan.  ``docs/celery.md`` has the
 measurements behind the choice.
 
-Producer side (this process): :func:`publish`, :func:`hand_to_celery`,
+Producer side (this process): :func:`publish`, :func:`publish_dead_letter`,
 :func:`celery_configured`.  Celery side: :func:`run`, called by the task in
 ``taskchan/tasks.py``, which ``app.autodiscover_tasks()`` finds in a Celery
 worker (``celery -A project worker``).
@@ -332,22 +332,16 @@ async def apublish(consumer: Consumer, raw: str, message_id: str, **options) -> 
     )
 
 
-def hand_to_celery(failed_message) -> str:
-    """Re-send a dead letter's content through Celery, whatever its channel's own
-    setting; mark the row retried (``retried_at``, ``retried_as``) and return
-    the new message id.  For the admin's "hand to Celery" action."""
-    from django.utils import timezone
-
+def publish_dead_letter(failed_message) -> str:
+    """Publish a dead letter's content to Celery as a new message, whatever its
+    channel's own setting, and return the new message id.  Touches no row:
+    ``taskchan.resend.hand_to_celery`` locks the row, calls this, and marks it."""
     from .producer import _prepare
 
     if not celery_configured():
         raise ImproperlyConfigured(
             "Cannot hand to Celery: no Celery broker is configured (CELERY_BROKER_URL) or the "
             "channel layer is not taskchan's Redis layer."
-        )
-    if failed_message.content is None:
-        raise ValueError(
-            f"Dead letter {failed_message.message_id} has no content to re-send (it arrived malformed)."
         )
     channel = failed_message.channel
     consumer = get_consumer(channel)
@@ -357,23 +351,7 @@ def hand_to_celery(failed_message) -> str:
             "have nothing to run it with. Is its module installed (consumers.py / TASKCHAN_CONSUMER_MODULES)?"
         )
     envelope, _delay_ms, raw = _prepare(channel, failed_message.content, None, None, None, None)
-    from django.db import router, transaction
-
-    from .models import FailedMessage
-
-    # Two people handing (or retrying) the same row at once: the second waits
-    # for the first's row lock, then finds it retried and sends nothing.
-    with transaction.atomic(using=router.db_for_write(FailedMessage)):
-        row = FailedMessage.objects.select_for_update().get(pk=failed_message.pk)
-        if row.retried_as:
-            raise ValueError(
-                f"Dead letter {row.message_id} was already retried as message {row.retried_as}."
-            )
-        _send_task(channel, raw, envelope.id, 0, consumer.name)
-        row.retried_at = timezone.now()
-        row.retried_as = envelope.id
-        row.save(update_fields=["retried_at", "retried_as"])
-    failed_message.retried_at, failed_message.retried_as = row.retried_at, row.retried_as
+    _send_task(channel, raw, envelope.id, 0, consumer.name)
     logger.info("handed dead letter %s to Celery as %s", failed_message.message_id, envelope.id)
     return envelope.id
 

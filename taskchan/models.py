@@ -78,14 +78,14 @@ class FailedMessage(models.Model):
         return f"{self.channel} {self.message_id} ({self.get_reason_display()})"
 
     def resend(self, content: dict | None = None) -> str:
-        """Send the content again on its channel as a fresh message; record the new id."""
-        from .producer import send
+        """Send the content (or ``content``) again on its channel as a fresh message; record the new id.
 
-        new_id = send(self.channel, self.content if content is None else content)
-        self.retried_at = timezone.now()
-        self.retried_as = new_id
-        self.save(update_fields=["retried_at", "retried_as"])
-        return new_id
+        Under the row's lock, as every re-send (``taskchan/resend.py``): raises
+        ``CannotResend`` for a row already retried (or with no content to send).
+        """
+        from .resend import resend_one
+
+        return resend_one(self, content)
 
 
 class QueueOverview(models.Model):

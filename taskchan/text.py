@@ -1,4 +1,4 @@
-"""Text that is safe to show and to store, whatever bytes it came from.
+"""Text that is safe to show and to store, whatever bytes it came from; durations for people.
 
 Redis clients in taskchan read with ``encoding_errors="surrogateescape"``: a
 stream entry that is not UTF-8 arrives as a ``str`` whose stray bytes are lone
@@ -12,6 +12,7 @@ out as well.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 _NOT_FROM_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
@@ -68,3 +69,18 @@ def json_for_people(value, indent: int | None = 2) -> str:
         except (TypeError, ValueError):
             break
     return printable(repr(value)[:10_000])
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min, 2 h 5 min, 3 d: short and rounded down ("-" for no number, e.g. an infinite score)."""
+    if not math.isfinite(seconds):
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{seconds // 86400} d"

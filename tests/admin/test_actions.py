@@ -315,13 +315,11 @@ def _fake_handoff(monkeypatch, configured: bool):
     module = types.ModuleType("taskchan.handoff")
     module.celery_configured = lambda: configured
 
-    def hand_to_celery(row):
-        row.retried_as = f"celery{len(handed)}".ljust(32, "0")
-        row.save(update_fields=["retried_as"])
+    def publish_dead_letter(row):
         handed.append(row.pk)
-        return row.retried_as
+        return f"celery{len(handed) - 1}".ljust(32, "0")
 
-    module.hand_to_celery = hand_to_celery
+    module.publish_dead_letter = publish_dead_letter
     monkeypatch.setitem(sys.modules, "taskchan.handoff", module)
     return handed
 

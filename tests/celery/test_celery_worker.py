@@ -15,7 +15,7 @@ import pytest
 from django.db import transaction
 
 import taskchan
-from taskchan import handoff
+from taskchan import handoff, resend
 from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from tests.celery.conftest import VISIBILITY_TIMEOUT, queued_tasks
@@ -177,7 +177,7 @@ def test_hand_to_celery_runs_a_real_dead_letter_in_the_celery_worker(
     redis_client.delete("t:fail")
     celery = celery_worker()
     assert handoff.celery_configured()
-    new_id = handoff.hand_to_celery(row)
+    new_id = resend.hand_to_celery(row)
     assert new_id != message_id
     row.refresh_from_db()
     assert row.retried_as == new_id

@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 import taskchan
-from taskchan import handoff, outbox
+from taskchan import handoff, outbox, resend
 from taskchan.envelope import decode
 from taskchan.exceptions import StoreUnavailable
 from taskchan.layers import get_store
@@ -235,7 +235,7 @@ def test_hand_to_celery_refuses_without_celery(use_memory_layer, settings):
 
     row = FailedMessage.objects.create(message_id="m1", channel=CH, content={}, reason="exhausted")
     with pytest.raises(ImproperlyConfigured):
-        handoff.hand_to_celery(row)
+        resend.hand_to_celery(row)
     row.refresh_from_db()
     assert row.retried_at is None
 
@@ -247,12 +247,12 @@ def test_hand_to_celery_refuses_what_cannot_run(celery_settings, redis_client):
         message_id="m1", channel=CH, content=None, reason="malformed"
     )
     with pytest.raises(ValueError, match="no content"):
-        handoff.hand_to_celery(malformed)
+        resend.hand_to_celery(malformed)
     unknown = FailedMessage.objects.create(
         message_id="m2", channel="taskchan.gone", content={}, reason="exhausted"
     )
     with pytest.raises(LookupError, match="No consumer"):
-        handoff.hand_to_celery(unknown)
+        resend.hand_to_celery(unknown)
     assert queued_tasks(redis_client) == []
 
 
@@ -264,9 +264,9 @@ def test_a_row_handed_over_twice_is_published_once(celery_settings, redis_client
     first_view = FailedMessage.objects.get(message_id="d1")
     second_view = FailedMessage.objects.get(message_id="d1")  # loaded before the first hand-over
 
-    new_id = handoff.hand_to_celery(first_view)
+    new_id = resend.hand_to_celery(first_view)
     with pytest.raises(ValueError, match=f"already retried as message {new_id}"):
-        handoff.hand_to_celery(second_view)
+        resend.hand_to_celery(second_view)
 
     assert [t["id"] for t in queued_tasks(redis_client)] == [new_id]
     assert FailedMessage.objects.get(message_id="d1").retried_as == new_id

@@ -391,7 +391,7 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
     # the other's channels and name the missing host, instead of going blank.
     from prometheus_client.parser import text_string_to_metric_families
 
-    from taskchan import admin_overview
+    from taskchan.admin import overview_data
 
     first = redis_server_factory()
     second = redis_server_factory(password="s3cret")  # noqa: S106 - a throw-away test server
@@ -423,7 +423,7 @@ def test_readers_of_the_whole_show_the_hosts_that_answer(redis_server_factory, s
         c: (2, 1 if c == on_first[0] else 0) for c in on_first
     }
 
-    data = admin_overview.collect()
+    data = overview_data.collect()
     assert "Could not read 1 Redis host(s)" in data["error"] and missing in data["error"]
     assert "s3cret" not in data["error"]
     assert not {row["channel"] for row in data["channels"]} & set(on_second)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import math
 import time
 from urllib.parse import urlencode
 
 from django.urls import reverse
 from django.utils import timezone
 
-from . import registry
-from .layers import get_store
-from .models import FailedMessage
-from .stores.base import ChannelStats, Survey, survey_once
-from .text import printable
+from .. import registry
+from ..layers import get_store
+from ..models import FailedMessage
+from ..stores.base import ChannelStats, Survey, survey_once
+from ..text import duration, printable
 
 #: how often the page fetches fresh numbers, in milliseconds
 REFRESH_MS = 3000
@@ -47,21 +46,6 @@ WORKER_COLUMNS = [
     "Processed",
     "Failed attempts",
 ]
-
-
-def duration(seconds: float) -> str:
-    """12 s, 3 min, 2 h 5 min, 3 d: short and rounded down ("-" for no number, e.g. an infinite score)."""
-    if not math.isfinite(seconds):
-        return "-"
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        hours, minutes = divmod(seconds // 60, 60)
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{seconds // 86400} d"
 
 
 def _iso(timestamp: float | None) -> str:

@@ -1,0 +1,64 @@
+"""The queue overview page: ``QueueOverviewAdmin`` (a page, not a table) and its JSON endpoint.
+
+What it shows is gathered by ``overview_data.collect()``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from ..models import FailedMessage
+from .overview_data import collect
+
+
+class QueueOverviewAdmin(admin.ModelAdmin):
+    """The queue overview: a page, not a table (``QueueOverview`` has none)."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("taskchan.view_queue_overview")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("", wrap(self.overview_view), name="taskchan_queueoverview_changelist"),
+            path("data/", wrap(self.data_view), name="taskchan_queueoverview_data"),
+        ]
+
+    def overview_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        links = may_view_failed(self, request)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Queue overview",
+            "data": collect(failed_links=links),
+            "data_url": reverse("admin:taskchan_queueoverview_data"),
+            # Links to pages this user may open, only.
+            "failed_url": reverse("admin:taskchan_failedmessage_changelist") if links else "",
+            "groups_url": reverse("admin:taskchan_failedmessage_groups") if links else "",
+        }
+        return TemplateResponse(request, "admin/taskchan/queueoverview/overview.html", context)
+
+    def data_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return JsonResponse(collect(failed_links=may_view_failed(self, request)))
+
+
+def may_view_failed(model_admin, request) -> bool:
+    """Whether the failed-message pages would open for this user (the admin's own check)."""
+    return model_admin.admin_site.get_model_admin(FailedMessage).has_view_permission(request)
