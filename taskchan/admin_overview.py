@@ -17,9 +17,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import registry
-from .layers import get_store
 from .models import FailedMessage
 from .stores.base import ChannelStats, Survey, survey_once
+from .stores.configured import get_store
 from .text import printable
 
 #: how often the page fetches fresh numbers, in milliseconds

@@ -144,7 +144,7 @@ def celery_configured() -> bool:
     configured and taskchan's layer is the Redis one (whose Redis keeps the
     idempotency keys and start counters).  The admin shows "hand to Celery"
     only then."""
-    from .layers import get_store
+    from .stores.configured import get_store
 
     if not extras.installed("celery"):
         return False
@@ -188,7 +188,7 @@ def visibility_timeout(conf=_conf) -> float | None:
 
 def check(consumer: Consumer, delay: float | None) -> None:
     """send()'s extra door checks for a channel that hands off (runs before anything is stored)."""
-    from .layers import get_store
+    from .stores.configured import get_store
 
     store = get_store()
     if not active(store):
@@ -382,7 +382,7 @@ def hand_to_celery(failed_message) -> str:
 
 
 def _store():
-    from .layers import get_store
+    from .stores.configured import get_store
 
     try:
         store = get_store()

@@ -179,8 +179,8 @@ class StoreCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         from . import registry
-        from .layers import get_store
         from .stores.base import survey_once
+        from .stores.configured import get_store
 
         up = GaugeMetricFamily(
             "taskchan_store_up", "1 if the store (every Redis host of it) answered this scrape, else 0"

@@ -19,9 +19,9 @@ from . import metrics
 from .conf import settings
 from .envelope import Envelope, check_send_options, encode_content, validate_channel
 from .exceptions import StoreRefused, StoreUnavailable
-from .layers import get_store
 from .registry import get_consumer
 from .stores.base import StoreBase
+from .stores.configured import get_store
 
 logger = logging.getLogger("taskchan.producer")
 

@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from .envelope import Envelope, encode_content, validate_channel
 from .exceptions import TaskchanError
-from .layers import get_store
 from .models import FailedMessage
 from .producer import send
 from .registry import get_consumer
 from .sealed import is_sealed
 from .stores.base import StoreBase
+from .stores.configured import get_store
 
 
 @dataclass

@@ -13,7 +13,7 @@ from django.utils import timezone
 import taskchan
 from taskchan import registry
 from taskchan.admin_overview import duration
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from tests.admin.conftest import OVERVIEW, OVERVIEW_DATA, make_failed
 from tests.conftest import free_port, layer_settings, lease_as, on_store
 

@@ -16,8 +16,8 @@ from django.db import transaction
 
 import taskchan
 from taskchan import handoff
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
+from taskchan.stores.configured import get_store
 from tests.celery.conftest import VISIBILITY_TIMEOUT, queued_tasks
 from tests.conftest import done_records, wait_for
 

@@ -16,9 +16,9 @@ from celery.exceptions import Retry as CeleryRetry
 
 from taskchan import handoff
 from taskchan.envelope import decode
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from taskchan.producer import _prepare
+from taskchan.stores.configured import get_store
 from tests.conftest import done_records
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -21,8 +21,8 @@ import taskchan
 from taskchan import handoff, outbox
 from taskchan.envelope import decode
 from taskchan.exceptions import StoreUnavailable
-from taskchan.layers import get_store
 from taskchan.models import OutboxMessage
+from taskchan.stores.configured import get_store
 from tests.celery.conftest import queued_tasks
 from tests.conftest import ROOT, free_port, layer_settings, subprocess_env
 

@@ -37,9 +37,9 @@ from taskchan import registry
 from taskchan.admin_overview import duration
 from taskchan.conf import settings
 from taskchan.exceptions import NotATaskchanLayer
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from taskchan.stores.base import survey_once
+from taskchan.stores.configured import get_store
 
 #: exit statuses
 OK, ALERTS, NOT_LIVE = 0, 1, 2
