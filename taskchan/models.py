@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from . import producer
 from .sealed import SealedJSONField, SealedTextField
 
 
@@ -79,9 +80,7 @@ class FailedMessage(models.Model):
 
     def resend(self, content: dict | None = None) -> str:
         """Send the content again on its channel as a fresh message; record the new id."""
-        from .producer import send
-
-        new_id = send(self.channel, self.content if content is None else content)
+        new_id = producer.send(self.channel, self.content if content is None else content)
         self.retried_at = timezone.now()
         self.retried_as = new_id
         self.save(update_fields=["retried_at", "retried_as"])

@@ -130,6 +130,23 @@ class ShardedStore(StoreBase):
         for index, batch in by_home.items():
             self.shards[index].send_many(batch)
 
+    # -- Celery hand-off: each channel's keys live on its home host ----------
+
+    def handoff_claim(self, channel, idempotency_key, claim, ttl_ms):
+        return self.home(channel).handoff_claim(channel, idempotency_key, claim, ttl_ms)
+
+    def handoff_release(self, channel, idempotency_key, claim):
+        self.home(channel).handoff_release(channel, idempotency_key, claim)
+
+    def handoff_record(self, channel, idempotency_key, message_id, ttl_ms):
+        self.home(channel).handoff_record(channel, idempotency_key, message_id, ttl_ms)
+
+    def handoff_start(self, channel, message_id, attempts_before):
+        return self.home(channel).handoff_start(channel, message_id, attempts_before)
+
+    def handoff_end(self, channel, message_id, attempts_before, **options):
+        self.home(channel).handoff_end(channel, message_id, attempts_before, **options)
+
     # -- readers of the whole -----------------------------------------------
 
     async def _each(self, method: str, *args) -> list:
