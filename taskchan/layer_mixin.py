@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from .envelope import validate_channel
 from .exceptions import InvalidChannelName, StoreUnavailable, TaskchanError
 from .producer import asend
-from .stores.base import StoreBase
+from .stores.base import ProducerStore
 
 TASKCHAN_PREFIX = "taskchan."
 
@@ -28,7 +28,7 @@ def is_taskchan(channel) -> bool:
 
 
 class TaskchanLayerMixin:
-    taskchan_store: StoreBase
+    taskchan_store: ProducerStore
 
     async def send(self, channel, message):
         if not is_taskchan(channel):

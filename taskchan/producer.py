@@ -22,7 +22,7 @@ from .consumer_table import handed_off_consumer
 from .handoff import app as handoff_app
 from .handoff import publish as handoff_publish
 from .outgoing import Outgoing, build_outgoing
-from .stores.base import StoreBase
+from .stores.base import ProducerStore
 from .stores.configured import get_store
 from .transient import TRANSIENT, send_failure, send_retrying
 
@@ -92,7 +92,7 @@ def send(
     max_attempts: int | None = None,
     idempotency_key: str | None = None,
     reply_channel: str | None = None,
-    store: StoreBase | None = None,
+    store: ProducerStore | None = None,
 ) -> str:
     """Send ``content`` to ``channel``; return the message id once it is safely stored.
 
@@ -116,7 +116,7 @@ async def asend(
     max_attempts: int | None = None,
     idempotency_key: str | None = None,
     reply_channel: str | None = None,
-    store: StoreBase | None = None,
+    store: ProducerStore | None = None,
 ) -> str:
     """``send`` for async code (consumers, views): same arguments, same guarantees."""
     envelope, delay_ms, raw = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)

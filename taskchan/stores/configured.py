@@ -18,7 +18,7 @@ from django.core.signals import setting_changed
 
 from ..conf import settings
 from ..exceptions import NotATaskchanLayer
-from .base import StoreBase
+from .base import ProducerStore
 from .codec import codec_for
 from .hosts import drain_hosts, store_hosts
 from .redis import shared_store
@@ -29,14 +29,14 @@ REDIS_BACKEND = "taskchan.layers.RedisChannelLayer"
 MEMORY_BACKEND = "taskchan.layers.InMemoryChannelLayer"
 
 #: layer alias -> its store, until CHANNEL_LAYERS or a TASKCHAN_* setting changes
-_stores: dict[str, StoreBase] = {}
+_stores: dict[str, ProducerStore] = {}
 #: one ShardedStore per list of hosts (by the ids of their shared RedisStores)
 _sharded: dict[tuple, ShardedStore] = {}
 
 
 def redis_store(
     hosts=None, taskchan_host=None, taskchan_hosts=None, prefix=None, drain=None, encryption_keys=None
-) -> StoreBase:
+) -> ProducerStore:
     """The reliable store for a Redis layer's CONFIG: one RedisStore, or a ShardedStore over several.
 
     ``drain`` is CONFIG's ``taskchan_drain_hosts``: hosts being taken out,
@@ -59,7 +59,7 @@ def redis_store(
     return sharded
 
 
-def get_store(alias: str | None = None) -> StoreBase:
+def get_store(alias: str | None = None) -> ProducerStore:
     """The reliable store of the configured layer (TASKCHAN_LAYER, "default").
 
     A Redis store is built from the layer's settings, without building the
