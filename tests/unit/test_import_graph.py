@@ -77,7 +77,7 @@ def cycle_from(start: str, edges: dict[str, set[str]]) -> list[str] | None:
         on_path.add(node)
         for nxt in sorted(edges[node]):
             if nxt in on_path:
-                return path[path.index(nxt) :] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in done and (found := visit(nxt)):
                 return found
         on_path.discard(path.pop())
