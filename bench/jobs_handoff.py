@@ -2,7 +2,7 @@
 
 ``taskchan.bench-handoff`` (handoff="celery"): ``taskchan.send()`` publishes the
 Celery task ``taskchan.run_handed_off`` at send time, and ``celery -A project
-worker`` runs this consumer: the design taskchan ships (taskchan/handoff.py).
+worker`` runs this consumer: the design taskchan ships (taskchan/handoff/).
 
 ``taskchan.bench-relay``: the design not chosen, measured for comparison.  The
 message is stored in taskchan's stream as usual; a taskchan worker's consumer
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import taskchan
 from bench.common import HANDOFF_CHANNEL, RELAY_CHANNEL, record_done
-from taskchan import handoff
 from taskchan.envelope import Envelope
+from taskchan.handoff import publish
 
 
 @taskchan.consumer(HANDOFF_CHANNEL, max_attempts=3, handoff="celery")
@@ -29,4 +29,4 @@ def relay(message) -> None:
     raw = Envelope(
         id=env.id, channel=HANDOFF_CHANNEL, content=env.content, sent_at=env.sent_at
     ).encode()
-    handoff._send_task(HANDOFF_CHANNEL, raw, env.id)
+    publish.send_task(HANDOFF_CHANNEL, raw, env.id)

@@ -14,7 +14,7 @@ RATIOS = {
     "taskchan/raw end-to-end": ("taskchan", "raw", ("end_to_end", "jobs_per_s")),
     "taskchan/celery end-to-end": ("taskchan", "celery", ("end_to_end", "jobs_per_s")),
     "taskchan/raw send": ("taskchan", "raw", ("send_only", "send_per_s")),
-    # What choosing handoff="celery" for a channel costs (taskchan/handoff.py).
+    # What choosing handoff="celery" for a channel costs (taskchan/handoff/).
     "taskchan→celery/taskchan end-to-end": ("handoff", "taskchan", ("end_to_end", "jobs_per_s")),
     "taskchan→celery/celery end-to-end": ("handoff", "celery", ("end_to_end", "jobs_per_s")),
     "taskchan→celery/taskchan send": ("handoff", "taskchan", ("send_only", "send_per_s")),

@@ -161,7 +161,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # The Redis broker's visibility_timeout: how long a task taken by a worker that
 # died unacknowledged waits before another worker gets it.  Set here, in the
 # settings every process reads, so send() (which refuses delays over half of
-# it, taskchan/handoff.py) and the Celery workers agree.  Unset: kombu's 3600 s.
+# it, taskchan/handoff/app.py) and the Celery workers agree.  Unset: kombu's 3600 s.
 if os.environ.get("CELERY_VISIBILITY_TIMEOUT"):
     _visibility = float(os.environ["CELERY_VISIBILITY_TIMEOUT"])
     CELERY_BROKER_TRANSPORT_OPTIONS = {

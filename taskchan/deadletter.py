@@ -24,6 +24,7 @@ import logging
 from django.db import DataError, close_old_connections
 
 from .envelope import Envelope
+from .models import FailedMessage
 from .text import printable
 
 logger = logging.getLogger("taskchan.deadletter")
@@ -136,7 +137,7 @@ def record(
     message_id, fields = _fields(channel, reason, envelope, raw, consumer, attempts, max_attempts, error)
     if envelope is None:
         message_id = malformed_id(channel, entry_id)
-    if ran_under_celery:  # the Celery hand-off's dead letters (handoff.py)
+    if ran_under_celery:  # the Celery hand-off's dead letters (handoff/celery_side.py)
         fields["ran_under_celery"] = True
     close_old_connections()
     try:
@@ -155,8 +156,6 @@ def record(
 
 def record_malformed(*, channel: str, entry_id: str, raw: str, error: str):
     """Dead-letter a stored entry that cannot be read: reason ``malformed``, the error, the raw text."""
-    from .models import FailedMessage
-
     return record(
         channel=channel, entry_id=entry_id, reason=FailedMessage.Reason.MALFORMED, envelope=None, raw=raw,
         error=error,
@@ -164,8 +163,6 @@ def record_malformed(*, channel: str, entry_id: str, raw: str, error: str):
 
 
 def _write(message_id: str, fields: dict):
-    from .models import FailedMessage
-
     first = fields.pop("first_failed_at")
     try:
         row, _created = FailedMessage.objects.update_or_create(

@@ -52,6 +52,9 @@ import threading
 import time
 
 from . import extras
+from .consumer_table import all_consumers
+from .stores.base import survey_once
+from .stores.configured import get_store
 
 _LABELS = ("channel",)
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -178,10 +181,6 @@ class StoreCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        from . import registry
-        from .layers import get_store
-        from .stores.base import survey_once
-
         up = GaugeMetricFamily(
             "taskchan_store_up", "1 if the store (every Redis host of it) answered this scrape, else 0"
         )
@@ -203,7 +202,7 @@ class StoreCollector:
         store = None
         try:
             store = self._store or get_store()
-            survey = _run(survey_once(store, set(registry.all_consumers())))
+            survey = _run(survey_once(store, set(all_consumers())))
         except Exception:
             up.add_metric([], 0)
             unreachable.add_metric([], len(getattr(store, "shards", None) or [store]) if store else 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from . import resend
 from .sealed import SealedJSONField, SealedTextField
 
 
@@ -83,9 +84,7 @@ class FailedMessage(models.Model):
         Under the row's lock, as every re-send (``taskchan/resend.py``): raises
         ``CannotResend`` for a row already retried (or with no content to send).
         """
-        from .resend import resend_one
-
-        return resend_one(self, content)
+        return resend.resend_one(self, content)
 
 
 class QueueOverview(models.Model):

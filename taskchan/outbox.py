@@ -26,7 +26,7 @@ from .envelope import (
     validate_channel,
 )
 from .exceptions import TaskchanError
-from .producer import _prepare, send_stored
+from .producer import checked_outgoing, send_stored
 
 logger = logging.getLogger("taskchan.outbox")
 
@@ -37,7 +37,7 @@ def send_on_commit(
     """Like ``send``, but only once the current transaction commits; nothing if it rolls back."""
     from .models import OutboxMessage
 
-    envelope, delay_ms, raw = _prepare(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    envelope, delay_ms, raw = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
     OutboxMessage.objects.using(using).create(
         id=envelope.id,
         channel=channel,

@@ -9,7 +9,8 @@ from contextvars import ContextVar
 
 from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
 
-from .layers import TaskchanLayerMixin, is_taskchan, redis_store
+from .layer_mixin import TaskchanLayerMixin, is_taskchan
+from .stores.configured import redis_store
 
 #: the taskchan members group_send found, collected while channels_redis's
 #: group_send runs (see _map_channel_keys_to_connection)

@@ -1,4 +1,9 @@
-"""``@consumer`` and the table of channel -> consumer that runworker serves."""
+"""``@consumer``: declaring a consumer, and expanding runworker's channel patterns.
+
+The table itself (channel -> consumer) is ``consumer_table.py``, which the
+producer reads without importing this module (a Consumer's ``send`` shortcut
+calls the producer); its lookups are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-
+from . import producer
 from .conf import settings
+from .consumer_table import add, all_consumers, get_consumer, unregister
 from .envelope import check_max_attempts, validate_channel
 
-HANDOFFS = (None, "celery")
+__all__ = ["Consumer", "UnknownPattern", "all_consumers", "consumer", "expand", "get_consumer", "unregister"]
 
-_consumers: dict[str, Consumer] = {}
+HANDOFFS = (None, "celery")
 
 
 @dataclass(eq=False)
@@ -56,14 +61,10 @@ class Consumer:
 
     def send(self, content: dict, **options) -> str:
         """Shortcut: ``make_thumbnail.send({...})`` is ``taskchan.send(channel, {...})``."""
-        from .producer import send
-
-        return send(self.channel, content, **options)
+        return producer.send(self.channel, content, **options)
 
     async def asend(self, content: dict, **options) -> str:
-        from .producer import asend
-
-        return await asend(self.channel, content, **options)
+        return await producer.asend(self.channel, content, **options)
 
 
 def consumer(
@@ -89,32 +90,9 @@ def consumer(
         raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
 
     def register(func: Callable[..., Any]) -> Consumer:
-        entry = Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff)
-        existing = _consumers.get(channel)
-        # Re-importing the same module (autoreload, tests) registers the same
-        # function again; two different functions on one channel is a mistake.
-        if existing is not None and existing.name != entry.name:
-            raise ImproperlyConfigured(
-                f"Channel {channel!r} already has consumer {existing.name}; "
-                f"{entry.name} cannot also consume it. Use a channel per consumer."
-            )
-        _consumers[channel] = entry
-        return entry
+        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff))
 
     return register
-
-
-def get_consumer(channel: str) -> Consumer | None:
-    return _consumers.get(channel)
-
-
-def all_consumers() -> dict[str, Consumer]:
-    return dict(_consumers)
-
-
-def unregister(channel: str) -> None:
-    """Forget a consumer (for tests)."""
-    _consumers.pop(channel, None)
 
 
 def expand(patterns: list[str]) -> tuple[list[str], list[str]]:
@@ -125,7 +103,7 @@ def expand(patterns: list[str]) -> tuple[list[str], list[str]]:
     lists the channels that exist.  Names outside ``taskchan.`` are passed
     through for channels' own worker.
     """
-    known = sorted(_consumers)
+    known = sorted(all_consumers())
     taskchan_channels: list[str] = []
     others: list[str] = []
     for pattern in patterns:

@@ -54,12 +54,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from .envelope import Envelope, encode_content, validate_channel
+from .handoff.dead_letter import publish_dead_letter
 from .exceptions import CannotResend, TaskchanError
-from .layers import get_store
 from .producer import send
 from .registry import get_consumer
 from .sealed import is_sealed
 from .stores.base import StoreBase
+from .stores.configured import get_store
 
 if TYPE_CHECKING:
     from .models import FailedMessage
@@ -155,10 +156,7 @@ def hand_to_celery(row: FailedMessage, publish: Callable[[FailedMessage], str] |
     Raises ``CannotResend``, or what the publish raises (ImproperlyConfigured
     without a Celery broker, UnknownChannel for a channel with no consumer).
     """
-    if publish is None:
-        from .handoff import publish_dead_letter as publish
-
-    return _resend_locked(row, cannot_retry, publish)
+    return _resend_locked(row, cannot_retry, publish or publish_dead_letter)
 
 
 # -- many rows ------------------------------------------------------------------------

@@ -61,12 +61,12 @@ from . import deadletter, lifeline, metrics, outbox, registry, retry
 from .acker import Acker
 from .conf import settings
 from .envelope import Envelope, MalformedEnvelope, decode
-from .layers import get_store
 from .message import Message
 from .models import FailedMessage
 from .outage import RedisHealth, redis_retrying
 from .registry import Consumer
 from .stores.base import Delivery, Partition, StoreBase
+from .stores.configured import get_store
 
 logger = logging.getLogger("taskchan.worker")
 #: one DEBUG line per attempt that ran: turn it on with ``runworker -v 2`` or LOGGING

@@ -16,9 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import registry
-from ..layers import get_store
 from ..models import FailedMessage
 from ..stores.base import ChannelStats, Survey, survey_once
+from ..stores.configured import get_store
 from ..text import duration, printable
 
 #: how often the page fetches fresh numbers, in milliseconds

@@ -1,4 +1,10 @@
-"""The reliable-store contract every taskchan store implements.
+"""The reliable-store contracts taskchan's stores implement.
+
+Three contracts, by who calls them: ``ProducerStore`` (sending, routing,
+reading the whole: every store, a ShardedStore over several hosts included),
+``HandoffStore`` (the Celery hand-off's keys) and ``WorkerStore`` (what a
+worker does with the messages of one store it reads).  ``StoreBase`` is a
+store of one Redis host or of process memory, which offers all three.
 
 A store holds taskchan channels' messages with leases: a worker ``fetch``es
 deliveries (each leased to it), and every delivery ends in exactly one of
@@ -78,42 +84,162 @@ class Survey:
     lapsed: dict[str, int] = field(default_factory=dict)
 
 
-class StoreBase:
-    """Methods the producer and the worker use; see each implementation.
+class ProducerStore:
+    """What every store offers, a ``ShardedStore`` over several hosts included.
 
-    A worker calls the worker-side methods on each partition's own store
-    (``partitions``), so a store of several hosts (``sharded.py``) provides
-    only the routing, producer and reader methods; the others raise here.
+    Producers (``send``, the outbox relay, the admin's re-send) send through
+    it; the readers of the whole (admin overview, ``taskchan_status``,
+    metrics) read it; a worker asks it only which ``partitions`` to read, and
+    then works on each partition's own store (``WorkerStore``).
     """
 
-    # producer side, sync and async
+    # -- sending --------------------------------------------------------------
+
     def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+        """Store one envelope (``raw``, plain JSON) atomically; return its id.
+
+        ``delay_ms`` > 0 schedules it instead of queueing it.  With an
+        ``idempotency_key`` already held for ``channel``, nothing is stored and
+        the earlier message's id is returned; otherwise the key is held for
+        ``delay_ms + idempotency_ms``.
+        """
         raise NotImplementedError
 
     async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+        """``send`` from async code: same arguments, same result."""
         raise NotImplementedError
 
-    # worker side
+    def send_many(self, items: list[tuple[str, str, str]]) -> None:
+        """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
+        for channel, raw, message_id in items:
+            self.send(channel, raw, message_id)
+
+    # -- routing: one store holds every channel unless it is sharded -------------
+
+    def home(self, channel: str) -> StoreBase:
+        """The store that new messages for ``channel`` go to (this one, unless sharded)."""
+        return self
+
+    async def partitions(self, channels: list[str]) -> list[Partition]:
+        """What a worker serving ``channels`` reads, one Partition per store it must read."""
+        return [Partition(0, self, list(channels))]
+
+    # -- reading the whole ------------------------------------------------------
+
+    async def known_channels(self) -> list[str]:
+        """Every channel ever sent to, sorted."""
+        raise NotImplementedError
+
+    async def stats(self, channels) -> list[ChannelStats]:
+        """One ChannelStats per channel of ``channels``, in that order."""
+        raise NotImplementedError
+
+    async def is_idle(self, channels) -> bool:
+        """True when ``channels`` hold nothing: none queued, leased or scheduled (a burst worker's end)."""
+        raise NotImplementedError
+
+    async def workers(self) -> list[dict]:
+        """The live workers' registrations (``heartbeat_worker``'s info plus ``id``)."""
+        raise NotImplementedError
+
+    async def survey(self, extra_channels=(), lapse_after=None) -> Survey:
+        """Stats of every channel the store knows plus ``extra_channels``, and the live workers.
+
+        With ``lapse_after`` (channel -> visibility timeout, seconds), also how
+        many leases of each channel have lapsed, counted up to LAPSED_SCAN.
+        """
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        """Delete every message, schedule, idempotency key, counter and worker registration (the layer's ``flush()``)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the connections this event loop opened (stores without any: nothing to do)."""
+
+
+class HandoffStore:
+    """The Celery hand-off's keys (``taskchan/handoff/``): idempotency claims and start counters.
+
+    Sync: a publish runs in the sending thread, the Celery side in a Celery
+    worker's.  Every key lives with ``channel``'s other keys (its home host).
+    """
+
+    def handoff_claim(self, channel, idempotency_key, claim, ttl_ms) -> str | None:
+        """Hold ``idempotency_key`` with ``claim`` for ``ttl_ms`` while a publish is in flight.
+
+        None when the key was free and is now claimed; otherwise the value it
+        holds (an earlier message's id, or another send's claim), left as it is.
+        """
+        raise NotImplementedError
+
+    def handoff_release(self, channel, idempotency_key, claim) -> None:
+        """Free the key if it still holds ``claim`` (the publish failed); a key taken over is left alone."""
+        raise NotImplementedError
+
+    def handoff_record(self, channel, idempotency_key, message_id, ttl_ms) -> None:
+        """The publish succeeded: the key holds ``message_id`` for ``ttl_ms``."""
+        raise NotImplementedError
+
+    def handoff_start(self, channel, message_id, attempts_before) -> int:
+        """Count one start of attempt ``attempts_before + 1`` in a Celery worker; return the starts so far."""
+        raise NotImplementedError
+
+    def handoff_end(self, channel, message_id, attempts_before, *, idempotency_key=None, idempotency_ms=None) -> None:
+        """Forget that attempt's start counter; with both given, keep the idempotency key ``idempotency_ms`` more."""
+        raise NotImplementedError
+
+
+class WorkerStore:
+    """What a worker does with the messages of one store it reads (one Redis host, or memory).
+
+    Every delivery ends in exactly one of ``ack``, ``reschedule`` or
+    ``hand_back``; until then it is leased to the worker's consumer name.
+    """
+
     async def prepare(self, channels: list[str]) -> None:
+        """Make ``channels`` readable (on Redis: create each stream's consumer group, from the first entry)."""
         raise NotImplementedError
+
     async def fetch(self, channels, consumer, count, block_ms) -> list[Delivery]:
+        """Lease up to ``count`` new messages per channel to ``consumer``, waiting up to ``block_ms`` for one."""
         raise NotImplementedError
+
     async def ack(self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0):
+        """Finish ``deliveries``: delete them, count them under ``outcome`` (``processed`` or ``failed``),
+        and keep their idempotency keys for ``idempotency_ms`` more."""
         raise NotImplementedError
+
     async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0) -> bool:
+        """Replace a leased delivery by ``raw`` (its next attempt's envelope), due in ``delay_ms``, in
+        one step; False when it was no longer leased (another worker holds it now)."""
         raise NotImplementedError
+
     async def hand_back(self, deliveries: list[Delivery]) -> int:
-        """Re-queue unstarted deliveries as fresh entries holding ``delivery.raw``."""
+        """Re-queue unstarted deliveries as fresh entries holding ``delivery.raw``; how many went back."""
+        raise NotImplementedError
+
     async def extend(self, channel, consumer, entry_ids) -> list[str]:
+        """Renew ``consumer``'s leases on ``entry_ids``; return the ids it no longer holds."""
         raise NotImplementedError
+
     def charge(self, delivery, consumer) -> bool:
+        """Count a reclaimed delivery as one more attempt, right before it starts (sync, from a job
+        thread); False when it is no longer leased to ``consumer``: then it must not start."""
         raise NotImplementedError
+
     async def acharge(self, delivery, consumer) -> bool:
+        """``charge`` from the worker's event loop (async consumers)."""
         raise NotImplementedError
+
     async def reclaim(self, channel, consumer, min_idle_ms, count) -> list[Delivery]:
+        """Lease to ``consumer`` up to ``count`` deliveries whose lease lapsed (idle ``min_idle_ms`` or more)."""
         raise NotImplementedError
+
     async def promote(self, channel, limit=500) -> tuple[int, float | None]:
+        """Queue up to ``limit`` scheduled messages now due; (how many, when the next is due or None)."""
         raise NotImplementedError
+
     async def promote_all(self, channels) -> int:
         """``promote`` every channel (the worker does, every poll); how many messages moved."""
         moved = 0
@@ -121,18 +247,14 @@ class StoreBase:
             moved += (await self.promote(channel))[0]
         return moved
 
-    async def is_idle(self, channels) -> bool:
-        raise NotImplementedError
-    async def stats(self, channels) -> list[ChannelStats]:
-        raise NotImplementedError
-    async def known_channels(self) -> list[str]:
-        raise NotImplementedError
     async def heartbeat_worker(self, worker_id, info: dict, ttl: float) -> None:
+        """Register (or keep registered) a live worker with ``info`` for ``ttl`` seconds."""
         raise NotImplementedError
+
     async def remove_worker(self, worker_id, consumer=None, channels=()) -> None:
         """Drop the worker from the registry and, given ``consumer``, its consumer name from ``channels``' groups."""
-    async def workers(self) -> list[dict]:
         raise NotImplementedError
+
     async def wrong_type_channels(self, channels) -> dict[str, str]:
         """Channels whose keys hold the wrong Redis type (written around taskchan), each with why.
 
@@ -147,23 +269,20 @@ class StoreBase:
         """
         return 0
 
+
+class StoreBase(ProducerStore, HandoffStore, WorkerStore):
+    """A store of one Redis host (``redis.py``) or of process memory (``memory.py``): every contract.
+
+    A ``ShardedStore`` is a ProducerStore and a HandoffStore over several of
+    these; a worker reads each of them as its own partition.
+    """
+
     async def lapsed_leases(self, channel, idle_ms: int, limit: int) -> int:
         """How many leases on ``channel`` are idle longer than ``idle_ms`` (counted up to ``limit``)."""
         raise NotImplementedError
 
-    async def flush(self) -> None:
-        """Delete every message, schedule, idempotency key, counter and worker registration (the layer's ``flush()``)."""
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        """Close the connections this event loop opened (stores without any: nothing to do)."""
-
     async def survey(self, extra_channels=(), lapse_after=None) -> Survey:
-        """Stats of every channel the store knows plus ``extra_channels``, and the live workers.
-
-        With ``lapse_after`` (channel -> visibility timeout, seconds), also how
-        many leases of each channel have lapsed, counted up to LAPSED_SCAN.
-        """
+        """One host's survey: ``read`` every channel it knows plus ``extra_channels``."""
         channels = sorted(set(extra_channels) | set(await self.known_channels()))
         stats, workers, lapsed = await self.read(channels, lapse_after)
         return Survey(stats, workers, lapsed=lapsed)
@@ -173,20 +292,6 @@ class StoreBase:
         stats = await self.stats(channels) if channels else []
         lapsed = await count_lapsed(self, stats, lapse_after) if lapse_after else {}
         return stats, await self.workers(), lapsed
-
-    # routing: one store holds every channel unless it is sharded (``sharded.py``)
-    def home(self, channel: str) -> StoreBase:
-        """The store that new messages for ``channel`` go to."""
-        return self
-
-    async def partitions(self, channels: list[str]) -> list[Partition]:
-        """What a worker serving ``channels`` reads, one Partition per store it must read."""
-        return [Partition(0, self, list(channels))]
-
-    def send_many(self, items: list[tuple[str, str, str]]) -> None:
-        """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
-        for channel, raw, message_id in items:
-            self.send(channel, raw, message_id)
 
 
 async def survey_once(store: StoreBase, extra_channels, lapse_after=None) -> Survey:

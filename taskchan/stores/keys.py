@@ -26,14 +26,19 @@ key                        type    lifetime                             written 
                                    their last one                       heartbeat, unix ms
 ``P:w:ID``                 STRING  3 heartbeats (EX)                    worker heartbeat: JSON of pid,
                                                                          host, channels, started
-``P:cel:ID:N``             STRING  until attempt N+1 ends; 7-day TTL    Celery hand-off (``handoff.py``):
-                                                                         starts of attempt N+1 of message
-                                                                         ID in a Celery worker
+``P:cel:ID:N``             STRING  until attempt N+1 ends; 7-day TTL    Celery side of the hand-off
+                                                                         (``redis_handoff.py``, INCR when
+                                                                         it starts): starts of attempt N+1
+                                                                         of message ID in a Celery worker
 =========================  ======  ===================================  ==================================
 
 For a channel that hands off to Celery, ``P:i:CH:KEY`` holds ``~ID`` while the
-publish to the broker is in flight, then ``ID`` (see ``handoff.py``); the
-messages themselves live in Celery's broker keys, not in ``P:q:CH``.
+publish to the broker is in flight (``handoff_claim.lua``; the claim lapses
+after TASKCHAN_SEND_RETRY_SECONDS + 5 s, so a sender that died leaves no lock),
+then ``ID`` for delay + TASKCHAN_IDEMPOTENCY_WINDOW (``handoff/publish.py``),
+set to the window when the message finishes under Celery.  The messages
+themselves live in Celery's broker keys, not in ``P:q:CH``.  A ``P:cel:ID:N``
+above 1 means earlier starts of that attempt died with their worker.
 
 A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``),
 or, when the layer has ``symmetric_encryption_keys``, that JSON sealed as a
@@ -53,6 +58,8 @@ from __future__ import annotations
 GROUP = "workers"
 FIELD = "m"
 STATS_TTL_SECONDS = 2 * 3600
+#: safety lifetime of a Celery start counter (``P:cel:ID:N``) whose worker died
+CELERY_STARTS_TTL_SECONDS = 7 * 24 * 3600
 #: width of one outcome-counter bucket; "the last minute" sums the last 6, so it
 #: is never more than 10 s off (whole-minute buckets read 0 just after a minute turns)
 STATS_BUCKET_SECONDS = 10

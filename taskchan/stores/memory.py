@@ -36,6 +36,7 @@ class MemoryStore(StoreBase):
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._counters: dict[tuple[str, str, int], int] = {}
         self._workers: dict[str, tuple[float, dict, float]] = {}
+        self._celery_starts: dict[tuple[str, int], int] = {}  # (message id, attempts before) -> starts
         self._ids = itertools.count(1)
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -83,6 +84,40 @@ class MemoryStore(StoreBase):
 
     async def asend(self, channel, raw, message_id, **options):
         return self.send(channel, raw, message_id, **options)
+
+    # -- Celery hand-off: the same keys as on Redis (stores/keys.py), in memory --
+
+    def handoff_claim(self, channel, idempotency_key, claim, ttl_ms):
+        now = time.time()
+        with self._lock:
+            held = self._idempotency.get((channel, idempotency_key))
+            if held and held[1] > now:
+                return held[0]
+            self._idempotency[(channel, idempotency_key)] = (claim, now + ttl_ms / 1000)
+            return None
+
+    def handoff_release(self, channel, idempotency_key, claim):
+        with self._lock:
+            held = self._idempotency.get((channel, idempotency_key))
+            if held and held[0] == claim:
+                del self._idempotency[(channel, idempotency_key)]
+
+    def handoff_record(self, channel, idempotency_key, message_id, ttl_ms):
+        with self._lock:
+            self._idempotency[(channel, idempotency_key)] = (message_id, time.time() + ttl_ms / 1000)
+
+    def handoff_start(self, channel, message_id, attempts_before):
+        with self._lock:
+            starts = self._celery_starts[(message_id, attempts_before)] = (
+                self._celery_starts.get((message_id, attempts_before), 0) + 1
+            )
+            return starts
+
+    def handoff_end(self, channel, message_id, attempts_before, *, idempotency_key=None, idempotency_ms=None):
+        with self._lock:
+            self._celery_starts.pop((message_id, attempts_before), None)
+            if idempotency_ms is not None:
+                self._keep_key(channel, idempotency_key, idempotency_ms)
 
     # -- worker -------------------------------------------------------------
 
@@ -282,6 +317,7 @@ class MemoryStore(StoreBase):
             self._idempotency.clear()
             self._counters.clear()
             self._workers.clear()
+            self._celery_starts.clear()
 
     async def workers(self):
         now = time.time()

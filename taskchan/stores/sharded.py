@@ -19,8 +19,9 @@ home, so a repeated key sent after the move is accepted once more.
 Workers read a sharded store one shard at a time (``partitions()``): the
 per-delivery and per-channel worker methods belong to each shard's own
 store, and ``Delivery.shard`` says which.  This class serves producers
-(``send``, ``send_many``) and readers of the whole (stats, the worker
-registry, burst idleness).
+(``send``, ``send_many``), the Celery hand-off's keys (on each channel's home)
+and readers of the whole (stats, the worker registry, burst idleness): the
+ProducerStore and HandoffStore contracts of ``base.py``, not the WorkerStore one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from .base import ChannelStats, Partition, StoreBase, Survey
+from .base import ChannelStats, HandoffStore, Partition, ProducerStore, StoreBase, Survey
 
 logger = logging.getLogger("taskchan.stores")
 
@@ -62,7 +63,9 @@ def shard_index(channel: str, shards: int) -> int:
     return jump_hash(int.from_bytes(digest, "big"), shards)
 
 
-class ShardedStore(StoreBase):
+class ShardedStore(ProducerStore, HandoffStore):
+    """Producers' and readers' store over several hosts; a worker reads each host as its own partition."""
+
     def __init__(self, shards: list[StoreBase], draining: list[StoreBase] = ()):
         """``shards``: the hosts channels are homed on; ``draining``: hosts being
         taken out, read (their leftovers) but never sent to."""
@@ -130,10 +133,31 @@ class ShardedStore(StoreBase):
         for index, batch in by_home.items():
             self.shards[index].send_many(batch)
 
+    # -- Celery hand-off: each channel's keys live on its home host ----------
+
+    def handoff_claim(self, channel, idempotency_key, claim, ttl_ms):
+        return self.home(channel).handoff_claim(channel, idempotency_key, claim, ttl_ms)
+
+    def handoff_release(self, channel, idempotency_key, claim):
+        self.home(channel).handoff_release(channel, idempotency_key, claim)
+
+    def handoff_record(self, channel, idempotency_key, message_id, ttl_ms):
+        self.home(channel).handoff_record(channel, idempotency_key, message_id, ttl_ms)
+
+    def handoff_start(self, channel, message_id, attempts_before):
+        return self.home(channel).handoff_start(channel, message_id, attempts_before)
+
+    def handoff_end(self, channel, message_id, attempts_before, **options):
+        self.home(channel).handoff_end(channel, message_id, attempts_before, **options)
+
     # -- readers of the whole -----------------------------------------------
 
     async def _each(self, method: str, *args) -> list:
         return await asyncio.gather(*(getattr(s, method)(*args) for s in self.shards))
+
+    async def known_channels(self):
+        """Every channel any host was ever sent to (a moved channel is named by its old home too)."""
+        return sorted(set().union(*await self._each("known_channels")))
 
     async def is_idle(self, channels):
         return all(await self._each("is_idle", channels))

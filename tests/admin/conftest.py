@@ -102,7 +102,7 @@ def bulk_failed(count: int, **overrides) -> None:
 
 
 def store_stats(channels):
-    from taskchan.layers import get_store
+    from taskchan.stores.configured import get_store
 
     store = get_store()
     return {s.channel: s for s in on_store(store, lambda: store.stats(channels))}
@@ -111,6 +111,6 @@ def store_stats(channels):
 def queued_envelopes(channel: str, count: int = 20_000) -> list:
     """Lease and decode what waits on ``channel`` (through the store's public API)."""
     from taskchan.envelope import decode
-    from taskchan.layers import get_store
+    from taskchan.stores.configured import get_store
 
     return [decode(d.raw, channel) for d in lease_as(get_store(), channel, "admin-test", count)]

@@ -51,7 +51,7 @@ def test_nobody_adds_or_deletes_a_committed_message(client_with, stuck_row):
 
 
 def test_relay_now_stores_the_message_once_and_logs_it(client_with, stuck_row, redis_client):
-    from taskchan.layers import get_store
+    from taskchan.stores.configured import get_store
 
     client = client_with("outbox_view", "outbox_relay")
     response = client.post(OUTBOX, {"action": "relay_now", "_selected_action": [stuck_row.pk]}, follow=True)

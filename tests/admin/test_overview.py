@@ -12,7 +12,7 @@ from django.utils import timezone
 
 import taskchan
 from taskchan import registry
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from taskchan.text import duration
 from tests.admin.conftest import OVERVIEW, OVERVIEW_DATA, make_failed
 from tests.conftest import free_port, layer_settings, lease_as, on_store

@@ -16,8 +16,8 @@ from django.db import transaction
 
 import taskchan
 from taskchan import handoff, resend
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
+from taskchan.stores.configured import get_store
 from tests.celery.conftest import VISIBILITY_TIMEOUT, queued_tasks
 from tests.conftest import done_records, wait_for
 
@@ -217,9 +217,9 @@ def test_the_worker_refuses_pickle(celery_worker, redis_client):
     assert pid == celery.pid
 
     # The same task, pickled: the worker (accept_content = json) must not run it.
-    from taskchan.producer import _prepare
+    from taskchan.outgoing import build_outgoing
 
-    envelope, _, raw = _prepare("taskchan.cel.record", {"n": "pickle"}, None, None, None, None)
+    envelope, _, raw = build_outgoing("taskchan.cel.record", {"n": "pickle"}, None, None, None, None)
     envelope_args = ["taskchan.cel.record", raw]
     handoff.celery_app().send_task(
         handoff.TASK_NAME, args=envelope_args, task_id=envelope.id, serializer="pickle"

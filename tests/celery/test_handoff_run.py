@@ -1,4 +1,4 @@
-"""The Celery side's decisions (``handoff.run``), with a stand-in for the bound task.
+"""The Celery side's decisions (``handoff.celery_side.run``), with a stand-in for the bound task.
 
 The real worker tests (``test_celery_worker.py``) show the whole path; these
 pin down the bookkeeping that is hard to provoke there: attempt counting across
@@ -14,11 +14,11 @@ import pytest
 from celery.exceptions import Reject as CeleryReject
 from celery.exceptions import Retry as CeleryRetry
 
-from taskchan import handoff
 from taskchan.envelope import decode
-from taskchan.layers import get_store
+from taskchan.handoff import celery_side
 from taskchan.models import FailedMessage
-from taskchan.producer import _prepare
+from taskchan.outgoing import build_outgoing
+from taskchan.stores.configured import get_store
 from tests.conftest import done_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +52,7 @@ class FakeTask:
 
 
 def envelope_for(channel, content, **options):
-    envelope, _delay_ms, raw = _prepare(
+    envelope, _delay_ms, raw = build_outgoing(
         channel, content, None, None, options.get("idempotency_key"), None
     )
     return envelope, raw
@@ -69,7 +69,7 @@ def counter_key(envelope):
 
 def test_success_runs_attempt_one_and_clears_the_start_counter(task, redis_client):
     envelope, raw = envelope_for("taskchan.cel.record", {"n": 1})
-    handoff.run(task, "taskchan.cel.record", raw)
+    celery_side.run(task, "taskchan.cel.record", raw)
     [(message_id, attempt, _pid)] = done_records(redis_client)
     assert (message_id, attempt) == (envelope.id, 1)
     assert not redis_client.exists(counter_key(envelope))
@@ -79,7 +79,7 @@ def test_success_runs_attempt_one_and_clears_the_start_counter(task, redis_clien
 def test_failure_is_retried_with_the_next_envelope(task, redis_client):
     envelope, raw = envelope_for("taskchan.cel.flaky", {"succeed_on": 5})
     with pytest.raises(CeleryRetry):
-        handoff.run(task, "taskchan.cel.flaky", raw)
+        celery_side.run(task, "taskchan.cel.flaky", raw)
     [retry] = task.retries
     assert retry["countdown"] == pytest.approx(0.05)
     assert retry["max_retries"] is None  # taskchan's max_attempts decides, not Celery's
@@ -92,21 +92,21 @@ def test_failure_is_retried_with_the_next_envelope(task, redis_client):
     assert not redis_client.exists(counter_key(envelope))
 
     with pytest.raises(CeleryRetry):
-        handoff.run(task, channel, next_raw)
+        celery_side.run(task, channel, next_raw)
     assert decode(task.retries[-1]["args"][1], channel).attempts_before == 2
 
 
 def test_a_start_whose_worker_died_counts_as_an_attempt(task, redis_client):
     envelope, raw = envelope_for("taskchan.cel.record", {"n": 1})
     redis_client.set(counter_key(envelope), 1)  # an earlier start of attempt 1 died with its worker
-    handoff.run(task, "taskchan.cel.record", raw)
+    celery_side.run(task, "taskchan.cel.record", raw)
     assert done_records(redis_client)[0][1] == 2
 
 
 def test_a_crash_loop_is_dead_lettered_as_worker_lost(task, redis_client):
     envelope, raw = envelope_for("taskchan.cel.crash", {"n": 1})  # max_attempts=2
     redis_client.set(counter_key(envelope), 2)  # two starts died
-    handoff.run(task, "taskchan.cel.crash", raw)
+    celery_side.run(task, "taskchan.cel.crash", raw)
     row = FailedMessage.objects.get(message_id=envelope.id)
     assert row.reason == FailedMessage.Reason.WORKER_LOST
     assert (row.attempts, row.max_attempts, row.ran_under_celery) == (2, 2, True)
@@ -124,14 +124,14 @@ def test_a_dead_letter_the_database_refuses_is_written_later(task, redis_client,
 
     monkeypatch.setattr(deadletter, "record", database_down)
     with pytest.raises(CeleryRetry):
-        handoff.run(task, "taskchan.cel.reject", raw)
+        celery_side.run(task, "taskchan.cel.reject", raw)
     assert not FailedMessage.objects.exists()
     [retry] = task.retries
     assert retry["kwargs"]["dead_letter"]["reason"] == FailedMessage.Reason.REJECTED
-    assert retry["countdown"] == handoff.DEAD_LETTER_RETRY_SECONDS
+    assert retry["countdown"] == celery_side.DEAD_LETTER_RETRY_SECONDS
 
     monkeypatch.setattr(deadletter, "record", real_record)
-    handoff.run(task, *retry["args"], **retry["kwargs"])
+    celery_side.run(task, *retry["args"], **retry["kwargs"])
     row = FailedMessage.objects.get(message_id=envelope.id)
     assert (row.reason, row.attempts, row.ran_under_celery) == (
         FailedMessage.Reason.REJECTED,
@@ -145,7 +145,7 @@ def test_a_retry_that_cannot_be_published_puts_the_delivery_back(celery_settings
     task = FakeTask(celery_settings, fail_publish=True)
     _envelope, raw = envelope_for("taskchan.cel.flaky", {"succeed_on": 5})
     with pytest.raises(CeleryReject) as info:
-        handoff.run(task, "taskchan.cel.flaky", raw)
+        celery_side.run(task, "taskchan.cel.flaky", raw)
     assert info.value.requeue  # not acked: the broker gives it out again
     assert not FailedMessage.objects.exists()
 
@@ -154,7 +154,7 @@ def test_backoff_is_kept_under_half_the_visibility_timeout(celery_settings):
     task = FakeTask(celery_settings, visibility_timeout=0.04)
     _envelope, raw = envelope_for("taskchan.cel.flaky", {"succeed_on": 5})  # backoff 0.05 s
     with pytest.raises(CeleryRetry):
-        handoff.run(task, "taskchan.cel.flaky", raw)
+        celery_side.run(task, "taskchan.cel.flaky", raw)
     assert task.retries[0]["countdown"] == pytest.approx(0.02)
 
 
@@ -164,7 +164,7 @@ def test_the_idempotency_key_is_kept_for_the_window_after_success(task, redis_cl
     key = get_store().keys.idempotency("taskchan.cel.record", "k")
     redis_client.set(key, "someid", px=5_000)
     _envelope, raw = envelope_for("taskchan.cel.record", {"n": 1}, idempotency_key="k")
-    handoff.run(task, "taskchan.cel.record", raw)
+    celery_side.run(task, "taskchan.cel.record", raw)
     assert redis_client.pttl(key) > settings.IDEMPOTENCY_WINDOW * 1000 * 0.9
 
 
@@ -172,7 +172,7 @@ def test_a_channel_with_no_consumer_in_the_worker_is_dead_lettered(task):
     from taskchan.envelope import Envelope
 
     raw = Envelope.new("taskchan.cel.nobody", {"n": 1}).encode()
-    handoff.run(task, "taskchan.cel.nobody", raw)
+    celery_side.run(task, "taskchan.cel.nobody", raw)
     row = FailedMessage.objects.get(channel="taskchan.cel.nobody")
     assert (row.reason, row.ran_under_celery) == (FailedMessage.Reason.NO_CONSUMER, True)
     assert "no consumer" in row.last_error

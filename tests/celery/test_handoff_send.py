@@ -21,8 +21,9 @@ import taskchan
 from taskchan import handoff, outbox, resend
 from taskchan.envelope import decode
 from taskchan.exceptions import StoreUnavailable
-from taskchan.layers import get_store
+from taskchan.handoff import celery_side, publish
 from taskchan.models import OutboxMessage
+from taskchan.stores.configured import get_store
 from tests.celery.conftest import queued_tasks
 from tests.conftest import ROOT, free_port, layer_settings, subprocess_env
 
@@ -93,7 +94,7 @@ def test_idempotency_key_publishes_once(celery_settings, redis_client):
 def test_idempotency_waits_for_a_send_in_flight(celery_settings, redis_client):
     """A key claimed by a send that is still publishing: the repeat waits for it and returns its id."""
     key = get_store().keys.idempotency(CH, "k")
-    redis_client.set(key, handoff.PENDING + "firstid", px=10_000)
+    redis_client.set(key, publish.PENDING + "firstid", px=10_000)
     threading.Timer(0.3, lambda: redis_client.set(key, "firstid")).start()
     started = time.monotonic()
     assert taskchan.send(CH, {}, idempotency_key="k") == "firstid"
@@ -103,7 +104,7 @@ def test_idempotency_waits_for_a_send_in_flight(celery_settings, redis_client):
 
 def test_idempotency_takes_over_a_claim_whose_sender_died(celery_settings, redis_client):
     key = get_store().keys.idempotency(CH, "k")
-    redis_client.set(key, handoff.PENDING + "deadsender", px=300)
+    redis_client.set(key, publish.PENDING + "deadsender", px=300)
     message_id = taskchan.send(CH, {}, idempotency_key="k")
     assert message_id != "deadsender"
     assert [t["id"] for t in queued_tasks(redis_client)] == [message_id]
@@ -188,18 +189,18 @@ def test_send_on_commit_sends_nothing_on_rollback_and_one_task_on_commit(
 def test_outbox_sweep_publishes_a_row_whose_relay_failed_once(
     celery_settings, redis_client, monkeypatch
 ):
-    real_send_task = handoff._send_task
+    real_send_task = publish.send_task
 
     def broker_down(*args, **kwargs):
         raise StoreUnavailable("broker down (test)")
 
-    monkeypatch.setattr(handoff, "_send_task", broker_down)
+    monkeypatch.setattr(publish, "send_task", broker_down)
     with transaction.atomic():
         message_id = taskchan.send_on_commit(CH, {"n": 1})
     assert OutboxMessage.objects.filter(pk=message_id).exists()  # the relay failed: the row stays
     assert queued_tasks(redis_client) == []
 
-    monkeypatch.setattr(handoff, "_send_task", real_send_task)
+    monkeypatch.setattr(publish, "send_task", real_send_task)
     time.sleep(0.6)  # TASKCHAN_OUTBOX_RELAY_AFTER in tests/settings.py
     assert outbox.sweep() == 1
     assert outbox.sweep() == 0
@@ -320,7 +321,6 @@ def test_sharded_hand_off_keeps_its_keys_on_the_channels_home_host(celery_settin
     # The Celery side counts a start of the message on the same host.
     [task] = queued_tasks(servers[0])
     envelope = decode(task["args"][1], CH)
-    store = handoff._home(handoff._store(), envelope)
-    assert handoff._start(store, envelope) == 1
+    assert celery_side._start(celery_side._store(), envelope) == 1
     assert servers[home].get(keys.celery_starts(envelope.id, 0)) == "1"
     assert servers[1 - home].keys("taskchan:cel:*") == []

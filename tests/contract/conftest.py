@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from taskchan.stores.memory import MemoryStore
 from taskchan.stores.redis import RedisStore
 from taskchan.worker import Worker

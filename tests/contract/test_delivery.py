@@ -19,8 +19,8 @@ from channels.layers import get_channel_layer
 
 import taskchan
 from taskchan.exceptions import ContentNotSerializable, InvalidChannelName, TaskchanError
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
+from taskchan.stores.configured import get_store
 from taskchan.stores.redis import RedisStore
 from tests.conftest import on_store
 from tests.contract import consumers

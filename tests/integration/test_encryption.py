@@ -21,10 +21,10 @@ from django.db import connection, transaction
 import taskchan
 from taskchan import deadletter
 from taskchan.envelope import Envelope, decode
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage, OutboxMessage
 from taskchan.resend import cannot_retry
 from taskchan.stores.codec import codec_for
+from taskchan.stores.configured import get_store
 from tests.conftest import KEYS, done_records, layer_settings, lease_as, on_store, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from taskchan.exceptions import InvalidChannelName, StoreUnavailable
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from taskchan.stores.redis import RedisStore
 from taskchan.worker import Worker
 from tests.conftest import KEYS, done_records, free_port, layer_settings, on_store

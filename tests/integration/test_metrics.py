@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskchan
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
+from taskchan.stores.configured import get_store
 from tests.conftest import accepts, done_records, free_port, lease_as, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,7 +16,7 @@ import redis as redis_lib
 
 import taskchan
 from taskchan.envelope import decode
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from tests.conftest import layer_settings
 
 CH = "taskchan.c.ok"

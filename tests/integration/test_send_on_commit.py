@@ -19,8 +19,8 @@ from django.db import transaction
 import taskchan
 from taskchan import outbox
 from taskchan.envelope import decode
-from taskchan.layers import get_store
 from taskchan.models import OutboxMessage
+from taskchan.stores.configured import get_store
 from taskchan.worker import Worker
 from tests.conftest import layer_settings, wait_for
 from tests.contract import consumers

@@ -26,9 +26,9 @@ from django.core.management import call_command
 
 import taskchan
 from taskchan.exceptions import StoreUnavailable
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from taskchan.resend import resend_many
+from taskchan.stores.configured import get_store
 from taskchan.stores.hosts import store_hosts
 from taskchan.stores.keys import Keys
 from taskchan.stores.redis import RedisStore

@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.test import override_settings
 
 import taskchan
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
+from taskchan.stores.configured import get_store
 from tests.conftest import KEYS, done_records, free_port, lease_as, on_store, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

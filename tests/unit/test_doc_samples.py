@@ -235,7 +235,7 @@ LAYER_SAMPLES = [b for b in PYTHON if "CHANNEL_LAYERS = " in b.source and "Redis
 def test_channel_layer_sample_builds_the_store_it_describes(block):
     """A CHANNEL_LAYERS sample is one taskchan accepts (E008's rules) and builds a
     store from, without connecting: one Redis, or a ShardedStore for several."""
-    from taskchan.layers import redis_store
+    from taskchan.stores.configured import redis_store
     from taskchan.stores.redis import RedisStore
     from taskchan.stores.sharded import ShardedStore
 

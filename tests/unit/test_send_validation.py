@@ -15,8 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 import taskchan
 from taskchan import registry
 from taskchan.exceptions import ContentNotSerializable, InvalidChannelName, MessageTooLarge
-from taskchan.layers import get_store
 from taskchan.models import OutboxMessage
+from taskchan.stores.configured import get_store
 
 GOOD = "taskchan.c.validation"
 

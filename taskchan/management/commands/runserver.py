@@ -24,7 +24,7 @@ except ModuleNotFoundError:
     from django.contrib.staticfiles.management.commands.runserver import Command as BaseRunserver
 
 from taskchan import registry
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from taskchan.stores.memory import MemoryStore
 from taskchan.worker import Worker
 

@@ -18,7 +18,7 @@ from django.core.management import BaseCommand, CommandError
 from taskchan import lifeline, registry
 from taskchan.conf import settings
 from taskchan.exceptions import MissingExtra, NotATaskchanLayer
-from taskchan.layers import get_store
+from taskchan.stores.configured import get_store
 from taskchan.stores.memory import MemoryStore
 from taskchan.worker import Worker
 

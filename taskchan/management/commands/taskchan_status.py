@@ -36,9 +36,9 @@ from django.core.management import BaseCommand, CommandError
 from taskchan import registry
 from taskchan.conf import settings
 from taskchan.exceptions import NotATaskchanLayer
-from taskchan.layers import get_store
 from taskchan.models import FailedMessage
 from taskchan.stores.base import survey_once
+from taskchan.stores.configured import get_store
 from taskchan.text import duration
 
 #: exit statuses
