@@ -373,9 +373,9 @@ async def test_message_attributes_and_reply_channel(layer_store):
 
 
 def test_a_worker_forgets_the_consumer_names_of_dead_workers(use_redis_layer, monkeypatch):
-    from taskchan import worker as worker_module
     from taskchan.stores.keys import GROUP
     from taskchan.worker import Worker
+    from taskchan.worker import worker as worker_module
 
     # Production waits minutes before a name counts as dead; here a fraction of a second.
     monkeypatch.setattr(worker_module, "FORGET_INTERVAL", 0.2)

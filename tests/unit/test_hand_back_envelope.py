@@ -2,7 +2,7 @@
 
 from taskchan.envelope import Envelope, decode
 from taskchan.stores.base import Delivery
-from taskchan.worker import _with_lost_attempts
+from taskchan.worker.worker import _with_lost_attempts
 
 CH = "taskchan.t.record"
 

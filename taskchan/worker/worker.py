@@ -57,16 +57,17 @@ import tenacity
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
-from . import deadletter, lifeline, metrics, outbox, registry, retry
+from .. import deadletter, metrics, outbox, registry, retry
+from ..conf import settings
+from ..envelope import Envelope, MalformedEnvelope, decode
+from ..layers import get_store
+from ..message import Message
+from ..models import FailedMessage
+from ..registry import Consumer
+from ..stores.base import Delivery, Partition, StoreBase
+from . import lifeline
 from .acker import Acker
-from .conf import settings
-from .envelope import Envelope, MalformedEnvelope, decode
-from .layers import get_store
-from .message import Message
-from .models import FailedMessage
 from .outage import RedisHealth, redis_retrying
-from .registry import Consumer
-from .stores.base import Delivery, Partition, StoreBase
 
 logger = logging.getLogger("taskchan.worker")
 #: one DEBUG line per attempt that ran: turn it on with ``runworker -v 2`` or LOGGING
