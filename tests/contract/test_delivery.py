@@ -375,11 +375,11 @@ async def test_message_attributes_and_reply_channel(layer_store):
 def test_a_worker_forgets_the_consumer_names_of_dead_workers(use_redis_layer, monkeypatch):
     from taskchan.stores.keys import GROUP
     from taskchan.worker import Worker
-    from taskchan.worker import worker as worker_module
+    from taskchan.worker import upkeep as upkeep_module
 
     # Production waits minutes before a name counts as dead; here a fraction of a second.
-    monkeypatch.setattr(worker_module, "FORGET_INTERVAL", 0.2)
-    monkeypatch.setattr(worker_module, "FORGET_IDLE_SECONDS", 0.1)
+    monkeypatch.setattr(upkeep_module, "FORGET_INTERVAL", 0.2)
+    monkeypatch.setattr(upkeep_module, "FORGET_IDLE_SECONDS", 0.1)
     store = get_store()
     taskchan.send("taskchan.c.ok", {"n": 1})
 
