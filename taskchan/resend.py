@@ -54,8 +54,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from .envelope import Envelope, encode_content, validate_channel
-from .handoff.dead_letter import publish_dead_letter
 from .exceptions import CannotResend, TaskchanError
+from .handoff.dead_letter import publish_dead_letter
 from .producer import send
 from .registry import get_consumer
 from .sealed import is_sealed

@@ -232,10 +232,10 @@ def exit_in_job(message):
 
 if os.environ.get("TASKCHAN_TEST_BREAK_LOOP") == "maintenance":
     # A bug in one of the worker's loops, injected into a real worker process.
-    from taskchan.worker import Worker
+    from taskchan.worker.maintenance import Maintenance
 
     async def _broken_maintenance_loop(self):
         await asyncio.sleep(1.0)
         raise RuntimeError("a bug in the maintenance loop (TASKCHAN_TEST_BREAK_LOOP)")
 
-    Worker._maintenance_loop = _broken_maintenance_loop
+    Maintenance.run = _broken_maintenance_loop

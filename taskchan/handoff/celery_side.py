@@ -2,8 +2,8 @@
 
 The consumer gets the same ``Message`` as under a taskchan worker.  A failure
 is retried with ``task.retry(countdown=...)`` following the consumer's
-``max_attempts`` and ``backoff`` (``retry.decide``), the next attempt's
-envelope carrying every error so far; ``Reject`` or the last failure becomes a
+``max_attempts`` and ``backoff`` (``outcome.after_failure``: the taskchan
+worker's decision too), the next attempt's envelope carrying every error so far; ``Reject`` or the last failure becomes a
 FailedMessage marked ``ran_under_celery``.  An attempt whose worker died
 (SIGKILL, OOM) comes back through the broker (``acks_late``) and counts as a
 delivery: each start is counted in the store (``handoff_start``), so a
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 from celery.exceptions import Reject as CeleryReject
 
-from .. import deadletter, retry
+from .. import deadletter, outcome
 from ..conf import settings
 from ..consumer_table import get_consumer
 from ..envelope import Envelope, MalformedEnvelope, decode
@@ -75,7 +75,7 @@ def run(task, channel: str, raw: str, dead_letter: dict | None = None) -> None:
         number=envelope.attempts_before + starts,
         max_attempts=envelope.max_attempts or consumer.max_attempts,
     )
-    if starts > 1 and attempt.number > attempt.max_attempts:
+    if starts > 1 and outcome.lost_too_often(attempt.number, attempt.max_attempts):
         _dead_letter_lost(attempt, starts)
         return
     message = Message(envelope, attempt.number)
@@ -96,18 +96,12 @@ def run(task, channel: str, raw: str, dead_letter: dict | None = None) -> None:
 
 def _dead_letter_lost(attempt: _Attempt, starts: int) -> None:
     """The last allowed attempt's worker died too: a *worker lost* dead letter."""
-    # The worker-lost envelope will come from taskchan/outcome.py (shared with the worker).
-    lost = attempt.envelope.failed(
-        attempt.number - 1,
-        "taskchan.WorkerLost",
-        f"the Celery worker running it was lost {starts - 1} time(s)",
-        None,
-    )
+    lost = outcome.lost_with_worker(attempt.envelope, attempt.number - 1, starts - 1, worker="Celery worker")
     _end(attempt.store, attempt.envelope, _window_ms())
     _record(
         attempt.task, attempt.channel, attempt.raw, lost,
         {
-            "reason": Reason.WORKER_LOST,
+            "reason": outcome.WORKER_LOST,
             "consumer": attempt.consumer.name,
             "attempts": attempt.number - 1,
             "max_attempts": attempt.max_attempts,
@@ -117,23 +111,21 @@ def _dead_letter_lost(attempt: _Attempt, starts: int) -> None:
 
 def _failed(attempt: _Attempt, error: Exception, tb: str) -> None:
     """The consumer raised: retry through Celery, or dead-letter (rejected, exhausted)."""
-    # How an exception becomes retry or dead letter will come from
-    # taskchan/outcome.py (the error's name, the decision, the reason), shared with the worker.
-    exc_type = f"{type(error).__module__}.{type(error).__qualname__}"
-    next_envelope = attempt.envelope.failed(attempt.number, exc_type, str(error) or exc_type, tb)
-    decision = retry.decide(error, attempt.number, attempt.max_attempts, attempt.consumer.backoff)
-    if not decision.dead_letter:
-        _retry(attempt, next_envelope, decision.delay, exc_type)
+    # The same decision as the taskchan worker's (taskchan/outcome.py).
+    failure = outcome.after_failure(
+        attempt.envelope, attempt.number, attempt.max_attempts, error, tb, attempt.consumer.backoff
+    )
+    if not failure.dead_letter:
+        _retry(attempt, failure.envelope, failure.delay, failure.error_type)
         return
-    reason = Reason.REJECTED if decision.reason == "rejected" else Reason.EXHAUSTED
     # The start counter goes first: if the row cannot be written, _record
     # schedules the dead-lettering again (and a crash here at worst runs
     # the attempt once more).
     _end(attempt.store, attempt.envelope, _window_ms())
     _record(
-        attempt.task, attempt.channel, attempt.raw, next_envelope,
+        attempt.task, attempt.channel, attempt.raw, failure.envelope,
         {
-            "reason": reason,
+            "reason": failure.reason,
             "consumer": attempt.consumer.name,
             "attempts": attempt.number,
             "max_attempts": attempt.max_attempts,

@@ -95,6 +95,13 @@ def reject(message):
     raise taskchan.Reject("not for us")
 
 
+@taskchan.consumer("taskchan.c.reject_short_lease", max_attempts=5, visibility_timeout=0.5)
+def reject_short_lease(message):
+    """Rejects, with a lease short enough that a message left leased comes back within the test."""
+    record(message)
+    raise taskchan.Reject("not for us")
+
+
 @taskchan.consumer("taskchan.c.many", max_attempts=5, backoff=lambda state: 0.01)
 def many(message):
     """Fails every time; lives long (5 attempts) unless send(max_attempts=...) says otherwise."""

@@ -198,6 +198,31 @@ def test_reject_dead_letters_at_once(layer_store):
     assert idle(layer_store, "taskchan.c.reject")
 
 
+def test_a_dead_letter_whose_row_cannot_be_written_is_not_acked(layer_store, monkeypatch):
+    from taskchan import deadletter
+
+    real_record, refusals = deadletter.record, []
+
+    def record_once_refused(**fields):
+        if not refusals:
+            refusals.append(fields["entry_id"])
+            raise ConnectionError("the database is down")
+        return real_record(**fields)
+
+    monkeypatch.setattr(deadletter, "record", record_once_refused)
+    message_id = taskchan.send("taskchan.c.reject_short_lease", {"x": 1})
+
+    run_burst(["taskchan.c.reject_short_lease"])
+
+    # The row was refused, so the message stayed leased: its lease lapsed and
+    # it ran again, and this time the row was written and the message acked.
+    assert refusals
+    assert [c["id"] for c in consumers.events()] == [message_id, message_id]
+    row = FailedMessage.objects.get(message_id=message_id)
+    assert row.reason == FailedMessage.Reason.REJECTED
+    assert idle(layer_store, "taskchan.c.reject_short_lease")
+
+
 @pytest.mark.parametrize(
     ("channel", "max_attempts"),
     [("taskchan.c.many", 2), ("taskchan.c.fail", 4)],
@@ -373,13 +398,13 @@ async def test_message_attributes_and_reply_channel(layer_store):
 
 
 def test_a_worker_forgets_the_consumer_names_of_dead_workers(use_redis_layer, monkeypatch):
-    from taskchan import worker as worker_module
     from taskchan.stores.keys import GROUP
     from taskchan.worker import Worker
+    from taskchan.worker import upkeep as upkeep_module
 
     # Production waits minutes before a name counts as dead; here a fraction of a second.
-    monkeypatch.setattr(worker_module, "FORGET_INTERVAL", 0.2)
-    monkeypatch.setattr(worker_module, "FORGET_IDLE_SECONDS", 0.1)
+    monkeypatch.setattr(upkeep_module, "FORGET_INTERVAL", 0.2)
+    monkeypatch.setattr(upkeep_module, "FORGET_IDLE_SECONDS", 0.1)
     store = get_store()
     taskchan.send("taskchan.c.ok", {"n": 1})
 

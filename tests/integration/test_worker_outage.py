@@ -1,7 +1,7 @@
 """A worker whose Redis goes away backs off quietly and comes back by itself.
 
 How this design handles it: every loop of the worker reports a failed Redis
-call to the host's ``Outage`` (``taskchan/outage.py``), which answers how long
+call to the host's ``Outage`` (``taskchan/worker/outage.py``), which answers how long
 to wait (the time the host has been down, from 0.1 s up to 5 s) and logs one
 line when the host stops answering, one per backoff step and one when it
 answers again, not one per failed call.

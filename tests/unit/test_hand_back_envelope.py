@@ -2,7 +2,7 @@
 
 from taskchan.envelope import Envelope, decode
 from taskchan.stores.base import Delivery
-from taskchan.worker import _with_lost_attempts
+from taskchan.worker.handback import with_lost_attempts
 
 CH = "taskchan.t.record"
 
@@ -13,7 +13,7 @@ def test_reclaimed_delivery_carries_its_lost_attempts_into_the_envelope():
     envelope.traceback = "Traceback: the first attempt's"
     delivery = Delivery(CH, "1-0", envelope.encode(), deliveries=2, reclaimed=True)
 
-    handed_back = decode(_with_lost_attempts(delivery), CH)
+    handed_back = decode(with_lost_attempts(delivery), CH)
 
     # one failed attempt before, two deliveries lost with their workers since
     assert handed_back.attempts_before == 3
@@ -25,4 +25,4 @@ def test_reclaimed_delivery_carries_its_lost_attempts_into_the_envelope():
 def test_a_malformed_delivery_is_handed_back_as_it_was():
     delivery = Delivery(CH, "1-0", "not json", deliveries=1, reclaimed=True)
 
-    assert _with_lost_attempts(delivery) == "not json"
+    assert with_lost_attempts(delivery) == "not json"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from taskchan.outage import Outage
-from taskchan.quarantine import RECHECK_SECONDS, Quarantine
+from taskchan.worker.outage import Outage
+from taskchan.worker.quarantine import RECHECK_SECONDS, Quarantine
 
 
 class Clock:

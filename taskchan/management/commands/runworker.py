@@ -15,12 +15,12 @@ import sys
 
 from django.core.management import BaseCommand, CommandError
 
-from taskchan import lifeline, registry
+from taskchan import registry
 from taskchan.conf import settings
 from taskchan.exceptions import MissingExtra, NotATaskchanLayer
 from taskchan.stores.configured import get_store
 from taskchan.stores.memory import MemoryStore
-from taskchan.worker import Worker
+from taskchan.worker import Worker, lifeline
 
 logger = logging.getLogger("taskchan.worker")
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
-from .conf import settings
-from .stores.base import Delivery, Partition
+from ..conf import settings
+from ..stores.base import Delivery, Partition
 
 logger = logging.getLogger("taskchan.worker")
 

@@ -20,6 +20,7 @@ import time
 import tenacity
 from redis.exceptions import RedisError
 
+from ..stores.base import Partition
 from .quarantine import Quarantine, is_wrong_type
 
 logger = logging.getLogger("taskchan.worker")
@@ -123,6 +124,26 @@ class RedisHealth:
         """Look again at ``part``'s channels set aside whose time has come (quarantine.py)."""
         await self.quarantine.recheck(part.index, part.store)
 
+    async def guarded(self, what: str, part: Partition, step, *, always_calls: bool = True) -> None:
+        """``step(part)`` over its usable channels, reporting Redis errors to the host's
+        outage or quarantine instead of raising.
+
+        Only a step that ``always_calls`` Redis can tell that the host answers
+        again: one that may have had nothing to send proves nothing.
+
+        No time limit of its own: every Redis call gives up after the store's
+        socket timeout, and a step cut off half-way would starve the channels
+        at the end of its list.
+        """
+        channels = self.usable(part)
+        try:
+            await step(Partition(part.index, part.store, channels))
+        except (RedisError, OSError) as exc:
+            await self.failed(what, part, channels, exc)  # the caller's loop backs off (``delay``)
+        else:
+            if always_calls:
+                self.answered(part)
+
 
 def redis_retrying(cls, attempts: int = 0):
     """The worker's one retry policy for Redis calls, as tenacity ``Retrying`` or ``AsyncRetrying``."""
@@ -137,3 +158,8 @@ def redis_retrying(cls, attempts: int = 0):
         ),
         reraise=True,
     )
+
+
+async def retry_redis(fn, *args, attempts: int = 0, **kwargs):
+    """Await ``fn(*args, **kwargs)``, retrying Redis errors with backoff (forever when attempts is 0)."""
+    return await redis_retrying(tenacity.AsyncRetrying, attempts)(fn, *args, **kwargs)

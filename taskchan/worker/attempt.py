@@ -1,0 +1,102 @@
+"""One attempt: a leased delivery read and checked before it runs, the consumer's call, and how it ended.
+
+Job threads and runner tasks (``jobs.py``) both go through ``prepare`` and
+then ``call`` or ``acall``; the ``Outcome`` goes to settling (``settle.py``).
+"""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+
+from .. import metrics, outcome
+from ..envelope import Envelope, MalformedEnvelope, decode
+from ..message import Message
+from ..registry import Consumer
+from ..stores.base import Delivery
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one delivery ended, reported by a job thread or runner to the loop."""
+
+    delivery: Delivery
+    ok: bool = False
+    envelope: Envelope | None = None
+    consumer: Consumer | None = None
+    attempt: int = 0
+    max_attempts: int = 0
+    exc: BaseException | None = None
+    traceback: str | None = None
+    malformed: str | None = None  # why the message could not be read
+    worker_lost: bool = False  # earlier deliveries died with their worker
+    skipped: bool = False  # a reclaimed delivery another worker took before it started
+    duration: float = 0.0  # seconds the consumer ran
+
+    @property
+    def runnable(self) -> bool:
+        return self.malformed is None and not self.worker_lost and not self.skipped
+
+
+def prepare(delivery: Delivery, consumer: Consumer) -> Outcome:
+    """Decode a delivery and check it may run; a non-None ``malformed`` or
+    ``worker_lost`` on the outcome means it must not."""
+    result = Outcome(delivery)
+    if delivery.unreadable is not None:  # the store could not read it (stores/base.py)
+        result.malformed = delivery.unreadable
+        return result
+    try:
+        envelope = decode(delivery.raw, delivery.channel)
+    except MalformedEnvelope as exc:
+        result.malformed = str(exc)
+        return result
+    except Exception as exc:  # decode() raises nothing else; should it, the message is still unreadable
+        result.malformed = f"could not be read ({type(exc).__name__}: {exc})"
+        return result
+    delivery.idempotency_key = envelope.idempotency_key
+    result.envelope = envelope
+    result.consumer = consumer
+    result.max_attempts = envelope.max_attempts or consumer.max_attempts
+    if not delivery.reclaimed:
+        result.attempt = envelope.attempts_before + delivery.deliveries
+        return result
+    # A reclaimed copy's earlier deliveries ended with no outcome at all:
+    # the worker died (SIGKILL, out of memory, segfault) while holding it.
+    # Counting those deliveries, not only exceptions, stops a crash loop.
+    result.attempt = envelope.attempts_before + delivery.deliveries + 1
+    result.worker_lost = outcome.lost_too_often(result.attempt, result.max_attempts)
+    return result
+
+
+def call(result: Outcome) -> None:
+    """In a job thread: run a plain consumer; its exception is its outcome."""
+    channel = result.delivery.channel
+    started = metrics.job_started(channel, result.envelope.sent_at)
+    try:
+        result.consumer.func(Message(result.envelope, result.attempt))
+        result.ok = True
+    except Exception as exc:
+        result.exc = exc
+        result.traceback = traceback_module.format_exc()
+    finally:
+        result.duration = metrics.job_finished(channel, started)
+        # Django's request hygiene, once per job rather than before and after
+        # (it costs a thread-local lookup per call): drop connections that
+        # broke or passed CONN_MAX_AGE, so the next job on this thread starts
+        # with a usable one.
+        close_old_connections()
+
+
+async def acall(result: Outcome) -> None:
+    """On the loop: run an ``async def`` consumer; its exception is its outcome."""
+    channel = result.delivery.channel
+    started = metrics.job_started(channel, result.envelope.sent_at)
+    try:
+        await result.consumer.func(Message(result.envelope, result.attempt))
+        result.ok = True
+    except Exception as exc:
+        result.exc = exc
+        result.traceback = traceback_module.format_exc()
+    result.duration = metrics.job_finished(channel, started)
