@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,32 @@ import redis
 from taskchan.envelope import decode
 from taskchan.stores.keys import GROUP
 from tests.conftest import KEYS, Process, wait_for
+
+# -- progress of a long run ------------------------------------------------------
+
+
+class Progress:
+    """How many records a long run has made, failing it once none came for ``stall_after`` s.
+
+    A stall, not a deadline for the whole run: a deadline fails a slow machine,
+    not a bug.  ``since(mark)`` is what was done after an earlier ``seen``, so a
+    soak can wait for work between two kills.
+    """
+
+    def __init__(self, count, stall_after: float = 90):
+        self.count, self.stall_after = count, stall_after
+        self.seen, self.at = 0, time.monotonic()
+
+    def check(self, what: str) -> int:
+        """Read the count; fail, saying ``what`` ran, if it has not moved for ``stall_after`` s."""
+        if (done := self.count()) > self.seen:
+            self.seen, self.at = done, time.monotonic()
+        assert time.monotonic() - self.at < self.stall_after, f"{what} stalled for {self.stall_after:.0f} s at {self.seen} records"
+        return self.seen
+
+    def since(self, mark: int) -> int:
+        return self.seen - mark
+
 
 # -- Redis state ---------------------------------------------------------------
 
@@ -31,6 +58,21 @@ def pending(client, channel: str) -> list[dict]:
         return client.xpending_range(stream_key(channel), GROUP, min="-", max="+", count=10_000)
     except redis.ResponseError:  # no stream or group yet
         return []
+
+
+def wait_drained(clients, channels, timeout: float = 60) -> None:
+    """Wait until no stream of ``channels`` on any of ``clients`` holds an entry or a lease.
+
+    Every job recorded is not yet every entry acked: a SIGKILLed worker's
+    finished but unacked entries stay leased to it until a survivor reclaims
+    them (and runs them again: the duplicates).  Stopping the survivors first
+    would leave them for the next worker, which is right, but not what the
+    soak's final count checks.
+    """
+    wait_for(
+        lambda: all(not pending(c, ch) and c.xlen(stream_key(ch)) == 0 for c in clients for ch in channels),
+        timeout=timeout, message="every stream drained and acked",
+    )
 
 
 def stream_envelopes(client, channel: str) -> list:

@@ -28,7 +28,7 @@ import pytest
 import redis as redis_lib
 
 from tests.conftest import ARTIFACTS, done_records, wait_for
-from tests.failure_windows.helpers import KEYS, counts, pending, wait_exit
+from tests.failure_windows.helpers import KEYS, Progress, counts, pending, wait_drained, wait_exit
 from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
@@ -76,18 +76,17 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     kills = 0
     victim = 0
     next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
-    # Stalled means no new record for 90 s (a deadline for the whole run would fail a slow machine).
-    done_at_kill, progress, last_progress = 0, 0, time.monotonic()
+    progress = Progress(lambda: redis_client.llen("t:done"))
+    done_at_kill = 0
     while not all_done():
-        if (done_now := redis_client.llen("t:done")) > progress:
-            progress, last_progress = done_now, time.monotonic()
-        assert time.monotonic() - last_progress < 90, f"soak stalled: {progress}/{JOBS} records after {kills} kills"
+        progress.check(f"soak of {JOBS} jobs, {kills} kills")
         for w in workers:
             assert w.running, f"a worker died on its own:\n{w.output()[-3000:]}"
-        # Kill only a worker that is serving: one killed during startup holds nothing.
-        worked = progress - done_at_kill >= JOBS / 100
+        # Kill only a worker that is serving (one killed during startup holds nothing), and
+        # only after some work since the last kill (a loaded machine slows the soak instead).
+        worked = progress.since(done_at_kill) >= JOBS / 100
         if time.monotonic() >= next_kill and worked and serving(workers[victim]):
-            done_at_kill = progress
+            done_at_kill = progress.seen
             workers[victim].kill()
             kills += 1
             workers[victim] = start()
@@ -95,6 +94,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
             next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
         time.sleep(0.05)
 
+    wait_drained(hosts, channels)
     for w in workers:
         # A worker still starting up has no SIGTERM handler yet: let it finish starting.
         wait_for(lambda w=w: serving(w), timeout=30, message="worker started")
