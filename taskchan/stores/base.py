@@ -71,6 +71,18 @@ class Partition:
 
 
 @dataclass(slots=True)
+class InFlight:
+    """One leased message, as the admin's in-flight list shows it."""
+
+    channel: str
+    entry_id: str
+    message_id: str | None  # None when the entry cannot be read
+    worker: str  # the consumer name (worker id) holding the lease
+    lease_age: float  # seconds since the lease was taken or renewed
+    deliveries: int
+
+
+@dataclass(slots=True)
 class ChannelStats:
     channel: str
     queued: int = 0  # waiting, not leased
@@ -165,6 +177,10 @@ class ProducerStore:
 
     async def is_idle(self, channels) -> bool:
         """True when ``channels`` hold nothing: none queued, leased or scheduled (a burst worker's end)."""
+        raise NotImplementedError
+
+    async def in_flight(self, channel: str, limit: int) -> list[InFlight]:
+        """Up to ``limit`` of ``channel``'s leased messages (on every host, when sharded)."""
         raise NotImplementedError
 
     async def workers(self) -> list[dict]:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from .base import ChannelStats, Delivery, StoreBase, message_id_of
+from .base import ChannelStats, Delivery, InFlight, StoreBase, message_id_of
 from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, stats_bucket
 
 
@@ -319,6 +319,15 @@ class MemoryStore(StoreBase):
                     )
                 )
         return result
+
+    async def in_flight(self, channel, limit):
+        now = time.monotonic()
+        with self._lock:
+            ch = self._channel(channel)
+            return [
+                InFlight(channel, entry_id, message_id_of(ch.entries[entry_id]), lease[0], now - lease[1], lease[2])
+                for entry_id, lease in list(ch.pending.items())[:limit]
+            ]
 
     async def lapsed_leases(self, channel, idle_ms, limit):
         cutoff = time.monotonic() - idle_ms / 1000

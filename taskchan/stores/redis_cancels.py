@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import time
 
-from .base import Delivery, message_id_of
+from redis.exceptions import ResponseError
+
+from .base import Delivery, InFlight, message_id_of
+from .codec import Unreadable
+from .keys import FIELD, GROUP
 
 #: live markers read along with each fetch; more than this and the batch is
 #: looked up with one ZMSCORE instead
@@ -73,3 +77,25 @@ class RedisCancels:
         for d, message_id in ids.items():
             d.cancelled = message_id in cancelled
         return deliveries
+
+    async def in_flight(self, channel, limit):
+        client, _ = self._aclient()
+        try:
+            leases = await client.xpending_range(self.keys.stream(channel), GROUP, min="-", max="+", count=limit)
+        except ResponseError:  # no stream or group yet (or not a stream: nothing to list)
+            return []
+        pipe = client.pipeline(transaction=False)
+        for lease in leases:
+            pipe.xrange(self.keys.stream(channel), lease["message_id"], lease["message_id"])
+        out = []
+        for lease, entries in zip(leases, await pipe.execute(), strict=True):
+            fields = entries[0][1] if entries else {}
+            try:
+                raw = self.codec.unseal(fields.get(FIELD, ""))
+            except Unreadable:
+                raw = ""
+            out.append(InFlight(
+                channel, lease["message_id"], message_id_of(raw), lease["consumer"],
+                lease["time_since_delivered"] / 1000, lease["times_delivered"],
+            ))
+        return out

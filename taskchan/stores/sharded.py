@@ -149,6 +149,10 @@ class ShardedStore(ProducerStore, HandoffStore):
     def is_cancelled(self, message_id):
         return any(store.is_cancelled(message_id) for store in self.shards)
 
+    async def in_flight(self, channel, limit):
+        per_host = await asyncio.gather(*(store.in_flight(channel, limit) for store in self.shards))
+        return [leased for host in per_host for leased in host][:limit]
+
     # -- Celery hand-off: each channel's keys live on its home host ----------
 
     def handoff_claim(self, channel, idempotency_key, claim, ttl_ms):
