@@ -46,6 +46,7 @@ def test_a_job_past_its_limit_is_interrupted_and_dead_lettered_while_the_same_wo
     assert failed.reason == FailedMessage.Reason.EXHAUSTED
     assert failed.attempts == 1
     assert [e["type"] for e in failed.errors] == [TLE]
+    assert "abandoned" not in failed.errors[0]["message"]  # interrupted, not left stuck and replaced
     wait_for(lambda: len(done_records(redis_client)) >= 10, timeout=15, message="the other jobs done")
     assert set(counts(done_records(redis_client))) == set(good)  # the runaway never got to its end
     assert proc.running, proc.output()
@@ -56,12 +57,13 @@ def test_a_job_past_its_limit_is_interrupted_and_dead_lettered_while_the_same_wo
 
 
 def test_a_job_past_its_limit_is_retried_by_the_usual_rules(use_redis_layer, redis_client, worker):
-    worker("taskchan.tl.retried")
+    proc = worker("taskchan.tl.retried")
     message_id = taskchan.send("taskchan.tl.retried", {})
     wait_for(lambda: done_records(redis_client), timeout=30, message="the retry done")
     assert done_records(redis_client)[0][:2] == (message_id, 2)
     assert [r[1] for r in started(redis_client)] == [1, 2]
     assert not FailedMessage.objects.filter(message_id=message_id).exists()
+    assert "abandoning" not in proc.output()  # the first attempt was interrupted, not abandoned
 
 
 def test_an_async_job_past_its_limit_is_cancelled_and_dead_lettered(use_redis_layer, redis_client, worker):
