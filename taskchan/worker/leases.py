@@ -68,6 +68,10 @@ class Leases:
                 by_channel.setdefault(d.channel, []).append(d.entry_id)
         return by_channel
 
+    def held_on(self, index: int) -> list[Delivery]:
+        """The unfinished deliveries leased to us on partition ``index`` (queued to run, or running)."""
+        return [d for d in self._held.values() if d.shard == index]
+
     # -- room ---------------------------------------------------------------
 
     def reclaim_room(self) -> int:

@@ -55,6 +55,10 @@ class Running:
         with self.lock:
             return list(self._jobs.values())
 
+    def holds(self, key: tuple) -> bool:
+        """Whether delivery ``key`` is running now."""
+        return key in self._jobs
+
     def past_limit(self, key: tuple) -> bool:
         """Whether the job holding delivery ``key`` ran past its deadline (its lease is not renewed)."""
         job = self._jobs.get(key)

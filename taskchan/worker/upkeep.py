@@ -110,11 +110,18 @@ class Upkeep:
                 logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
 
     async def _check_cancelled(self, part: Partition) -> None:
-        """Tell the jobs running on this partition whose message was cancelled (one round trip, once per renewal)."""
+        """Tell the jobs running on this partition whose message was cancelled, and mark those
+        leased but not started yet so they never start (one round trip, once per renewal)."""
         jobs = self._running.on_partition(part.index)
-        if not jobs:
+        waiting = {
+            message_id_of(d.raw): d for d in self._leases.held_on(part.index) if not self._running.holds(d.key)
+        }
+        if not jobs and not waiting:
             return
-        for message_id in await part.store.cancelled(list(jobs)):
+        cancelled = await part.store.cancelled([*jobs, *waiting])
+        for message_id in cancelled & waiting.keys():
+            waiting[message_id].cancelled = True  # its job thread or runner acks it unrun (attempt.prepare)
+        for message_id in cancelled & jobs.keys():
             if not jobs[message_id].result.cancel.is_set():
                 logger.info("message %s was cancelled while it runs; message.cancelled is now true", message_id)
                 jobs[message_id].result.cancel.set()

@@ -89,3 +89,18 @@ def test_cancel_of_an_unknown_id_only_leaves_a_marker_that_lapses(use_redis_laye
     time.sleep(0.4)
     assert not is_cancelled(unknown)
     assert not redis_client.exists(KEYS.cancelled)  # the set went with its last marker
+
+
+def test_a_cancelled_message_already_leased_by_a_busy_worker_never_starts(use_redis_layer, redis_client, worker):
+    # One job thread, busy for 3 s; the next message waits in the worker's prefetch.
+    worker("taskchan.t.slow", "taskchan.t.record", args=["--concurrency", "1"], TASKCHAN_VISIBILITY_TIMEOUT="1.5")
+    busy = taskchan.send("taskchan.t.slow", {"seconds": 3})
+    wait_for(lambda: done_records(redis_client, "t:started"), timeout=30, message="the busy job started")
+    waiting = taskchan.send("taskchan.t.record", {"n": 1})
+    wait_for(lambda: pending(redis_client, "taskchan.t.record"), timeout=5, message="the next one prefetched")
+    taskchan.cancel(waiting)
+
+    wait_for(lambda: busy in counts(done_records(redis_client)), timeout=15, message="the busy job done")
+    wait_for(lambda: drained(redis_client, "taskchan.t.record"), timeout=10, message="the cancelled one acked")
+    assert waiting not in counts(done_records(redis_client))
+    assert cancelled_count(redis_client, "taskchan.t.record") == 1
