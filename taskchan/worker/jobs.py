@@ -91,6 +91,8 @@ class JobThreads:
         """From the watchdog: ``job``'s thread is stuck and abandoned; a fresh thread takes its
         place and the job's outcome is reported for it."""
         self._threads = [t for t in self._threads if t is not job.thread] + [self._spawn()]
+        if self._stop_flag.is_set():
+            self._queue.put(_STOP)  # stop() may have counted the threads before this one
         self._report(outcome)
 
     def submit(self, delivery: Delivery) -> None:

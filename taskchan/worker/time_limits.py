@@ -65,12 +65,20 @@ def run_in_thread(running: Running, result: Outcome) -> bool:
             attempt.call(result)
         finally:
             ours = running.end(job)
+        # The watchdog may have raised the exception while this thread waited
+        # for the table's lock in end(): it lands at the next Python call, which
+        # must be this one, not one in the job thread's loop (that would end it).
+        _checkpoint()
     except TimeLimitExceeded as exc:
         # Raised after the consumer returned, before the job left the table:
         # it did run past its limit.
         ours = running.end(job)
         attempt.failed(result, exc)
     return ours
+
+
+def _checkpoint() -> None:
+    """A Python call: CPython raises a pending asynchronous exception on entering one."""
 
 
 async def run_on_loop(running: Running, result: Outcome) -> None:
