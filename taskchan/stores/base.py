@@ -56,7 +56,9 @@ def message_id_of(raw: str) -> str | None:
     dead-letters such an entry as malformed; a store need not know more)."""
     try:
         message_id = json.loads(raw).get("id")
-    except (ValueError, AttributeError, TypeError):
+    # Any bytes may sit in a stream: deeply nested JSON raises RecursionError,
+    # and a cancel check must never take the worker down for garbage.
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return None
     return message_id if isinstance(message_id, str) else None
 

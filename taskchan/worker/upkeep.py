@@ -138,9 +138,10 @@ class Upkeep:
                 reclaimed = await part.store.reclaim(channel, self._consumer_name, vt_ms, room)
                 if reclaimed:
                     # Cancelled while its lease lapsed: acked, not run (worker.py).
-                    cancelled = await part.store.cancelled(message_id_of(d.raw) for d in reclaimed)
-                    for d in reclaimed:
-                        d.cancelled = message_id_of(d.raw) in cancelled
+                    ids = {d: message_id_of(d.raw) for d in reclaimed if d.unreadable is None}
+                    cancelled = await part.store.cancelled(ids.values())
+                    for d, message_id in ids.items():
+                        d.cancelled = message_id in cancelled
                     logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
                     metrics.redelivered(channel, len(reclaimed))
                     self._deliver(reclaimed, part.index)

@@ -112,3 +112,13 @@ def test_cancel_accepts_an_id_at_its_longest(use_memory_layer):
     taskchan.cancel("a" * 100)
     asyncio.run(taskchan.acancel("b" * 100))
     assert is_cancelled("a" * 100) and is_cancelled("b" * 100)
+
+
+@given(st.one_of(st.text(max_size=50), st.just("[" * 100_000), st.just('{"id": 7}'), st.just('{"id": "abc"}')))
+def test_message_id_of_reads_any_text_without_raising(raw):
+    from taskchan.stores.base import message_id_of
+
+    message_id = message_id_of(raw)
+    assert message_id is None or isinstance(message_id, str)
+    if raw == '{"id": "abc"}':
+        assert message_id == "abc"
