@@ -37,6 +37,8 @@ CEILING_GROUP = "bench"
 #: The ceiling worker's XREADGROUP COUNT: entries read, run and acked per round.
 CEILING_BATCH = 100
 TASKCHAN_CHANNEL = "taskchan.bench"
+#: The same no-op with a time_limit that never binds: the cost of watching it (bench/jobs.py).
+TIME_LIMITED_CHANNEL = "taskchan.bench-time-limited"
 CELERY_QUEUE = "bench"
 #: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
 HANDOFF_CHANNEL = "taskchan.bench-handoff"

@@ -29,6 +29,7 @@ from bench.common import (
     RELAY_CHANNEL,
     SPREAD_CHANNELS,
     TASKCHAN_CHANNEL,
+    TIME_LIMITED_CHANNEL,
     make_content,
     redis_url,
     sync_client,
@@ -39,6 +40,7 @@ from bench.processes import run_queue_wait
 CHANNELS = {
     "taskchan": (TASKCHAN_CHANNEL,),
     "encrypted": (TASKCHAN_CHANNEL,),
+    "timelimit": (TIME_LIMITED_CHANNEL,),
     "handoff": (HANDOFF_CHANNEL,),
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,

@@ -23,6 +23,7 @@ from bench.common import (
     SHARD_URLS_ENV,
     SPREAD_CHANNELS,
     TASKCHAN_CHANNEL,
+    TIME_LIMITED_CHANNEL,
 )
 from bench.processes import ROOT
 
@@ -30,7 +31,7 @@ from bench.processes import ROOT
 #: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
 #: worker relaying each message to Celery (opt-in: --only ...,relay).
 #: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
-SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
+SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit")
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
 CEILING = "ceiling"
@@ -44,9 +45,10 @@ LABELS = {
     "multi": "taskchan, 4 channels",
     "sharded": "taskchan, 4 channels, 2 Redis",
     "encrypted": "taskchan, encrypted",
+    "timelimit": "taskchan, time_limit",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit")
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -56,6 +58,7 @@ QUEUED = {
     "celery": ("llen", CELERY_QUEUE),
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "timelimit": ("xlen", "taskchan:q:" + TIME_LIMITED_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     **{
@@ -83,7 +86,7 @@ def environments(redis_url: str, workdir: Path, second_url: str | None = None) -
     # The hand-off rows: taskchan's settings plus the hand-off consumers;
     # their Celery worker is the project's app under Django.
     handoff = dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_handoff")
-    envs = {"ceiling": base, "raw": base, "celery": base, "taskchan": taskchan, "multi": taskchan,
+    envs = {"ceiling": base, "raw": base, "celery": base, "taskchan": taskchan, "multi": taskchan, "timelimit": taskchan,
             "handoff": handoff, "relay": handoff,
             "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted")}  # fmt: skip
     if second_url:
@@ -114,5 +117,7 @@ def worker_command(system: str) -> list[str]:
         return celery
     if system == "relay":
         return [py, "-m", "bench.relay_worker", *celery]
-    channels = "taskchan.bench-sh.*" if system in ("multi", "sharded") else "taskchan.bench"
+    channels = {"multi": "taskchan.bench-sh.*", "sharded": "taskchan.bench-sh.*", "timelimit": TIME_LIMITED_CHANNEL}.get(
+        system, TASKCHAN_CHANNEL
+    )
     return [py, "manage.py", "runworker", channels, "--concurrency", "4"]

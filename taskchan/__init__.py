@@ -29,6 +29,11 @@ _EXPORTS = {
     "Message": "taskchan.message",
     "Retry": "taskchan.exceptions",
     "Reject": "taskchan.exceptions",
+    "Cancelled": "taskchan.exceptions",
+    "TimeLimitExceeded": "taskchan.exceptions",
+    # Flow control
+    "cancel": "taskchan.cancels",
+    "acancel": "taskchan.cancels",
     # Errors
     "TaskchanError": "taskchan.exceptions",
     "InvalidChannelName": "taskchan.exceptions",
@@ -51,6 +56,11 @@ __all__ = [
     "Message",
     "Retry",
     "Reject",
+    "Cancelled",
+    "TimeLimitExceeded",
+    # Flow control
+    "cancel",
+    "acancel",
     # Errors
     "TaskchanError",
     "InvalidChannelName",
@@ -79,7 +89,9 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cancels import acancel, cancel
     from .exceptions import (
+        Cancelled,
         ContentNotSerializable,
         InvalidChannelName,
         InvalidOption,
@@ -91,6 +103,7 @@ if TYPE_CHECKING:  # pragma: no cover
         StoreRefused,
         StoreUnavailable,
         TaskchanError,
+        TimeLimitExceeded,
     )
     from .message import Message
     from .outbox import send_on_commit

@@ -14,6 +14,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from .time_limits import time_limit_problem
+
 #: setting name -> (default, type, one-line meaning)
 DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "LAYER": ("default", str, "alias in CHANNEL_LAYERS whose reliable store taskchan uses"),
@@ -28,6 +30,10 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
+    "TIME_LIMIT": (None, (int, float, type(None)), "seconds a job may run before it is interrupted (None: no limit)"),
+    "STUCK_AFTER": (10.0, (int, float), "seconds a job thread may go on past its time limit before it is abandoned"),
+    "MAX_STUCK_THREADS": (4, int, "abandoned (stuck) job threads after which the worker stops so it is restarted"),
+    "CANCEL_TTL": (7 * 24 * 3600.0, (int, float), "seconds a cancel marker is kept (taskchan.cancel)"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
     ),
@@ -55,11 +61,25 @@ class Settings:
                 f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
+        problem = _bounds_problem(name, value)
+        if problem is not None:
+            raise ImproperlyConfigured(f"TASKCHAN_{name} {problem}. It is the {_meaning}; the default is {default!r}.")
         self._cache[name] = value
         return value
 
     def clear(self) -> None:
         self._cache.clear()
+
+
+def _bounds_problem(name: str, value: Any) -> str | None:
+    """Why a value of the right type is still out of bounds, for the settings that have bounds."""
+    if name == "TIME_LIMIT":
+        return time_limit_problem(value)
+    if name in ("STUCK_AFTER", "CANCEL_TTL") and not 0 < value < float("inf"):
+        return f"must be a positive, finite number of seconds, got {value!r}"
+    if name == "MAX_STUCK_THREADS" and value < 1:
+        return f"must be at least 1, got {value!r}"
+    return None
 
 
 def _type_names(kind: type | tuple[type, ...]) -> str:

@@ -86,3 +86,23 @@ class Reject(Exception):
     def __init__(self, reason: str = "rejected by consumer"):
         super().__init__(reason)
         self.reason = reason
+
+
+class Cancelled(Exception):
+    """Raised by ``message.check_cancelled()`` in a consumer whose message was cancelled
+    (``taskchan.cancel``): the attempt ends as cancelled, neither retried nor dead-lettered."""
+
+    def __init__(self, reason: str = "the message was cancelled"):
+        super().__init__(reason)
+
+
+# A BaseException, as Dramatiq's: it is raised inside the consumer's thread at
+# any line, and a consumer's broad ``except Exception`` (a retry loop, a
+# logging wrapper) must not swallow it and run on past the limit.
+
+
+class TimeLimitExceeded(BaseException):
+    """The job ran past its consumer's time_limit and was interrupted. The attempt failed: it is retried or dead-lettered like any failure. Raise the limit, or make the job shorter (split it into several messages)."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or (self.__doc__ or "").strip())

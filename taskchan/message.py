@@ -5,6 +5,7 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 
 from .envelope import Envelope
+from .exceptions import Cancelled
 
 
 class ReplyChannel:
@@ -34,13 +35,26 @@ class Message:
     ``content`` is the dict that was sent, ``id`` the message id (the same on
     every attempt), ``channel`` its channel and ``attempt`` this attempt's
     number, from 1.  ``reply_channel`` is None unless the sender gave one.
+    ``cancelled`` turns true while the job runs if ``taskchan.cancel(id)`` is
+    called (the worker learns it once per lease renewal period).
     """
 
-    __slots__ = ("envelope", "attempt")
+    __slots__ = ("envelope", "attempt", "_cancel")
 
-    def __init__(self, envelope: Envelope, attempt: int):
+    def __init__(self, envelope: Envelope, attempt: int, cancel=None):
         self.envelope = envelope
         self.attempt = attempt
+        self._cancel = cancel  # a threading.Event the worker sets, or None (never cancelled)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the message was cancelled while this attempt runs."""
+        return self._cancel is not None and self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise ``taskchan.Cancelled`` if the message was cancelled: the attempt then ends as cancelled."""
+        if self.cancelled:
+            raise Cancelled()
 
     @property
     def content(self) -> dict:

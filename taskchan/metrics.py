@@ -90,7 +90,10 @@ if prometheus_client is not None:
         _LABELS,
         buckets=(*_SECONDS, 3600, float("inf")),
     )
-    _METRICS = (SENT, PROCESSED, RETRIED, DEAD_LETTERED, REDELIVERED, DURATION, START_DELAY)
+    CANCELLED = Counter(
+        "taskchan_messages_cancelled", "Messages cancelled (taskchan.cancel): acked unrun, or ended by Cancelled", _LABELS
+    )
+    _METRICS = (SENT, PROCESSED, RETRIED, DEAD_LETTERED, REDELIVERED, DURATION, START_DELAY, CANCELLED)
 
 
 class _Uncounted:
@@ -105,9 +108,9 @@ class _Uncounted:
         pass
 
 
-_UNCOUNTED = (_Uncounted(),) * 7
+_UNCOUNTED = (_Uncounted(),) * 8
 
-# channel -> (sent, processed, retried, dead lettered, redelivered, duration, start delay) children.
+# channel -> (sent, processed, retried, dead lettered, redelivered, duration, start delay, cancelled) children.
 # ``.labels()`` takes a lock and builds a tuple on every call; the hot path
 # looks its children up here instead.  A racing first insert is harmless:
 # ``.labels()`` returns the same child to both threads.
@@ -142,6 +145,10 @@ def retried(channel: str) -> None:
 
 def dead_lettered(channel: str) -> None:
     _for(channel)[3].inc()
+
+
+def cancelled(channel: str) -> None:
+    _for(channel)[7].inc()
 
 
 def redelivered(channel: str, count: int = 1) -> None:

@@ -19,6 +19,7 @@ from . import producer
 from .conf import settings
 from .consumer_table import add, all_consumers, get_consumer, unregister
 from .envelope import check_max_attempts, validate_channel
+from .time_limits import check_time_limit
 
 __all__ = ["Consumer", "UnknownPattern", "all_consumers", "consumer", "expand", "get_consumer", "unregister"]
 
@@ -38,6 +39,7 @@ class Consumer:
     backoff: Any = None  # a tenacity wait strategy; None means retry.DEFAULT_BACKOFF
     visibility_timeout_option: float | None = None
     handoff: str | None = None
+    time_limit_option: float | None = None
 
     @property
     def name(self) -> str:
@@ -55,6 +57,12 @@ class Consumer:
     @property
     def visibility_timeout(self) -> float:
         return float(self.visibility_timeout_option or settings.VISIBILITY_TIMEOUT)
+
+    @property
+    def time_limit(self) -> float | None:
+        """Seconds a job may run before it is interrupted (the option, else TASKCHAN_TIME_LIMIT), or None."""
+        limit = self.time_limit_option if self.time_limit_option is not None else settings.TIME_LIMIT
+        return None if limit is None else float(limit)
 
     def __call__(self, message):
         return self.func(message)
@@ -74,6 +82,7 @@ def consumer(
     backoff: Any = None,
     visibility_timeout: float | None = None,
     handoff: str | None = None,
+    time_limit: float | None = None,
 ) -> Callable[[Callable[..., Any]], Consumer]:
     """Register the decorated function (plain or ``async def``) as the consumer of ``channel``."""
     validate_channel(channel)
@@ -88,9 +97,10 @@ def consumer(
         raise TypeError("backoff must be a tenacity wait strategy, e.g. tenacity.wait_exponential_jitter()")
     if handoff not in HANDOFFS:
         raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
+    check_time_limit(time_limit)
 
     def register(func: Callable[..., Any]) -> Consumer:
-        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff))
+        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff, time_limit))
 
     return register
 

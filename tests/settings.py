@@ -12,11 +12,13 @@ import os
 from project.settings import *  # noqa: F403
 from project.settings import BASE_DIR, DATABASES
 
-TASKCHAN_CONSUMER_MODULES = ["tests.jobs"]
+TASKCHAN_CONSUMER_MODULES = ["tests.jobs", "tests.limits_jobs"]
 
 # Short timings so redelivery and retries happen within a test's time.
 TASKCHAN_VISIBILITY_TIMEOUT = float(os.environ.get("TASKCHAN_VISIBILITY_TIMEOUT", "30"))
 TASKCHAN_OUTBOX_RELAY_AFTER = 0.5
+TASKCHAN_STUCK_AFTER = float(os.environ.get("TASKCHAN_STUCK_AFTER", "10"))
+TASKCHAN_MAX_STUCK_THREADS = int(os.environ.get("TASKCHAN_MAX_STUCK_THREADS", "4"))
 TASKCHAN_SEND_RETRY_SECONDS = 1.0
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

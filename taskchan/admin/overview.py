@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from ..models import FailedMessage
+from .in_flight import in_flight_view
 from .overview_data import collect
 
 
@@ -35,6 +36,10 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         return [
             path("", wrap(self.overview_view), name="taskchan_queueoverview_changelist"),
             path("data/", wrap(self.data_view), name="taskchan_queueoverview_data"),
+            path(
+                "in-flight/<str:channel>/", wrap(lambda request, channel: in_flight_view(self, request, channel)),
+                name="taskchan_queueoverview_in_flight",
+            ),
         ]
 
     def overview_view(self, request):

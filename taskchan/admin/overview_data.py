@@ -104,7 +104,7 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
             )
         queue_cells = [
             _cell(stats.queued, numeric=True),
-            _cell(in_flight, numeric=True),
+            _cell(in_flight, numeric=True, href=_in_flight_href(stats.channel) if stats.in_flight else ""),
             _cell(scheduled, numeric=True, title=_iso(stats.next_due)),
         ]
         rate_cells = [
@@ -130,6 +130,11 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
             *rate_cells,
         ],
     }
+
+
+def _in_flight_href(channel: str) -> str:
+    """The channel's in-flight list (``in_flight.py``), where messages can be cancelled."""
+    return reverse("admin:taskchan_queueoverview_in_flight", args=[channel])
 
 
 def _failed_href(channel: str) -> str:

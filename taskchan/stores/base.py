@@ -17,6 +17,7 @@ deliveries that may have started count as attempts.  ``tests/contract/`` runs th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 
@@ -41,10 +42,25 @@ class Delivery:
     # fields, cannot be decrypted, ...), or None.  The worker dead-letters such
     # a delivery as malformed, with ``raw`` as the text kept for the admin.
     unreadable: str | None = None
+    # Its message was cancelled (``taskchan.cancel``) when it was fetched: the
+    # worker acks it as cancelled instead of running it.
+    cancelled: bool = False
 
     @property
     def key(self) -> tuple[int, str, str]:
         return (self.shard, self.channel, self.entry_id)
+
+
+def message_id_of(raw: str) -> str | None:
+    """The message id in an envelope's JSON, or None if there is none to read (the worker
+    dead-letters such an entry as malformed; a store need not know more)."""
+    try:
+        message_id = json.loads(raw).get("id")
+    # Any bytes may sit in a stream: deeply nested JSON raises RecursionError,
+    # and a cancel check must never take the worker down for garbage.
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        return None
+    return message_id if isinstance(message_id, str) else None
 
 
 @dataclass(slots=True)
@@ -54,6 +70,18 @@ class Partition:
     index: int  # the shard's position in the hosts list (0 for a store of one)
     store: StoreBase
     channels: list[str]
+
+
+@dataclass(slots=True)
+class InFlight:
+    """One leased message, as the admin's in-flight list shows it."""
+
+    channel: str
+    entry_id: str
+    message_id: str | None  # None when the entry cannot be read
+    worker: str  # the consumer name (worker id) holding the lease
+    lease_age: float  # seconds since the lease was taken or renewed
+    deliveries: int
 
 
 @dataclass(slots=True)
@@ -114,6 +142,21 @@ class ProducerStore:
         for channel, raw, message_id in items:
             self.send(channel, raw, message_id)
 
+    # -- cancel markers (``taskchan.cancel``) ------------------------------------
+
+    def cancel(self, message_id: str, ttl_ms: int) -> None:
+        """Mark ``message_id`` cancelled for ``ttl_ms``: a worker acks it unrun when it fetches it,
+        and a running job's ``message.cancelled`` turns true.  Wherever its channel lives."""
+        raise NotImplementedError
+
+    async def acancel(self, message_id: str, ttl_ms: int) -> None:
+        """``cancel`` from async code."""
+        raise NotImplementedError
+
+    def is_cancelled(self, message_id: str) -> bool:
+        """Whether ``message_id`` holds a live cancel marker."""
+        raise NotImplementedError
+
     # -- routing: one store holds every channel unless it is sharded -------------
 
     def home(self, channel: str) -> StoreBase:
@@ -136,6 +179,10 @@ class ProducerStore:
 
     async def is_idle(self, channels) -> bool:
         """True when ``channels`` hold nothing: none queued, leased or scheduled (a burst worker's end)."""
+        raise NotImplementedError
+
+    async def in_flight(self, channel: str, limit: int) -> list[InFlight]:
+        """Up to ``limit`` of ``channel``'s leased messages (on every host, when sharded)."""
         raise NotImplementedError
 
     async def workers(self) -> list[dict]:
@@ -202,7 +249,10 @@ class WorkerStore:
         raise NotImplementedError
 
     async def fetch(self, channels, consumer, count, block_ms) -> list[Delivery]:
-        """Lease up to ``count`` new messages per channel to ``consumer``, waiting up to ``block_ms`` for one."""
+        """Lease up to ``count`` new messages per channel to ``consumer``, waiting up to ``block_ms`` for one.
+
+        A delivery whose message holds a cancel marker comes with ``cancelled``
+        set, learnt in the same round trip."""
         raise NotImplementedError
 
     async def ack(self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0):
@@ -230,6 +280,10 @@ class WorkerStore:
 
     async def acharge(self, delivery, consumer) -> bool:
         """``charge`` from the worker's event loop (async consumers)."""
+        raise NotImplementedError
+
+    async def cancelled(self, message_ids) -> set[str]:
+        """Which of ``message_ids`` hold a live cancel marker (one round trip)."""
         raise NotImplementedError
 
     async def reclaim(self, channel, consumer, min_idle_ms, count) -> list[Delivery]:

@@ -20,12 +20,18 @@ key                        type    lifetime                             written 
 ``P:i:CH:KEY``             STRING  delay + window while pending; then   send.lua (SET NX), ack and
                                    TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE)
 ``P:n:CH:OUTCOME:BUCKET``  STRING  2 hours (EXPIRE)                     worker ack; OUTCOME is
-                                                                         ``processed`` or ``failed``;
+                                                                         ``processed``, ``failed`` or
+                                                                         ``cancelled``;
                                                                          BUCKET = unix time // 10 s
 ``P:w``                    ZSET    members pruned 3 heartbeats after    worker heartbeat: id -> last
                                    their last one                       heartbeat, unix ms
 ``P:w:ID``                 STRING  3 heartbeats (EX)                    worker heartbeat: JSON of pid,
                                                                          host, channels, started
+``P:x``                    ZSET    members pruned at each cancel once     ``cancel()`` (``redis_cancels.py``):
+                                   lapsed; the key expires with its      cancelled message id -> unix ms
+                                   newest member (PEXPIRE GT)            its marker lapses
+                                                                         (TASKCHAN_CANCEL_TTL); on every
+                                                                         host when sharded
 ``P:cel:ID:N``             STRING  until attempt N+1 ends; 7-day TTL    Celery side of the hand-off
                                                                          (``redis_handoff.py``, INCR when
                                                                          it starts): starts of attempt N+1
@@ -76,6 +82,7 @@ class Keys:
         self.prefix = prefix
         self.channels = f"{prefix}:channels"
         self.workers = f"{prefix}:w"
+        self.cancelled = f"{prefix}:x"
 
     def stream(self, channel: str) -> str:
         return f"{self.prefix}:q:{channel}"

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from .base import ChannelStats, Delivery, StoreBase
+from .base import ChannelStats, Delivery, InFlight, StoreBase, message_id_of
 from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, stats_bucket
 
 
@@ -37,6 +37,7 @@ class MemoryStore(StoreBase):
         self._counters: dict[tuple[str, str, int], int] = {}
         self._workers: dict[str, tuple[float, dict, float]] = {}
         self._celery_starts: dict[tuple[str, int], int] = {}  # (message id, attempts before) -> starts
+        self._cancelled: dict[str, float] = {}  # message id -> unix time its cancel marker lapses
         self._ids = itertools.count(1)
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -135,8 +136,30 @@ class MemoryStore(StoreBase):
                 for _ in range(min(count, len(ch.unread))):
                     entry_id = ch.unread.popleft()
                     ch.pending[entry_id] = [consumer, now, 1]
-                    out.append(Delivery(name, entry_id, ch.entries[entry_id]))
+                    delivery = Delivery(name, entry_id, ch.entries[entry_id])
+                    delivery.cancelled = self._is_cancelled(message_id_of(delivery.raw))
+                    out.append(delivery)
         return out
+
+    def _is_cancelled(self, message_id) -> bool:
+        return message_id is not None and self._cancelled.get(message_id, 0) > time.time()
+
+    def cancel(self, message_id, ttl_ms):
+        now = time.time()
+        with self._lock:
+            self._cancelled = {i: until for i, until in self._cancelled.items() if until > now}
+            self._cancelled[message_id] = max(self._cancelled.get(message_id, 0), now + ttl_ms / 1000)
+
+    async def acancel(self, message_id, ttl_ms):
+        self.cancel(message_id, ttl_ms)
+
+    def is_cancelled(self, message_id):
+        with self._lock:
+            return self._is_cancelled(message_id)
+
+    async def cancelled(self, message_ids):
+        with self._lock:
+            return {i for i in message_ids if self._is_cancelled(i)}
 
     async def fetch(self, channels, consumer, count, block_ms):
         deliveries = self._take(channels, consumer, count)
@@ -297,6 +320,15 @@ class MemoryStore(StoreBase):
                 )
         return result
 
+    async def in_flight(self, channel, limit):
+        now = time.monotonic()
+        with self._lock:
+            ch = self._channel(channel)
+            return [
+                InFlight(channel, entry_id, message_id_of(ch.entries[entry_id]), lease[0], now - lease[1], lease[2])
+                for entry_id, lease in list(ch.pending.items())[:limit]
+            ]
+
     async def lapsed_leases(self, channel, idle_ms, limit):
         cutoff = time.monotonic() - idle_ms / 1000
         with self._lock:
@@ -312,6 +344,7 @@ class MemoryStore(StoreBase):
             self._workers.pop(worker_id, None)
 
     async def flush(self):
+        self._cancelled.clear()
         with self._lock:
             self._channels.clear()
             self._idempotency.clear()

@@ -37,6 +37,7 @@ from .keys import (
     Keys,
     stats_bucket,
 )
+from .redis_cancels import RedisCancels
 from .redis_handoff import RedisHandoff
 from .redis_readings import RedisReadings
 
@@ -77,7 +78,7 @@ def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclai
     return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
 
 
-class RedisStore(RedisReadings, RedisHandoff, StoreBase):
+class RedisStore(RedisCancels, RedisReadings, RedisHandoff, StoreBase):
     def __init__(self, host: Any, prefix: str = "taskchan", codec: Codec = PLAIN):
         # Every envelope is sealed on its way in and unsealed on its way out
         # (codec.py): above this class, text is always plain.
@@ -225,8 +226,11 @@ class RedisStore(RedisReadings, RedisHandoff, StoreBase):
     async def fetch(self, channels, consumer, count, block_ms):
         client, _ = self._aclient()
         streams = {self.keys.stream(channel): ">" for channel in channels}
+        pipe = client.pipeline(transaction=False)  # the read and the cancel markers: one round trip
+        pipe.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms or None)
+        self._live_markers_read(pipe)
         try:
-            reply = await client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms or None)
+            reply, live = await pipe.execute()
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -239,7 +243,7 @@ class RedisStore(RedisReadings, RedisHandoff, StoreBase):
             channel = stream[prefix_len:]
             for entry_id, fields in entries:
                 deliveries.append(self._delivery(channel, entry_id, fields))
-        return deliveries
+        return await self._marked(deliveries, live)
 
     async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
         if not deliveries:

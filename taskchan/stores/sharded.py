@@ -133,6 +133,26 @@ class ShardedStore(ProducerStore, HandoffStore):
         for index, batch in by_home.items():
             self.shards[index].send_many(batch)
 
+    # -- cancel markers: on every host ----------------------------------------
+    # A message id does not name its channel, so its home is unknown here; and
+    # a message may sit on a host being drained.  The marker goes to every
+    # host (a cancel is rare: one round trip per host), and each worker learns
+    # it from the host it reads the message from, in its usual round trips.
+
+    def cancel(self, message_id, ttl_ms):
+        for store in self.shards:
+            store.cancel(message_id, ttl_ms)
+
+    async def acancel(self, message_id, ttl_ms):
+        await asyncio.gather(*(store.acancel(message_id, ttl_ms) for store in self.shards))
+
+    def is_cancelled(self, message_id):
+        return any(store.is_cancelled(message_id) for store in self.shards)
+
+    async def in_flight(self, channel, limit):
+        per_host = await asyncio.gather(*(store.in_flight(channel, limit) for store in self.shards))
+        return [leased for host in per_host for leased in host][:limit]
+
     # -- Celery hand-off: each channel's keys live on its home host ----------
 
     def handoff_claim(self, channel, idempotency_key, claim, ttl_ms):

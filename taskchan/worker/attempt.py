@@ -6,6 +6,8 @@ then ``call`` or ``acall``; the ``Outcome`` goes to settling (``settle.py``).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import traceback as traceback_module
 from dataclasses import dataclass
 
@@ -13,6 +15,7 @@ from django.db import close_old_connections
 
 from .. import metrics, outcome
 from ..envelope import Envelope, MalformedEnvelope, decode
+from ..exceptions import Cancelled, TimeLimitExceeded
 from ..message import Message
 from ..registry import Consumer
 from ..stores.base import Delivery
@@ -34,16 +37,18 @@ class Outcome:
     worker_lost: bool = False  # earlier deliveries died with their worker
     skipped: bool = False  # a reclaimed delivery another worker took before it started
     duration: float = 0.0  # seconds the consumer ran
+    cancelled: bool = False  # cancelled before it started, or it raised Cancelled: acked, not retried
+    cancel: threading.Event | None = None  # set while it runs if its message is cancelled (Message.cancelled)
 
     @property
     def runnable(self) -> bool:
-        return self.malformed is None and not self.worker_lost and not self.skipped
+        return self.malformed is None and not self.worker_lost and not self.skipped and not self.cancelled
 
 
 def prepare(delivery: Delivery, consumer: Consumer) -> Outcome:
     """Decode a delivery and check it may run; a non-None ``malformed`` or
     ``worker_lost`` on the outcome means it must not."""
-    result = Outcome(delivery)
+    result = Outcome(delivery, cancelled=delivery.cancelled)
     if delivery.unreadable is not None:  # the store could not read it (stores/base.py)
         result.malformed = delivery.unreadable
         return result
@@ -59,6 +64,7 @@ def prepare(delivery: Delivery, consumer: Consumer) -> Outcome:
     result.envelope = envelope
     result.consumer = consumer
     result.max_attempts = envelope.max_attempts or consumer.max_attempts
+    result.cancel = threading.Event()
     if not delivery.reclaimed:
         result.attempt = envelope.attempts_before + delivery.deliveries
         return result
@@ -75,11 +81,10 @@ def call(result: Outcome) -> None:
     channel = result.delivery.channel
     started = metrics.job_started(channel, result.envelope.sent_at)
     try:
-        result.consumer.func(Message(result.envelope, result.attempt))
+        result.consumer.func(Message(result.envelope, result.attempt, result.cancel))
         result.ok = True
-    except Exception as exc:
-        result.exc = exc
-        result.traceback = traceback_module.format_exc()
+    except (Exception, TimeLimitExceeded) as exc:  # the time limit's exception (worker/time_limits.py) too
+        failed(result, exc)
     finally:
         result.duration = metrics.job_finished(channel, started)
         # Django's request hygiene, once per job rather than before and after
@@ -89,14 +94,26 @@ def call(result: Outcome) -> None:
         close_old_connections()
 
 
-async def acall(result: Outcome) -> None:
-    """On the loop: run an ``async def`` consumer; its exception is its outcome."""
+def failed(result: Outcome, exc: BaseException) -> None:
+    """Record the exception an attempt ended with; ``Cancelled`` ends it as cancelled."""
+    result.ok = False
+    result.exc = exc
+    result.traceback = traceback_module.format_exc()
+    result.cancelled = isinstance(exc, Cancelled)
+
+
+async def acall(result: Outcome, time_limit: float | None = None) -> None:
+    """On the loop: run an ``async def`` consumer, cancelled past ``time_limit`` seconds; its exception is its outcome."""
     channel = result.delivery.channel
     started = metrics.job_started(channel, result.envelope.sent_at)
+    limit = asyncio.timeout(time_limit)
     try:
-        await result.consumer.func(Message(result.envelope, result.attempt))
+        async with limit:
+            await result.consumer.func(Message(result.envelope, result.attempt, result.cancel))
         result.ok = True
+    except TimeoutError as exc:
+        # The limit's own timeout, not one the consumer raised itself.
+        failed(result, TimeLimitExceeded() if limit.expired() else exc)
     except Exception as exc:
-        result.exc = exc
-        result.traceback = traceback_module.format_exc()
+        failed(result, exc)
     result.duration = metrics.job_finished(channel, started)

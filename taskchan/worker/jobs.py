@@ -28,12 +28,14 @@ from collections.abc import Callable
 import tenacity
 from redis.exceptions import RedisError
 
+from ..conf import settings
 from ..registry import Consumer
 from ..stores.base import Delivery
-from . import attempt, lifeline
+from . import attempt, lifeline, time_limits
 from .attempt import Outcome
 from .outage import redis_retrying, retry_redis
 from .partitions import Partitions
+from .running import Job, Running
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -52,11 +54,15 @@ class JobThreads:
         consumers: dict[str, Consumer],
         charge: Callable[[Delivery], bool],
         settle: Callable[[Outcome], None],
+        running: Running,
     ):
         self._count = count
         self._consumers = consumers
         self._charge = charge
         self._settle = settle
+        self._running = running  # what runs now, under its time limit (time_limits.py)
+        self._spawned = 0
+        self._on_death = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._outcomes: collections.deque[Outcome] = collections.deque()
@@ -68,14 +74,26 @@ class JobThreads:
 
     def start(self, on_death) -> None:
         self._loop = asyncio.get_running_loop()
-        for i in range(self._count):
-            # Daemon threads: a job that outlives the grace period must not
-            # keep the process alive; its lease lapses and it runs elsewhere.
-            name = f"taskchan-job-{i}"
-            target = lifeline.guarded_thread_target(self._main, f"job thread {name}", on_death)
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._on_death = on_death
+        self._threads = [self._spawn() for _ in range(self._count)]
+
+    def _spawn(self) -> threading.Thread:
+        # Daemon threads: a job that outlives the grace period (or is stuck
+        # past its time limit) must not keep the process alive.
+        name = f"taskchan-job-{self._spawned}"
+        self._spawned += 1
+        target = lifeline.guarded_thread_target(self._main, f"job thread {name}", self._on_death)
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def replace(self, job: Job, outcome: Outcome) -> None:
+        """From the watchdog: ``job``'s thread is stuck and abandoned; a fresh thread takes its
+        place and the job's outcome is reported for it."""
+        self._threads = [t for t in self._threads if t is not job.thread] + [self._spawn()]
+        if self._stop_flag.is_set():
+            self._queue.put(_STOP)  # stop() may have counted the threads before this one
+        self._report(outcome)
 
     def submit(self, delivery: Delivery) -> None:
         self._queue.put(delivery)
@@ -91,10 +109,10 @@ class JobThreads:
             result = attempt.prepare(delivery, self._consumers[delivery.channel])
             if delivery.reclaimed and result.runnable:
                 result.skipped = not self._charge(delivery)
-            if result.runnable:
-                # The consumer's exceptions are its outcome; anything that
-                # escapes here ends the thread, and lifeline.py the process.
-                attempt.call(result)
+            # The consumer's exceptions are its outcome; anything that
+            # escapes here ends the thread, and lifeline.py the process.
+            if result.runnable and not time_limits.run_in_thread(self._running, result):
+                return  # abandoned past its time limit: replaced, its outcome reported for it
             self._report(result)
 
     def _report(self, result: Outcome) -> None:
@@ -156,12 +174,14 @@ class AsyncRunners:
         charge,
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
+        running: Running,
     ):
         self._count = count
         self._consumers = consumers
         self._charge = charge  # async: whether a reclaimed delivery may start
         self._settle = settle
         self._stopping = stopping
+        self._running = running
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._idle: set[asyncio.Task] = set()  # runners waiting for a job: they hold none
         self._unstarted: list[Delivery] = []
@@ -188,7 +208,7 @@ class AsyncRunners:
             if delivery.reclaimed and result.runnable:
                 result.skipped = not await self._charge(delivery)
             if result.runnable:
-                await attempt.acall(result)
+                await time_limits.run_on_loop(self._running, result)
             self._settle(result)
 
     def stop_idle(self) -> None:
@@ -218,19 +238,33 @@ class Jobs:
         consumer_name: str,
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
+        too_many_stuck: Callable[[int], None] = lambda stuck: None,
     ):
+        """``too_many_stuck(n)`` is called (from the watchdog's thread) once n job threads are stuck."""
         self._consumers = consumers
         self._partitions = partitions
         self._consumer_name = consumer_name
         has_sync = any(not c.is_async for c in consumers.values())
         has_async = any(c.is_async for c in consumers.values())
-        self._threads = JobThreads(concurrency if has_sync else 0, consumers, self._charge, settle)
-        self._runners = AsyncRunners(concurrency if has_async else 0, consumers, self._acharge, settle, stopping)
+        self.running = Running()
+        self._threads = JobThreads(concurrency if has_sync else 0, consumers, self._charge, settle, self.running)
+        self._runners = AsyncRunners(
+            concurrency if has_async else 0, consumers, self._acharge, settle, stopping, self.running
+        )
+        self.watchdog: time_limits.Watchdog | None = None
+        if any(not c.is_async and c.time_limit is not None for c in consumers.values()):
+            self.watchdog = time_limits.Watchdog(
+                self.running, stuck_after=settings.STUCK_AFTER, max_stuck=settings.MAX_STUCK_THREADS,
+                replace=self._threads.replace, too_many_stuck=too_many_stuck,
+            )
 
     def start(self, watched, on_death) -> list[asyncio.Task]:
-        """Start the job threads and runner tasks (each watched: lifeline.py); the runner tasks."""
+        """Start the job threads and runner tasks (each watched: lifeline.py) and the time-limit
+        watchdog; the runner tasks."""
         self._threads.start(on_death)
         self._runners.start(watched)
+        if self.watchdog is not None:
+            self.watchdog.start(on_death)
         return self._runners.tasks
 
     def submit(self, delivery: Delivery) -> None:

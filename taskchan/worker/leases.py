@@ -59,13 +59,18 @@ class Leases:
         """Nothing held and nothing awaiting its ack (burst mode ends only then)."""
         return not self._held and not self._acker.pending
 
-    def leased_on(self, index: int) -> dict[str, list[str]]:
-        """channel -> entry ids leased to us on partition ``index``, held or awaiting ack: the leases to renew."""
+    def leased_on(self, index: int, skip=None) -> dict[str, list[str]]:
+        """channel -> entry ids leased to us on partition ``index``, held or awaiting ack: the leases to
+        renew, less those whose ``Delivery.key`` ``skip(key)`` is true for."""
         by_channel: dict[str, list[str]] = {}
         for d in [*self._held.values(), *self._acker.pending]:
-            if d.shard == index:
+            if d.shard == index and not (skip is not None and skip(d.key)):
                 by_channel.setdefault(d.channel, []).append(d.entry_id)
         return by_channel
+
+    def held_on(self, index: int) -> list[Delivery]:
+        """The unfinished deliveries leased to us on partition ``index`` (queued to run, or running)."""
+        return [d for d in self._held.values() if d.shard == index]
 
     # -- room ---------------------------------------------------------------
 

@@ -6,6 +6,8 @@
   error) or dead-lettered, as ``taskchan/outcome.py`` decides;
 - a message that cannot be read is dead-lettered as malformed, and the worker
   goes on;
+- a cancelled message (``taskchan.cancel``: before it started, or it raised
+  ``Cancelled``) is acked and counted as cancelled: never retried nor dead-lettered;
 - a reclaimed delivery another worker took before it started is only released.
 
 A dead letter's row is written before its ack, never after: if the row cannot
@@ -105,6 +107,13 @@ class Settler:
 
     async def _failure(self, result: Outcome) -> None:
         delivery, envelope = result.delivery, result.envelope
+        if result.cancelled:
+            logger.info("cancelled channel=%s message=%s", delivery.channel, envelope.id if envelope else "?")
+            store = self._partitions[delivery.shard].store
+            ms = int(settings.IDEMPOTENCY_WINDOW * 1000)  # a re-send with its key still finds it
+            await retry_redis(store.ack, [delivery], outcome="cancelled", idempotency_ms=ms, attempts=20)
+            metrics.cancelled(delivery.channel)
+            return
         if result.malformed is not None:
             await self.dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=result.malformed)
             return

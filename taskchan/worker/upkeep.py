@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 
 from .. import metrics
-from ..stores.base import Delivery, Partition
+from ..stores.base import Delivery, Partition, message_id_of
 from .leases import Leases
 from .partitions import Partitions
+from .running import Running
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -49,6 +50,7 @@ class Upkeep:
         reclaim_lock: asyncio.Lock,
         deliver: Callable[[list[Delivery], int], None],
         info: Callable[[], dict],
+        running: Running | None = None,
     ):
         self.index = index
         self._partitions = partitions
@@ -61,6 +63,7 @@ class Upkeep:
         self._reclaim_lock = reclaim_lock  # shared by every partition's upkeep
         self._deliver = deliver
         self._info = info
+        self._running = running or Running()  # jobs running now: their time limits and cancel flags
 
     async def run(self) -> None:
         next_reclaim = next_extend = next_heartbeat = 0.0
@@ -76,6 +79,7 @@ class Upkeep:
                 await health.guarded("checking unreadable channels", part, health.recheck, always_calls=False)
             if now >= next_extend:
                 await health.guarded("lease renewal", part, self._extend_leases, always_calls=False)
+                await health.guarded("cancel check", part, self._check_cancelled, always_calls=False)
                 next_extend = now + min_vt / 3
             if now >= next_reclaim and self._serving():
                 await health.guarded("reclaim", part, self._reclaim, always_calls=False)
@@ -97,10 +101,30 @@ class Upkeep:
         await part.store.promote_all(part.channels)
 
     async def _extend_leases(self, part: Partition) -> None:
-        for channel, ids in self._leases.leased_on(part.index).items():
+        # A job past its time limit is not renewed: were it stuck for good, its
+        # lease lapses and the message runs again (time_limits.py).
+        renewable = self._leases.leased_on(part.index, skip=self._running.past_limit)
+        for channel, ids in renewable.items():
             lost = await part.store.extend(channel, self._consumer_name, ids)
             if lost:
                 logger.warning("%d lease(s) on %s lapsed and were taken by another worker", len(lost), channel)
+
+    async def _check_cancelled(self, part: Partition) -> None:
+        """Tell the jobs running on this partition whose message was cancelled, and mark those
+        leased but not started yet so they never start (one round trip, once per renewal)."""
+        jobs = self._running.on_partition(part.index)
+        waiting = {
+            message_id_of(d.raw): d for d in self._leases.held_on(part.index) if not self._running.holds(d.key)
+        }
+        if not jobs and not waiting:
+            return
+        cancelled = await part.store.cancelled([*jobs, *waiting])
+        for message_id in cancelled & waiting.keys():
+            waiting[message_id].cancelled = True  # its job thread or runner acks it unrun (attempt.prepare)
+        for message_id in cancelled & jobs.keys():
+            if not jobs[message_id].result.cancel.is_set():
+                logger.info("message %s was cancelled while it runs; message.cancelled is now true", message_id)
+                jobs[message_id].result.cancel.set()
 
     async def _reclaim(self, part: Partition) -> None:
         # One host at a time: each reclaim sizes itself by the room left, which
@@ -113,6 +137,11 @@ class Upkeep:
                 vt_ms = int(self._vt[channel] * 1000)
                 reclaimed = await part.store.reclaim(channel, self._consumer_name, vt_ms, room)
                 if reclaimed:
+                    # Cancelled while its lease lapsed: acked, not run (worker.py).
+                    ids = {d: message_id_of(d.raw) for d in reclaimed if d.unreadable is None}
+                    cancelled = await part.store.cancelled(ids.values())
+                    for d, message_id in ids.items():
+                        d.cancelled = message_id in cancelled
                     logger.warning("reclaimed %d message(s) on %s whose lease lapsed", len(reclaimed), channel)
                     metrics.redelivered(channel, len(reclaimed))
                     self._deliver(reclaimed, part.index)

@@ -48,6 +48,7 @@ from ..stores.base import Delivery, StoreBase
 from ..stores.configured import get_store
 from . import lifeline
 from .acker import Acker
+from .attempt import Outcome
 from .fetcher import Fetcher
 from .handback import hand_back
 from .jobs import Jobs
@@ -92,6 +93,9 @@ class Worker:
         self.tally = Tally()  # processed, failed, last finished
         self._abandon = False  # a second stop request: stop waiting for running jobs
         self._stopping: asyncio.Event | None = None  # made by arun(): set once the worker is to stop
+        #: too many job threads stuck past their time limit: the worker stopped to be restarted
+        #: (runworker exits with time_limits.EXIT_STUCK)
+        self.stuck = False
 
     @property
     def processed(self) -> int:
@@ -150,6 +154,7 @@ class Worker:
     def _assemble(self) -> None:
         """The collaborators, made on the worker's loop."""
         self._stopping = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._partitions = Partitions(self.store, self.channels)
         self._acker = Acker(self._partitions.by_index)
         self._leases = Leases(self.concurrency, self.prefetch, self._acker)
@@ -159,7 +164,7 @@ class Worker:
         self._settler = Settler(self._partitions, self._leases, self._bookkeeping, self.tally)
         self._jobs = Jobs(
             self._consumers, self.concurrency, self._partitions, self.consumer_name, self._settler.settle,
-            self._stopping,
+            self._stopping, too_many_stuck=self._too_many_stuck,
         )
         self._maintenance = Maintenance(
             self._partitions, self._leases, self._bookkeeping, refresh=self._refresh_partitions,
@@ -227,7 +232,7 @@ class Worker:
             index, self._partitions, self._leases, worker_id=self.id, consumer_name=self.consumer_name,
             visibility_timeouts={c: consumer.visibility_timeout for c, consumer in self._consumers.items()},
             poll_interval=self.poll_interval, stopping=self._stopping, reclaim_lock=self._reclaim_lock,
-            deliver=self._deliver, info=self._info,
+            deliver=self._deliver, info=self._info, running=self._jobs.running,
         )
         self._fetchers[index] = self._watched(fetcher.run(), f"taskchan-fetch-{index}")
         self._upkeep[index] = self._watched(upkeep.run(), f"taskchan-upkeep-{index}")
@@ -236,13 +241,25 @@ class Worker:
         """Fetched or reclaimed on partition ``index``: held from now on, and queued to run."""
         self._leases.hold(deliveries, index)
         for d in deliveries:
-            self._jobs.submit(d)
+            if d.cancelled:  # cancelled before it started: acked, never run
+                self._settler.settle(Outcome(d, cancelled=True))
+            else:
+                self._jobs.submit(d)
 
     # -- watching and reporting -------------------------------------------------
 
     def _watched(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
         return lifeline.watch(task, f"loop {name}", self._stopping.is_set, self._died)
+
+    def _too_many_stuck(self, stuck: int) -> None:
+        """From the time-limit watchdog: stuck threads cannot be killed, so stop for a fresh process."""
+        logger.critical(
+            "%d job thread(s) are stuck past their time limit; stopping so that the supervisor restarts "
+            "this worker", stuck,
+        )
+        self.stuck = True
+        self._loop.call_soon_threadsafe(self.request_stop)
 
     def _died(self, what: str, exc: BaseException | None) -> None:
         self.on_fatal(f"worker {self.id}: {what}", exc)

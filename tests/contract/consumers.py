@@ -144,3 +144,23 @@ def user_lookup(message):
 
     found = get_user_model().objects.filter(pk=message.content["user_id"]).exists()
     record(message, found=found)
+
+
+@taskchan.consumer("taskchan.c.cancel_aware", max_attempts=3, visibility_timeout=0.6)
+def cancel_aware(message):
+    """Waits (at most 10 s) until its message is cancelled, records it, then ends through check_cancelled()."""
+    record(message, phase="started")
+    deadline = time.monotonic() + 10
+    while not message.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    record(message, phase="saw cancel" if message.cancelled else "timed out")
+    message.check_cancelled()
+
+
+@taskchan.consumer("taskchan.c.near_limit", max_attempts=1, time_limit=0.2)
+def near_limit(message):
+    """Runs content["ms"] milliseconds in short steps: under, at or past its 200 ms limit."""
+    deadline = time.monotonic() + message.content["ms"] / 1000
+    while time.monotonic() < deadline:
+        time.sleep(0.002)
+    record(message)

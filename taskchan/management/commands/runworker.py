@@ -20,7 +20,7 @@ from taskchan.conf import settings
 from taskchan.exceptions import MissingExtra, NotATaskchanLayer
 from taskchan.stores.configured import get_store
 from taskchan.stores.memory import MemoryStore
-from taskchan.worker import Worker, lifeline
+from taskchan.worker import Worker, lifeline, time_limits
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -127,6 +127,10 @@ class Command(BaseCommand):
         clean = asyncio.run(self._run(worker, other_channels, alias))
         sys.stdout.flush()
         sys.stderr.flush()
+        if worker is not None and worker.stuck:
+            # Threads stuck past their time limit cannot be stopped: end the
+            # process with a status that asks the supervisor for a fresh one.
+            os._exit(time_limits.EXIT_STUCK)
         if not clean:
             # Jobs still run in threads past the grace period; their leases
             # lapse and another worker runs them. Do not wait for them.
