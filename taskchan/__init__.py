@@ -29,6 +29,9 @@ _EXPORTS = {
     "Message": "taskchan.message",
     "Retry": "taskchan.exceptions",
     "Reject": "taskchan.exceptions",
+    # Flow control
+    "pause": "taskchan.flow.pause",
+    "resume": "taskchan.flow.pause",
     # Errors
     "TaskchanError": "taskchan.exceptions",
     "InvalidChannelName": "taskchan.exceptions",
@@ -51,6 +54,9 @@ __all__ = [
     "Message",
     "Retry",
     "Reject",
+    # Flow control
+    "pause",
+    "resume",
     # Errors
     "TaskchanError",
     "InvalidChannelName",
@@ -92,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover
         StoreUnavailable,
         TaskchanError,
     )
+    from .flow.pause import pause, resume
     from .message import Message
     from .outbox import send_on_commit
     from .producer import asend, send
