@@ -8,10 +8,12 @@ per store and kind.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..consumer_table import get_consumer
 from ..stores.base import ProducerStore
+from ..text import duration
+from .schedule import slot_iso
 
 
 @dataclass(slots=True)
@@ -21,6 +23,25 @@ class FlowStatus:
     last_slot: float | None = None  # unix time of the last slot fired
     next_slot: float | None = None
     limits: str = ""  # "10/s, 2 at once per key", for people
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self, now: float) -> str:
+        """One line for people ('' when the channel has no flow control and is not paused)."""
+        parts = []
+        if self.paused is not None:
+            since = self.paused.get("since")
+            ago = f" {duration(now - since)} ago" if isinstance(since, (int, float)) else ""
+            by = f" by {self.paused['by']}" if self.paused.get("by") else ""
+            parts.append(f"PAUSED{ago}{by}")
+        if self.schedule:
+            last = f"last {slot_iso(self.last_slot)}" if self.last_slot else "never fired"
+            nxt = f", next in {duration(self.next_slot - now)}" if self.next_slot else ""
+            parts.append(f"schedule {self.schedule} ({last}{nxt})")
+        if self.limits:
+            parts.append(self.limits)
+        return "; ".join(parts)
 
 
 async def read_flow(store: ProducerStore, channels) -> dict[str, FlowStatus]:
