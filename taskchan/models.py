@@ -93,7 +93,10 @@ class QueueOverview(models.Model):
     class Meta:
         managed = False
         default_permissions = ()
-        permissions = [("view_queue_overview", "Can view the queue overview")]
+        permissions = [
+            ("view_queue_overview", "Can view the queue overview"),
+            ("pause_channel", "Can pause and resume channels"),
+        ]
         verbose_name = verbose_name_plural = "queue overview"
 
     def __str__(self):

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 
 from ..models import FailedMessage
 from .overview_data import collect
+from .pause import may_pause, pause_view
 
 
 class QueueOverviewAdmin(admin.ModelAdmin):
@@ -35,6 +36,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         return [
             path("", wrap(self.overview_view), name="taskchan_queueoverview_changelist"),
             path("data/", wrap(self.data_view), name="taskchan_queueoverview_data"),
+            path("pause/", wrap(lambda request: pause_view(self, request)), name="taskchan_queueoverview_pause"),
         ]
 
     def overview_view(self, request):
@@ -50,6 +52,8 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             # Links to pages this user may open, only.
             "failed_url": reverse("admin:taskchan_failedmessage_changelist") if links else "",
             "groups_url": reverse("admin:taskchan_failedmessage_groups") if links else "",
+            # The pause and resume buttons, for users with their permission only.
+            "pause_url": reverse("admin:taskchan_queueoverview_pause") if may_pause(request) else "",
         }
         return TemplateResponse(request, "admin/taskchan/queueoverview/overview.html", context)
 

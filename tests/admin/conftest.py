@@ -23,6 +23,7 @@ PERMS = {
     "delete": ("failedmessage", "delete_failedmessage"),
     "retry": ("failedmessage", "retry_failedmessage"),
     "overview": ("queueoverview", "view_queue_overview"),
+    "pause": ("queueoverview", "pause_channel"),
     "outbox_view": ("outboxmessage", "view_outboxmessage"),
     "outbox_relay": ("outboxmessage", "change_outboxmessage"),
 }
