@@ -7,8 +7,7 @@ attempt, until the store admits them:
 
 - a rate limit takes one token per message from the channel's bucket
   (``rate.lua``, shared by every worker); short of tokens, the gate sleeps
-  until the bucket says the next one is due, and does not read more of that
-  channel meanwhile;
+  until the bucket says the next one is due;
 - a concurrency limit takes one slot per message under its key
   (``slots.lua``); a slot is held for one lease, renewed with the leases and
   given back when the job settles, so a killed worker's slots free themselves
@@ -85,11 +84,13 @@ class Gate:
                 self._submit(d)
 
     def readable(self, channels: list[str]) -> list[str]:
-        """Which of ``channels`` a fetch may read: not paused, and no rate-limited message waiting."""
-        return [
-            c for c in channels
-            if c not in self.paused and not (self._waiting[c] and self._consumers[c].flow.rate_limit)
-        ]
+        """Which of ``channels`` a fetch may read: those not paused.
+
+        A limited channel is read on while messages wait for it: they count
+        against the worker's bound on held work (``leases.py``), which stops the
+        reads, and a full buffer lets the limit be reached when it frees up.
+        """
+        return [c for c in channels if c not in self.paused]
 
     def done(self, delivery: Delivery) -> None:
         """Its job ended (any outcome): give its concurrency slot back."""
