@@ -37,6 +37,10 @@ CEILING_GROUP = "bench"
 #: The ceiling worker's XREADGROUP COUNT: entries read, run and acked per round.
 CEILING_BATCH = 100
 TASKCHAN_CHANNEL = "taskchan.bench"
+#: the same job with flow control that does not bind: a rate limit far above
+#: the rate reached, and a concurrency limit above the worker's concurrency
+RATED_CHANNEL = "taskchan.bench-rated"
+LIMITED_CHANNEL = "taskchan.bench-limited"
 CELERY_QUEUE = "bench"
 #: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
 HANDOFF_CHANNEL = "taskchan.bench-handoff"
