@@ -205,6 +205,10 @@ class Gate:
             admitted = batch
         else:
             admitted = await self._limit(channel, batch)
+        if self._stopping.is_set():
+            # The stop began during that round trip: the hand-back takes them
+            # all from here (their slots go back in ``close``).
+            return
         chosen = {id(d) for d in admitted}
         remaining = [d for d in waiting if id(d) not in chosen]
         waiting.clear()
