@@ -41,3 +41,10 @@ def tenant(message):
 @taskchan.consumer("taskchan.flow.plain")
 def plain(message):
     _run(message)
+
+
+@taskchan.consumer("taskchan.flow.hold", concurrency_limit=1)
+def hold(message):
+    """One at a time; the first attempt sleeps content["seconds"] (a worker is killed meanwhile)."""
+    rec().rpush("f:hold:started", message.id)
+    _run(message, message.content["seconds"] if message.attempt == 1 else 0)

@@ -113,3 +113,23 @@ def test_pause_holds_messages_across_a_worker_start_and_resume_releases_them(use
     wait_for(lambda: len(runs(redis_client, "taskchan.flow.plain")) == 6, timeout=20, message="the later one runs")
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0, proc.output()
+
+
+def test_a_killed_workers_concurrency_slot_frees_itself_when_its_lease_lapses(use_redis_layer, redis_client, worker):
+    short = {**FLOW, "TASKCHAN_VISIBILITY_TIMEOUT": "2"}
+    first = worker("taskchan.flow.hold", **short)
+    stuck = taskchan.send("taskchan.flow.hold", {"seconds": 60})
+    wait_for(lambda: redis_client.llen("f:hold:started") == 1, timeout=30, message="the first job started")
+    first.signal(signal.SIGKILL)  # holding the channel's only slot
+    waiting = taskchan.send("taskchan.flow.hold", {"seconds": 0})
+
+    second = worker("taskchan.flow.hold", **short)
+
+    # Its slot lapsed with its lease: the second worker runs both (the killed
+    # job again, as attempt 2, and the one that waited for the slot).
+    wait_for(lambda: len(runs(redis_client, "taskchan.flow.hold")) == 2, timeout=30, message="both ran")
+    assert {r[0] for r in runs(redis_client, "taskchan.flow.hold")} == {stuck, waiting}
+    spans = sorted((r[2], r[3]) for r in runs(redis_client, "taskchan.flow.hold"))
+    assert spans[0][1] <= spans[1][0]  # one at a time still
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0, second.output()
