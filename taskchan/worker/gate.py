@@ -29,7 +29,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..envelope import MalformedEnvelope, decode
 from ..flow.options import concurrency_key_of
@@ -41,8 +43,9 @@ logger = logging.getLogger("taskchan.worker")
 
 #: seconds between reads of which channels are paused
 PAUSE_POLL_SECONDS = 1.0
-#: seconds a step that failed on Redis waits before it is tried again
-RETRY_SECONDS = 1.0
+#: seconds a step that failed on Redis waits before it is tried again: doubling from the first to the cap
+RETRY_FIRST_SECONDS = 0.1
+RETRY_CAP_SECONDS = 5.0
 
 
 class Gate:
@@ -69,6 +72,8 @@ class Gate:
         self._holdings: dict[tuple, tuple[str, str, str]] = {}  # Delivery.key -> (channel, key, member)
         self._releases: list[tuple[str, str, str]] = []
         self._wake = asyncio.Event()
+        self._failing: str | None = None  # the error last logged, until a step works again
+        self._retry = 0.0  # the current backoff, seconds
         vts = [consumers[ch].visibility_timeout for ch in self._gated if consumers[ch].flow.concurrency_limit]
         self._renew_every = min(vts) / 3 if vts else None
 
@@ -150,13 +155,25 @@ class Gate:
         ]
 
     async def _guarded(self, step, *args) -> None:
+        """Run one step; a Redis error backs off (doubling) and is logged once, not once per try."""
         try:
             await step(*args)
         except (RedisError, OSError) as exc:
-            logger.warning("flow control: %s failed (%s); trying again in %.0f s", step.__name__, exc, RETRY_SECONDS)
+            self._retry = min(RETRY_CAP_SECONDS, max(RETRY_FIRST_SECONDS, 2 * self._retry))
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+                # A host that does not answer: its fetcher says so, one line per backoff step.
+                logger.debug("flow control: %s failed (%s)", step.__name__, text)
+            elif text != self._failing:
+                logger.warning("flow control: %s failed (%s); trying again with backoff", step.__name__, text)
+            self._failing = text
             for channel in args:
-                self._not_before[channel] = time.monotonic() + RETRY_SECONDS
-            await asyncio.sleep(RETRY_SECONDS)
+                self._not_before[channel] = time.monotonic() + self._retry
+            await asyncio.sleep(self._retry)
+        else:
+            if self._failing is not None:
+                logger.info("flow control works again")
+            self._failing, self._retry = None, 0.0
 
     def _homes(self, channels) -> list[tuple[object, list[str]]]:
         """``channels`` grouped by their home store (one round trip each)."""

@@ -23,6 +23,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FLOW = {"TASKCHAN_TEST_FLOW": "1"}
 
 
+def both_ready(client) -> None:
+    """Both workers registered: a slow start would leave all the work to the other."""
+    wait_for(lambda: client.zcard("taskchan:w") == 2, timeout=30, message="two workers registered")
+
+
 def runs(client, channel: str) -> list[tuple[str, dict, float, float, int]]:
     return [tuple(json.loads(item)) for item in client.lrange(f"f:{channel}", 0, -1)]
 
@@ -50,9 +55,10 @@ def test_a_one_second_schedule_fires_every_slot_once_across_three_workers_and_a_
 
 
 def test_a_rate_limit_holds_across_two_workers(use_redis_layer, redis_client, worker):
+    workers = [worker("taskchan.flow.rated", args=["--concurrency", "4"], **FLOW) for _ in range(2)]
+    both_ready(redis_client)
     for n in range(40):
         taskchan.send("taskchan.flow.rated", {"n": n})
-    workers = [worker("taskchan.flow.rated", args=["--concurrency", "4"], **FLOW) for _ in range(2)]
     wait_for(lambda: len(runs(redis_client, "taskchan.flow.rated")) == 40, timeout=60, message="40 runs")
 
     starts = sorted(r[2] for r in runs(redis_client, "taskchan.flow.rated"))
@@ -70,9 +76,10 @@ def test_a_rate_limit_holds_across_two_workers(use_redis_layer, redis_client, wo
 
 
 def test_a_concurrency_limit_of_one_per_key_never_overlaps_across_two_workers(use_redis_layer, redis_client, worker):
+    workers = [worker("taskchan.flow.tenant", args=["--concurrency", "4"], **FLOW) for _ in range(2)]
+    both_ready(redis_client)
     for n in range(24):
         taskchan.send("taskchan.flow.tenant", {"tenant": f"t{n % 3}", "n": n})
-    workers = [worker("taskchan.flow.tenant", args=["--concurrency", "4"], **FLOW) for _ in range(2)]
     wait_for(lambda: len(runs(redis_client, "taskchan.flow.tenant")) == 24, timeout=60, message="24 runs")
 
     by_tenant = defaultdict(list)
