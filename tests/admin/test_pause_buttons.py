@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from django.contrib.admin.models import LogEntry
 
 from taskchan.stores.configured import get_store
 from tests.admin.conftest import OVERVIEW, OVERVIEW_DATA
+from tests.conftest import on_store
 
 CH = "taskchan.t.record"
 PAUSE = OVERVIEW + "pause/"
@@ -21,14 +20,7 @@ def layer(request):
 
 def is_paused(channel: str) -> bool:
     store = get_store()
-
-    async def read():
-        try:
-            return await store.home(channel).paused([channel])
-        finally:
-            await store.aclose()
-
-    return channel in asyncio.run(read())
+    return channel in on_store(store, lambda: store.home(channel).paused([channel]))
 
 
 def flow_cell(client) -> str:

@@ -15,6 +15,7 @@ import pytest
 import taskchan
 from taskchan.envelope import Envelope, decode
 from taskchan.stores.configured import get_store
+from tests.conftest import on_store
 
 CH = "taskchan.c.flow"
 
@@ -85,15 +86,12 @@ def test_pause_and_resume_reach_the_channels_home_on_every_layer(layer_kind):
     taskchan.pause(CH, by="admin")
     store = get_store()
 
-    async def read():
-        try:
-            return await store.home(CH).paused([CH])
-        finally:
-            await store.aclose()
+    def read():
+        return on_store(store, lambda: store.home(CH).paused([CH]))
 
-    assert asyncio.run(read())[CH]["by"] == "admin"
+    assert read()[CH]["by"] == "admin"
     taskchan.resume(CH)
-    assert asyncio.run(read()) == {}
+    assert read() == {}
 
 
 @pytest.mark.parametrize("bad", ["", "taskchan", "other.channel", 3, None])
