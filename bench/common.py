@@ -39,6 +39,10 @@ CEILING_BATCH = 100
 TASKCHAN_CHANNEL = "taskchan.bench"
 #: The same no-op with a time_limit that never binds: the cost of watching it (bench/jobs.py).
 TIME_LIMITED_CHANNEL = "taskchan.bench-time-limited"
+#: the same job with flow control that does not bind: a rate limit far above
+#: the rate reached, and a concurrency limit above the worker's concurrency
+RATED_CHANNEL = "taskchan.bench-rated"
+LIMITED_CHANNEL = "taskchan.bench-limited"
 CELERY_QUEUE = "bench"
 #: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
 HANDOFF_CHANNEL = "taskchan.bench-handoff"

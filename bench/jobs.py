@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import taskchan
-from bench.common import SPREAD_CHANNELS, TASKCHAN_CHANNEL, TIME_LIMITED_CHANNEL, record_done
+from bench.common import (
+    LIMITED_CHANNEL,
+    RATED_CHANNEL,
+    SPREAD_CHANNELS,
+    TASKCHAN_CHANNEL,
+    TIME_LIMITED_CHANNEL,
+    record_done,
+)
 
 
 @taskchan.consumer(TASKCHAN_CHANNEL, max_attempts=3)
@@ -17,3 +24,9 @@ taskchan.consumer(TIME_LIMITED_CHANNEL, max_attempts=3, time_limit=60)(noop.func
 # The "multi" and "sharded" rows: the same job on four channels.
 for _channel in SPREAD_CHANNELS:
     taskchan.consumer(_channel, max_attempts=3)(noop.func)
+
+# The "rated" and "limited" rows: flow control's bookkeeping, with limits that do not bind.
+taskchan.consumer(RATED_CHANNEL, max_attempts=3, rate_limit="1000000/s")(noop.func)
+taskchan.consumer(
+    LIMITED_CHANNEL, max_attempts=3, concurrency_limit=1000, concurrency_key=lambda message: message.content["i"] % 8
+)(noop.func)

@@ -24,6 +24,8 @@ import time
 from bench.common import (
     CEILING_STREAM,
     HANDOFF_CHANNEL,
+    LIMITED_CHANNEL,
+    RATED_CHANNEL,
     RAW_CHANNEL,
     RAW_LAYER_CONFIG,
     RELAY_CHANNEL,
@@ -45,6 +47,8 @@ CHANNELS = {
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,
     "sharded": SPREAD_CHANNELS,
+    "rated": (RATED_CHANNEL,),
+    "limited": (LIMITED_CHANNEL,),
 }
 
 

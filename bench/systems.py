@@ -17,6 +17,8 @@ from pathlib import Path
 from bench.common import (
     CEILING_STREAM,
     CELERY_QUEUE,
+    LIMITED_CHANNEL,
+    RATED_CHANNEL,
     RAW_CHANNEL,
     REDIS_URL_ENV,
     RELAY_CHANNEL,
@@ -31,7 +33,10 @@ from bench.processes import ROOT
 #: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
 #: worker relaying each message to Celery (opt-in: --only ...,relay).
 #: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
-SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit")
+SYSTEMS = (
+    "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit", "rated",
+    "limited",
+)
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
 CEILING = "ceiling"
@@ -46,9 +51,11 @@ LABELS = {
     "sharded": "taskchan, 4 channels, 2 Redis",
     "encrypted": "taskchan, encrypted",
     "timelimit": "taskchan, time_limit",
+    "rated": "taskchan, rate limit (not binding)",
+    "limited": "taskchan, concurrency limit per key (not binding)",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit")
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit", "rated", "limited")
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -61,6 +68,8 @@ QUEUED = {
     "timelimit": ("xlen", "taskchan:q:" + TIME_LIMITED_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
+    "rated": ("xlen", "taskchan:q:" + RATED_CHANNEL),
+    "limited": ("xlen", "taskchan:q:" + LIMITED_CHANNEL),
     **{
         system: ("xlen", *("taskchan:q:" + c for c in SPREAD_CHANNELS))
         for system in ("multi", "sharded")
@@ -87,7 +96,7 @@ def environments(redis_url: str, workdir: Path, second_url: str | None = None) -
     # their Celery worker is the project's app under Django.
     handoff = dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_handoff")
     envs = {"ceiling": base, "raw": base, "celery": base, "taskchan": taskchan, "multi": taskchan, "timelimit": taskchan,
-            "handoff": handoff, "relay": handoff,
+            "handoff": handoff, "relay": handoff, "rated": taskchan, "limited": taskchan,
             "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted")}  # fmt: skip
     if second_url:
         envs["sharded"] = dict(
@@ -117,7 +126,6 @@ def worker_command(system: str) -> list[str]:
         return celery
     if system == "relay":
         return [py, "-m", "bench.relay_worker", *celery]
-    channels = {"multi": "taskchan.bench-sh.*", "sharded": "taskchan.bench-sh.*", "timelimit": TIME_LIMITED_CHANNEL}.get(
-        system, TASKCHAN_CHANNEL
-    )
+    channels = {"multi": "taskchan.bench-sh.*", "sharded": "taskchan.bench-sh.*", "timelimit": TIME_LIMITED_CHANNEL,
+                "rated": RATED_CHANNEL, "limited": LIMITED_CHANNEL}.get(system, TASKCHAN_CHANNEL)
     return [py, "manage.py", "runworker", channels, "--concurrency", "4"]

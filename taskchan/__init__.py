@@ -34,6 +34,8 @@ _EXPORTS = {
     # Flow control
     "cancel": "taskchan.cancels",
     "acancel": "taskchan.cancels",
+    "pause": "taskchan.flow.pause",
+    "resume": "taskchan.flow.pause",
     # Errors
     "TaskchanError": "taskchan.exceptions",
     "InvalidChannelName": "taskchan.exceptions",
@@ -61,6 +63,8 @@ __all__ = [
     # Flow control
     "cancel",
     "acancel",
+    "pause",
+    "resume",
     # Errors
     "TaskchanError",
     "InvalidChannelName",
@@ -105,6 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TaskchanError,
         TimeLimitExceeded,
     )
+    from .flow.pause import pause, resume
     from .message import Message
     from .outbox import send_on_commit
     from .producer import asend, send

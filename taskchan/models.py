@@ -96,6 +96,7 @@ class QueueOverview(models.Model):
         permissions = [
             ("view_queue_overview", "Can view the queue overview"),
             ("cancel_message", "Can cancel queued and running messages"),
+            ("pause_channel", "Can pause and resume channels"),
         ]
         verbose_name = verbose_name_plural = "queue overview"
 

@@ -12,13 +12,14 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import producer
 from .conf import settings
 from .consumer_table import add, all_consumers, get_consumer, unregister
 from .envelope import check_max_attempts, validate_channel
+from .flow.options import Flow, flow_options
 from .time_limits import check_time_limit
 
 __all__ = ["Consumer", "UnknownPattern", "all_consumers", "consumer", "expand", "get_consumer", "unregister"]
@@ -40,6 +41,7 @@ class Consumer:
     visibility_timeout_option: float | None = None
     handoff: str | None = None
     time_limit_option: float | None = None
+    flow: Flow = field(default_factory=Flow)  # schedule, rate and concurrency limits (taskchan/flow/)
 
     @property
     def name(self) -> str:
@@ -83,8 +85,21 @@ def consumer(
     visibility_timeout: float | None = None,
     handoff: str | None = None,
     time_limit: float | None = None,
+    schedule: Any = None,
+    catch_up: bool = True,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Consumer]:
-    """Register the decorated function (plain or ``async def``) as the consumer of ``channel``."""
+    """Register the decorated function (plain or ``async def``) as the consumer of ``channel``.
+
+    Flow control (``docs/flow-control.md``): ``schedule`` (a crontab in
+    TIME_ZONE, whole seconds or a timedelta) sends ``{"slot": ...}`` once per
+    slot, ``catch_up=False`` skips the slots missed while no worker ran;
+    ``rate_limit`` ("100/s", "/m", "/h") and ``concurrency_limit`` (per
+    ``concurrency_key(message)``, else for the channel) hold across every
+    worker.  Bad values raise ``taskchan.InvalidOption`` here.
+    """
     validate_channel(channel)
     check_max_attempts(max_attempts)
     if visibility_timeout is not None and (
@@ -98,9 +113,13 @@ def consumer(
     if handoff not in HANDOFFS:
         raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
     check_time_limit(time_limit)
+    flow = flow_options(
+        schedule=schedule, catch_up=catch_up, rate_limit=rate_limit, concurrency_limit=concurrency_limit,
+        concurrency_key=concurrency_key, handoff=handoff,
+    )
 
     def register(func: Callable[..., Any]) -> Consumer:
-        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff, time_limit))
+        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff, time_limit, flow=flow))
 
     return register
 

@@ -13,6 +13,10 @@ from project.settings import *  # noqa: F403
 from project.settings import BASE_DIR, DATABASES
 
 TASKCHAN_CONSUMER_MODULES = ["tests.jobs", "tests.limits_jobs"]
+if os.environ.get("TASKCHAN_TEST_FLOW"):
+    # Flow control's consumers (a one-second schedule among them) only where a
+    # test asks: a worker serving "taskchan.*" elsewhere must not fire it.
+    TASKCHAN_CONSUMER_MODULES.append("tests.flow_jobs")
 
 # Short timings so redelivery and retries happen within a test's time.
 TASKCHAN_VISIBILITY_TIMEOUT = float(os.environ.get("TASKCHAN_VISIBILITY_TIMEOUT", "30"))

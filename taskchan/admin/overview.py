@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from ..models import FailedMessage
 from .in_flight import in_flight_view
 from .overview_data import collect
+from .pause import may_pause, pause_view
 
 
 class QueueOverviewAdmin(admin.ModelAdmin):
@@ -40,6 +41,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                 "in-flight/<str:channel>/", wrap(lambda request, channel: in_flight_view(self, request, channel)),
                 name="taskchan_queueoverview_in_flight",
             ),
+            path("pause/", wrap(lambda request: pause_view(self, request)), name="taskchan_queueoverview_pause"),
         ]
 
     def overview_view(self, request):
@@ -55,6 +57,8 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             # Links to pages this user may open, only.
             "failed_url": reverse("admin:taskchan_failedmessage_changelist") if links else "",
             "groups_url": reverse("admin:taskchan_failedmessage_groups") if links else "",
+            # The pause and resume buttons, for users with their permission only.
+            "pause_url": reverse("admin:taskchan_queueoverview_pause") if may_pause(request) else "",
         }
         return TemplateResponse(request, "admin/taskchan/queueoverview/overview.html", context)
 

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import registry
+from ..flow.status import FlowStatus, read_flow
 from ..models import FailedMessage
 from ..stores.base import ChannelStats, Survey, survey_once
 from ..stores.configured import get_store
@@ -34,6 +35,7 @@ CHANNEL_COLUMNS = [
     "Processed (1 h)",
     "Dead-lettered (1 min)",
     "Dead-lettered (1 h)",
+    "Flow control",
 ]
 WORKER_COLUMNS = [
     "Worker",
@@ -85,7 +87,9 @@ _UNKNOWN = {"text": "?", "href": "", "title": "could not be read from Redis", "n
             "detail": ""}
 
 
-def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: bool = True) -> dict:
+def _channel_row(
+    stats: ChannelStats, failed: int, now: float, failed_links: bool = True, flow: FlowStatus | None = None
+) -> dict:
     consumer = registry.get_consumer(stats.channel)
     known = not stats.extra.get("unknown")
     figures = {name: getattr(stats, name) if known else None for name in REDIS_FIGURES}
@@ -128,7 +132,9 @@ def _channel_row(stats: ChannelStats, failed: int, now: float, failed_links: boo
             *queue_cells,
             failed_cell,
             *rate_cells,
+            _cell(flow.text(now) if flow else "", title="schedule slots in UTC") if known else _UNKNOWN,
         ],
+        "paused": bool(flow and flow.paused is not None),
     }
 
 
@@ -204,6 +210,11 @@ def collect(store=None, *, failed_links: bool = True) -> dict:
         error = f"Could not read the queues from {store!r}: {exc}"
         stats = [ChannelStats(channel, extra={"unknown": True}) for channel in sorted(registered | set(failed))]
         workers = []
+    try:
+        known = [s.channel for s in stats if not s.extra.get("unknown")]
+        flow = asyncio.run(_flow_once(store, known)) if known else {}
+    except Exception:  # the hosts that do not answer are reported above
+        flow = {}
     now = time.time()
     generated = timezone.localtime()
     return {
@@ -214,8 +225,18 @@ def collect(store=None, *, failed_links: bool = True) -> dict:
         "error": error,
         "channel_columns": CHANNEL_COLUMNS,
         "worker_columns": WORKER_COLUMNS,
-        "channels": [_channel_row(s, failed.get(s.channel, 0), now, failed_links) for s in stats],
+        "channels": [
+            _channel_row(s, failed.get(s.channel, 0), now, failed_links, flow.get(s.channel)) for s in stats
+        ],
         "workers": [
             _worker_row(w, now) for w in sorted(workers, key=lambda w: str(w.get("id", "")))
         ],
     }
+
+
+async def _flow_once(store, channels) -> dict[str, FlowStatus]:
+    """Pauses, schedules and limits (``flow/status.py``) from a short-lived loop, closing its clients."""
+    try:
+        return await read_flow(store, channels)
+    finally:
+        await store.aclose()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .flow_base import FlowStore
+
 
 @dataclass(slots=True, eq=False)
 class Delivery:
@@ -324,7 +326,7 @@ class WorkerStore:
         return 0
 
 
-class StoreBase(ProducerStore, HandoffStore, WorkerStore):
+class StoreBase(ProducerStore, HandoffStore, WorkerStore, FlowStore):
     """A store of one Redis host (``redis.py``) or of process memory (``memory.py``): every contract.
 
     A ``ShardedStore`` is a ProducerStore and a HandoffStore over several of

@@ -36,6 +36,17 @@ key                        type    lifetime                             written 
                                                                          (``redis_handoff.py``, INCR when
                                                                          it starts): starts of attempt N+1
                                                                          of message ID in a Celery worker
+``P:rate:CH``              HASH    until the bucket would be full       ``rate.lua`` (worker, before a
+                                   again (PEXPIRE)                      rate-limited message starts):
+                                                                         tokens, last refill (ms)
+``P:cc:CH:KEY``            ZSET    members expire with their holder's   ``slots.lua`` (take), worker
+                                   lease (score = expiry, unix ms);     renewals (ZADD XX) and releases
+                                   the key with its last member         (ZREM); KEY = concurrency_key's
+                                                                         value, empty for the channel
+``P:sched:CH``             STRING  forever (one number per scheduled    ``fire.lua``: the last schedule
+                                   channel)                             slot fired, unix ms
+``P:paused:CH``            STRING  until resumed                        ``taskchan.pause`` (JSON: since,
+                                                                         by); ``resume`` deletes it
 =========================  ======  ===================================  ==================================
 
 For a channel that hands off to Celery, ``P:i:CH:KEY`` holds ``~ID`` while the
@@ -98,6 +109,18 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:w:{worker_id}"
+
+    def rate(self, channel: str) -> str:
+        return f"{self.prefix}:rate:{channel}"
+
+    def concurrency(self, channel: str, key: str) -> str:
+        return f"{self.prefix}:cc:{channel}:{key}"
+
+    def schedule(self, channel: str) -> str:
+        return f"{self.prefix}:sched:{channel}"
+
+    def paused(self, channel: str) -> str:
+        return f"{self.prefix}:paused:{channel}"
 
     def celery_starts(self, message_id: str, attempts_before: int) -> str:
         return f"{self.prefix}:cel:{message_id}:{attempts_before}"

@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 
 from .base import ChannelStats, Delivery, InFlight, StoreBase, message_id_of
 from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, stats_bucket
+from .memory_flow import FlowState, MemoryFlow
 
 
 class _Channel:
@@ -29,7 +30,7 @@ class _Channel:
         self.scheduled: list[tuple[float, int, str]] = []  # heap of (due, seq, envelope)
 
 
-class MemoryStore(StoreBase):
+class MemoryStore(MemoryFlow, StoreBase):
     def __init__(self):
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}
@@ -40,6 +41,7 @@ class MemoryStore(StoreBase):
         self._cancelled: dict[str, float] = {}  # message id -> unix time its cancel marker lapses
         self._ids = itertools.count(1)
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.flow = FlowState()  # memory_flow.py
 
     def __repr__(self):
         return "<MemoryStore>"
@@ -351,6 +353,7 @@ class MemoryStore(StoreBase):
             self._counters.clear()
             self._workers.clear()
             self._celery_starts.clear()
+            self.flow = FlowState()
 
     async def workers(self):
         now = time.time()

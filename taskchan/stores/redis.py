@@ -38,12 +38,13 @@ from .keys import (
     stats_bucket,
 )
 from .redis_cancels import RedisCancels
+from .redis_flow import RedisFlow
 from .redis_handoff import RedisHandoff
 from .redis_readings import RedisReadings
 
 SCRIPT_NAMES = (
     "send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget",
-    "handoff_claim", "handoff_release",
+    "handoff_claim", "handoff_release", "rate", "slots", "fire",
 )
 
 
@@ -78,7 +79,7 @@ def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclai
     return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
 
 
-class RedisStore(RedisCancels, RedisReadings, RedisHandoff, StoreBase):
+class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase):
     def __init__(self, host: Any, prefix: str = "taskchan", codec: Codec = PLAIN):
         # Every envelope is sealed on its way in and unsealed on its way out
         # (codec.py): above this class, text is always plain.

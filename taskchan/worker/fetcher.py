@@ -37,6 +37,7 @@ class Fetcher:
         *,
         burst: bool,
         stopping: asyncio.Event,
+        readable: Callable[[list[str]], list[str]] = list,
     ):
         self.index = index
         self._partitions = partitions
@@ -45,6 +46,7 @@ class Fetcher:
         self._deliver = deliver
         self._block_ms = int((BURST_FETCH_BLOCK_SECONDS if burst else FETCH_BLOCK_SECONDS) * 1000)
         self._stopping = stopping
+        self._readable = readable  # channels not paused or waiting on a rate limit (gate.py)
         self._prepared: set[str] = set()  # channels whose consumer group exists on this partition
 
     async def run(self) -> None:
@@ -56,10 +58,10 @@ class Fetcher:
             if not count:
                 await leases.wait_for_room(self._stopping)
                 continue
-            channels = health.usable(part)
+            channels = self._readable(health.usable(part))
             leases.reserve(index, count)
             try:
-                if not channels:  # every channel here is set aside: nothing to read for now
+                if not channels:  # every channel here is set aside or paused: nothing to read for now
                     await sleep_unless(self._stopping, FETCH_BLOCK_SECONDS)
                     continue
                 deliveries = await self._fetch(part, channels, count)

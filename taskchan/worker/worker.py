@@ -11,6 +11,8 @@ state:
 - ``fetcher.py``: one per partition, leasing while there is room;
 - ``jobs.py`` and ``attempt.py``: job threads (plain consumers) and runner
   tasks (``async def`` ones), each attempt's outcome back to the loop;
+- ``gate.py``: leased messages of rate- or concurrency-limited or paused
+  channels wait there to start; ``ticker.py``: scheduled channels' slots fired;
 - ``settle.py``: ack, retry or dead letter (the row before the ack), as
   ``taskchan/outcome.py`` decides;
 - ``acker.py``: successes acknowledged in batches, one pipeline per host;
@@ -50,6 +52,7 @@ from . import lifeline
 from .acker import Acker
 from .attempt import Outcome
 from .fetcher import Fetcher
+from .gate import Gate
 from .handback import hand_back
 from .jobs import Jobs
 from .leases import Leases
@@ -57,6 +60,7 @@ from .maintenance import Maintenance
 from .outage import retry_redis
 from .partitions import Partitions
 from .settle import Settler, Tally
+from .ticker import Ticker
 from .upkeep import Upkeep
 
 logger = logging.getLogger("taskchan.worker")
@@ -163,9 +167,16 @@ class Worker:
         self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="taskchan-db")
         self._settler = Settler(self._partitions, self._leases, self._bookkeeping, self.tally)
         self._jobs = Jobs(
-            self._consumers, self.concurrency, self._partitions, self.consumer_name, self._settler.settle,
+            self._consumers, self.concurrency, self._partitions, self.consumer_name, self._settled,
             self._stopping, too_many_stuck=self._too_many_stuck,
         )
+        self._gate = Gate(
+            self._consumers, self.store, self.consumer_name, self._jobs.submit,
+            stopping=self._stopping, poll_interval=self.poll_interval,
+        )
+        self.tickers = [
+            Ticker(c, self.store, stopping=self._stopping) for c in self._consumers.values() if c.flow.schedule
+        ]
         self._maintenance = Maintenance(
             self._partitions, self._leases, self._bookkeeping, refresh=self._refresh_partitions,
             burst=self.burst, poll_interval=self.poll_interval, stopping=self._stopping,
@@ -182,6 +193,10 @@ class Worker:
         self._runner_tasks = self._jobs.start(self._watched, self._died)
         self._acker_task = self._watched(self._acker.run(), "taskchan-ack")
         self._maintenance_task = self._watched(self._maintenance.run(), "taskchan-maintenance")
+        self._flow_tasks = [
+            self._watched(self._gate.run(), "taskchan-gate"),
+            *(self._watched(t.run(), f"taskchan-tick-{t.channel}") for t in self.tickers),
+        ]
 
     async def _stop(self) -> bool:
         """The stop order; False if running jobs were left to lapse."""
@@ -191,7 +206,8 @@ class Worker:
         #    goes on renewing their leases meanwhile.
         clean = await self._jobs.finish(self.grace, lambda: self._abandon, self._settler.busy)
         # 3. Hand what was leased but never started back to its channel.
-        await hand_back(self._jobs.unstarted(), self._partitions, self._leases)
+        await hand_back([*self._jobs.unstarted(), *self._gate.unstarted()], self._partitions, self._leases)
+        await self._gate.close(clean)
         # 4. The acker may be half-way through a batch: stop it (it puts the
         #    batch back) so the final flush sees every ack.
         self._acker_task.cancel()
@@ -203,7 +219,7 @@ class Worker:
         """After the stop (or a failure during it): end every loop, deregister, wait for the database thread."""
         tasks = (
             *self._fetchers.values(), *self._upkeep.values(), self._acker_task, self._maintenance_task,
-            *self._runner_tasks,
+            *self._runner_tasks, *self._flow_tasks,
         )
         for task in tasks:
             task.cancel()
@@ -226,7 +242,7 @@ class Worker:
     def _start_partition(self, index: int) -> None:
         fetcher = Fetcher(
             index, self._partitions, self._leases, self.consumer_name, self._deliver,
-            burst=self.burst, stopping=self._stopping,
+            burst=self.burst, stopping=self._stopping, readable=self._gate.readable,
         )
         upkeep = Upkeep(
             index, self._partitions, self._leases, worker_id=self.id, consumer_name=self.consumer_name,
@@ -240,11 +256,18 @@ class Worker:
     def _deliver(self, deliveries: list[Delivery], index: int) -> None:
         """Fetched or reclaimed on partition ``index``: held from now on, and queued to run."""
         self._leases.hold(deliveries, index)
+        waiting = []
         for d in deliveries:
-            if d.cancelled:  # cancelled before it started: acked, never run
+            if d.cancelled:  # cancelled before it started: acked, never run (never admitted by the gate)
                 self._settler.settle(Outcome(d, cancelled=True))
             else:
-                self._jobs.submit(d)
+                waiting.append(d)
+        self._gate.admit(waiting)
+
+    def _settled(self, result) -> None:
+        """A job's outcome: its concurrency slot goes back (``gate.py``), then it is settled."""
+        self._gate.done(result.delivery)
+        self._settler.settle(result)
 
     # -- watching and reporting -------------------------------------------------
 

@@ -24,6 +24,7 @@ PERMS = {
     "retry": ("failedmessage", "retry_failedmessage"),
     "overview": ("queueoverview", "view_queue_overview"),
     "cancel": ("queueoverview", "cancel_message"),
+    "pause": ("queueoverview", "pause_channel"),
     "outbox_view": ("outboxmessage", "view_outboxmessage"),
     "outbox_relay": ("outboxmessage", "change_outboxmessage"),
 }

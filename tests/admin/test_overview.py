@@ -120,7 +120,7 @@ def test_overview_says_when_redis_does_not_answer(client_with, settings):
     assert poison["failed"] == 1  # from the database
     # What only Redis knows is unknown, not zero.
     assert poison["queued"] is None and poison["processed_last_hour"] is None
-    assert [c["text"] for c in poison["cells"]][1:] == ["?", "?", "?", "1", "?", "?", "?", "?"]
+    assert [c["text"] for c in poison["cells"]][1:] == ["?", "?", "?", "1", "?", "?", "?", "?", "?"]
     page = client.get(OVERVIEW)
     assert page.status_code == 200
     assert "Could not read the queues" in page.content.decode()
@@ -139,11 +139,11 @@ def test_dead_letters_and_failed_attempts_have_distinct_names(client_with, use_m
     page = client_with("overview").get(OVERVIEW).content.decode()
     headers = re.findall(r"<th(?: class=\"num\")?>([^<]+)</th>", page)
 
-    assert headers[:9] == [
+    assert headers[:10] == [
         "Channel / consumer", "Queued", "In flight", "Scheduled", "Dead letters",
-        "Processed (1 min)", "Processed (1 h)", "Dead-lettered (1 min)", "Dead-lettered (1 h)",
+        "Processed (1 min)", "Processed (1 h)", "Dead-lettered (1 min)", "Dead-lettered (1 h)", "Flow control",
     ]
-    assert headers[9:] == [
+    assert headers[10:] == [
         "Worker", "Host", "PID", "Serves", "Concurrency", "Started", "Last finished", "Processed",
         "Failed attempts",
     ]

@@ -57,7 +57,7 @@ def test_the_installation_page_has_the_matrix_as_its_table():
 
 def test_a_plain_install_brings_only_what_the_library_needs():
     names = {re.split(r"[<>=~!\[ ]", requirement, maxsplit=1)[0].lower() for requirement in PROJECT["dependencies"]}
-    assert names == {"django", "channels", "channels-redis", "redis", "tenacity"}
+    assert names == {"django", "channels", "channels-redis", "redis", "tenacity", "cronsim"}
     assert set(PROJECT["optional-dependencies"]) == {"celery", "prometheus", "encryption"}
     # The reference project's and the tests' packages are dependency groups: not in the wheel's metadata.
     metadata = importlib.metadata.metadata("django-taskchan")

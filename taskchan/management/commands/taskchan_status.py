@@ -36,6 +36,7 @@ from django.core.management import BaseCommand, CommandError
 from taskchan import registry
 from taskchan.conf import settings
 from taskchan.exceptions import NotATaskchanLayer
+from taskchan.flow.status import read_flow
 from taskchan.models import FailedMessage
 from taskchan.stores.base import survey_once
 from taskchan.stores.configured import get_store
@@ -55,11 +56,19 @@ async def gather(store, extra_channels, patterns):
     stats = survey.stats
     if patterns:
         stats = [s for s in stats if any(fnmatch.fnmatchcase(s.channel, p) for p in patterns)]
-    return stats, survey.workers, survey.lapsed, survey.unreachable
+    try:
+        # Pauses, schedules and limits (taskchan/flow/), read after the survey on the same loop.
+        flow = await read_flow(store, [s.channel for s in stats])
+    except Exception:  # a host the survey already reported as unreachable
+        flow = {}
+    finally:
+        await store.aclose()
+    return stats, survey.workers, survey.lapsed, survey.unreachable, flow
 
 
-def channel_rows(stats, lapsed, failed) -> list[dict]:
+def channel_rows(stats, lapsed, failed, flow=None) -> list[dict]:
     rows = []
+    flow = flow or {}
     for s in stats:
         consumer = registry.get_consumer(s.channel)
         rows.append(
@@ -78,6 +87,7 @@ def channel_rows(stats, lapsed, failed) -> list[dict]:
                 "processed_last_hour": s.processed_last_hour,
                 "failed_last_minute": s.failed_last_minute,
                 "failed_last_hour": s.failed_last_hour,
+                "flow": flow[s.channel].as_dict() if s.channel in flow else None,
             }
         )
     return rows
@@ -98,7 +108,8 @@ def liveness(channels, workers, unreachable, options, now) -> list[str]:
         served = {c for w in workers for c in (w.get("channels") or [])}
         channels = [c for c in channels if c["channel"] in served]
     serving = {c for w in workers for c in (w.get("channels") or [])}
-    queued = {c["channel"]: c["queued"] for c in channels if c["queued"]}
+    # A paused channel's queue is meant to wait: it makes no worker stalled.
+    queued = {c["channel"]: c["queued"] for c in channels if c["queued"] and not (c.get("flow") or {}).get("paused")}
     for name, count in queued.items():
         if name not in serving:
             problems.append(f"{name}: {count} message(s) queued and no live worker serves it")
@@ -164,14 +175,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         failed = FailedMessage.objects.unretried_by_channel()
         try:
-            stats, workers, lapsed, unreachable = asyncio.run(
+            stats, workers, lapsed, unreachable, flow = asyncio.run(
                 gather(store, set(registry.all_consumers()) | set(failed), options["patterns"])
             )
         except Exception as exc:
             self.stderr.write(f"taskchan_status: could not read the queues from {store!r}: {exc}")
             self._exit(NOT_LIVE)
         now = time.time()
-        channels = channel_rows(stats, lapsed, failed)
+        channels = channel_rows(stats, lapsed, failed, flow)
         workers = sorted(workers, key=lambda w: str(w.get("id", "")))
         if options["alerts"]:  # an unreadable Redis still exits 2: nothing was checked there
             not_live = [f"{where}: Redis does not answer ({error})" for where, error in unreachable]
@@ -188,6 +199,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, default=str))
         else:
             self.stdout.write(self._table(channels, workers, now))
+            for name, status in sorted(flow.items()):
+                if line := status.text(now):
+                    self.stdout.write(f"{name}: {line}")
             for line in [*(f"NOT LIVE {p}" for p in not_live), *(f"ALERT {p}" for p in alerting)] or ["OK"]:
                 self.stdout.write(line)
         self._exit(NOT_LIVE if not_live else ALERTS if alerting else OK)
