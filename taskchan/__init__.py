@@ -37,6 +37,7 @@ _EXPORTS = {
     "InvalidOption": "taskchan.exceptions",
     "StoreUnavailable": "taskchan.exceptions",
     "StoreRefused": "taskchan.exceptions",
+    "SendNotReplicated": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
     "MissingExtra": "taskchan.exceptions",
 }
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidOption",
     "StoreUnavailable",
     "StoreRefused",
+    "SendNotReplicated",
     "NotATaskchanLayer",
     "MissingExtra",
     "__version__",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover
         NotATaskchanLayer,
         Reject,
         Retry,
+        SendNotReplicated,
         StoreRefused,
         StoreUnavailable,
         TaskchanError,

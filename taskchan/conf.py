@@ -28,9 +28,20 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
+    "SEND_REPLICAS": (0, int, "replicas that must hold a message before send() returns (Redis WAIT); 0: do not wait"),
+    "SEND_REPLICAS_TIMEOUT": (1.0, (int, float), "seconds send() waits for TASKCHAN_SEND_REPLICAS replicas before it raises"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
     ),
+}
+
+
+#: setting name -> (lowest, highest, why the bounds): checked after the type
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "SEND_REPLICAS": (0, 100, "a count of replicas (0 turns waiting off)"),
+    # WAIT 0 would block forever; past a minute a send() holds its caller (a
+    # request, a job) longer than anything should wait for a replica.
+    "SEND_REPLICAS_TIMEOUT": (0.001, 60.0, "seconds above 0 (WAIT 0 blocks forever), at most 60"),
 }
 
 
@@ -55,6 +66,13 @@ class Settings:
                 f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
+        if name in BOUNDS:
+            low, high, why = BOUNDS[name]
+            if not low <= value <= high:
+                raise ImproperlyConfigured(
+                    f"TASKCHAN_{name} must be between {low} and {high} ({why}), got {value!r}. "
+                    f"It is the {_meaning}; the default is {default!r}."
+                )
         self._cache[name] = value
         return value
 

@@ -1,0 +1,76 @@
+"""Durable sends: ``send()`` returns only once TASKCHAN_SEND_REPLICAS replicas hold the message.
+
+Redis replicates asynchronously: a master that dies right after it stored a
+message may take it along, and the replica promoted in its place never had
+it.  ``WAIT N timeout`` blocks until N replicas acknowledged every write made
+*on the same connection* before it, so the send script and the WAIT go out as
+one pipeline on one connection to the master that holds the channel (on a
+cluster, the node of the channel's slot: ``cluster.py``).  When fewer
+replicas answer in time, ``SendNotReplicated`` says that the message was
+stored on the master but may or may not survive a failover.
+
+Only sends wait.  The worker's steps do not: a lost ack or lease only makes a
+message run again (at least once), and a lost retry reschedule
+(``reschedule.lua``: ack and re-schedule in one script, replicated as one) leaves
+the delivery leased as it was, so it is reclaimed and run again: a
+duplicate attempt, never a loss.  See docs/deploying.md, "Durable sends".
+"""
+
+from __future__ import annotations
+
+from ..conf import settings
+from ..exceptions import SendNotReplicated
+
+
+def wanted() -> int:
+    """How many replicas a send waits for (TASKCHAN_SEND_REPLICAS; 0: none)."""
+    return settings.SEND_REPLICAS
+
+
+def wait_args() -> tuple[str, int, int]:
+    """The WAIT command for the configured count and timeout (ms, at least 1: WAIT 0 blocks forever)."""
+    return "WAIT", settings.SEND_REPLICAS, max(1, round(settings.SEND_REPLICAS_TIMEOUT * 1000))
+
+
+def pipeline_send(pipe, script, keys, args, *, asking: bool = False) -> None:
+    """Queue the send script then WAIT on ``pipe`` (one connection); ``asking`` first sends ASKING
+    (a cluster slot being migrated to the node the pipeline goes to)."""
+    if asking:
+        pipe.execute_command("ASKING")
+    script(keys=keys, args=args, client=pipe)
+    pipe.execute_command(*wait_args())
+
+
+def checked(replies: list, where) -> str:
+    """The message id from a ``pipeline_send``'s replies; raise when WAIT counted too few replicas."""
+    message_id, acknowledged = replies[-2], int(replies[-1])
+    check_acknowledged(acknowledged, where, message_id)
+    return message_id
+
+
+def check_acknowledged(acknowledged: int, where, message_id: str | None = None) -> None:
+    """Raise ``SendNotReplicated`` when fewer than TASKCHAN_SEND_REPLICAS replicas acknowledged."""
+    count = settings.SEND_REPLICAS
+    if acknowledged < count:
+        raise SendNotReplicated(
+            f"{where!r} stored the message{f' {message_id}' if message_id else ''}, but only "
+            f"{acknowledged} of the {count} replica(s) TASKCHAN_SEND_REPLICAS asks for acknowledged it "
+            f"within {settings.SEND_REPLICAS_TIMEOUT} s: it may or may not survive a failover. "
+            "Send it again with the same idempotency_key to be sure it is kept once; if this master "
+            "has fewer replicas than that, lower TASKCHAN_SEND_REPLICAS.",
+            message_id=message_id, acknowledged=acknowledged, wanted=count,
+        )
+
+
+def send_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
+    """Run the send script and WAIT on one connection of ``client`` (a sync redis-py client)."""
+    pipe = client.pipeline(transaction=False)
+    pipeline_send(pipe, script, keys, args, asking=asking)
+    return checked(pipe.execute(), where)
+
+
+async def asend_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
+    """``send_waiting`` for a redis.asyncio client."""
+    pipe = client.pipeline(transaction=False)
+    pipeline_send(pipe, script, keys, args, asking=asking)
+    return checked(await pipe.execute(), where)
