@@ -196,7 +196,9 @@ class ClusterNode(RedisServer):
     def command(self) -> list[str]:
         return [*super().command(), "--cluster-enabled", "yes",
                 "--cluster-config-file", f"{self.dir}/nodes.conf",
-                "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)]  # fmt: skip
+                "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                # a replica's first sync at once, not after the default 5 s wait for more replicas
+                "--repl-diskless-sync-delay", "0"]  # fmt: skip
 
 
 class RedisClusterServers:
@@ -251,10 +253,9 @@ class RedisClusterServers:
                     if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_assigned", 0)) != 16384:
                         return False
                     replication = c.info("replication")
-                    lacking = (
-                        replication.get("role") == "master"
-                        and int(replication.get("connected_slaves", 0)) < self.replicas
-                    )
+                    online = [v for k, v in replication.items() if k.startswith("slave") and k[5:].isdigit()
+                              and v.get("state") == "online"]
+                    lacking = replication.get("role") == "master" and len(online) < self.replicas
                     # A master holding no slots (an old master come back) needs no replica.
                     if lacking and self.slots_of(c):
                         return False

@@ -31,6 +31,7 @@ map after a failover; what they cannot do is done here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 
@@ -79,12 +80,6 @@ class ClusterStore(RedisStore):
         self.options = {k: v for k, v in CONNECTION_OPTIONS.items() if k != "retry_on_timeout"}
         self.keys = ClusterKeys(prefix)
         self._scripts = load_scripts()
-        self.client = redis.cluster.RedisCluster.from_url(
-            self.url, startup_nodes=self._startup(redis.cluster.ClusterNode),
-            retry=_cluster_retry(redis.retry.Retry), **self.options,
-        )
-        self._sync_send = self.client.register_script(self._scripts["send"])
-        self._sync_charge = self.client.register_script(self._scripts["charge"])
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Plain connections to single masters, for durable sends: (host, port) -> client
         self._masters: dict[tuple[str, int], redis.Redis] = {}
@@ -109,6 +104,24 @@ class ClusterStore(RedisStore):
         return {**options, **self.options}
 
     # -- clients ------------------------------------------------------------
+
+    # The sync client reads the slot map when it is made: made on first use, so
+    # that building the layer (Django's start) needs no cluster.
+
+    @functools.cached_property
+    def client(self) -> redis.cluster.RedisCluster:
+        return redis.cluster.RedisCluster.from_url(
+            self.url, startup_nodes=self._startup(redis.cluster.ClusterNode),
+            retry=_cluster_retry(redis.retry.Retry), **self.options,
+        )
+
+    @functools.cached_property
+    def _sync_send(self):
+        return self.client.register_script(self._scripts["send"])
+
+    @functools.cached_property
+    def _sync_charge(self):
+        return self.client.register_script(self._scripts["charge"])
 
     def _aclient(self):
         loop = asyncio.get_running_loop()

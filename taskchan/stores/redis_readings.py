@@ -87,6 +87,12 @@ class RedisReadings:
             )
         return result
 
+    async def replicas_per_master(self) -> dict[str, int]:
+        """The master's connected replicas, by its name (compared with TASKCHAN_SEND_REPLICAS)."""
+        client, _ = self._aclient()
+        info = await client.info("replication")
+        return {repr(self): int(info.get("connected_slaves", 0))}
+
     async def lapsed_leases(self, channel, idle_ms, limit):
         client, _ = self._aclient()
         try:

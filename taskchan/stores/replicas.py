@@ -70,7 +70,10 @@ def send_waiting(client, script, keys, args, where, *, asking: bool = False) -> 
 
 
 async def asend_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
-    """``send_waiting`` for a redis.asyncio client."""
+    """``send_waiting`` for a redis.asyncio client (whose scripts queue themselves on a pipeline when awaited)."""
     pipe = client.pipeline(transaction=False)
-    pipeline_send(pipe, script, keys, args, asking=asking)
+    if asking:
+        pipe.execute_command("ASKING")
+    await script(keys=keys, args=args, client=pipe)
+    pipe.execute_command(*wait_args())
     return checked(await pipe.execute(), where)
