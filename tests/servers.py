@@ -269,14 +269,20 @@ class RedisClusterServers:
         me = client.cluster("myid")
         return [(start, end) for start, end, master, *_ in client.cluster("slots") if master[2] == me]
 
-    def master_of(self, key: str) -> ClusterNode:
-        """The live master that serves ``key``'s slot now."""
+    def serving(self, key: str) -> ClusterNode | None:
+        """The live master that serves ``key``'s slot now; None in the midst of a failover."""
         for node in self.masters():
             with self.client(node) as c:
                 slot = c.cluster("keyslot", key)
                 if any(start <= slot <= end for start, end in self.slots_of(c)):
                     return node
-        raise AssertionError(f"no live master serves {key!r}")
+        return None
+
+    def master_of(self, key: str) -> ClusterNode:
+        """``serving(key)``, which must be a node."""
+        node = self.serving(key)
+        assert node is not None, f"no live master serves {key!r}"
+        return node
 
     def flush(self) -> None:
         for node in self.masters():
