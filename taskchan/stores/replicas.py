@@ -18,6 +18,8 @@ duplicate attempt, never a loss.  See docs/deploying.md, "Durable sends".
 
 from __future__ import annotations
 
+import asyncio
+
 from ..conf import settings
 from ..exceptions import SendNotReplicated
 
@@ -77,3 +79,27 @@ async def asend_waiting(client, script, keys, args, where, *, asking: bool = Fal
     await script(keys=keys, args=args, client=pipe)
     pipe.execute_command(*wait_args())
     return checked(await pipe.execute(), where)
+
+
+#: seconds a check of the replicas waits for Redis (the system check, the worker's start)
+CHECK_TIMEOUT = 2.0
+
+
+def shortfall(store, count: int) -> dict[str, int]:
+    """The masters of ``store`` with fewer than ``count`` connected replicas, with how many they have.
+
+    Raises NotImplementedError for a store without replicas (in memory), and
+    Redis errors when a master does not answer within CHECK_TIMEOUT.
+    """
+    async def read():
+        try:
+            return await asyncio.wait_for(store.replicas_per_master(), CHECK_TIMEOUT)
+        finally:
+            await store.aclose()
+
+    return short_of(asyncio.run(read()), count)
+
+
+def short_of(per_master: dict[str, int], count: int) -> dict[str, int]:
+    """The masters of ``per_master`` (``replicas_per_master()``) with fewer than ``count`` replicas."""
+    return {where: n for where, n in per_master.items() if n < count}
