@@ -18,7 +18,9 @@ key                        type    lifetime                             written 
 ``P:s:CH``                 ZSET    members removed when promoted        send.lua (delay), reschedule.lua
                                                                          (retries); score = due, unix ms
 ``P:i:CH:KEY``             STRING  delay + window while pending; then   send.lua (SET NX), ack and
-                                   TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE)
+                                   TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE);
+                                                                        touch.lua (its lifetime, as it
+                                                                        is: durable sends)
 ``P:n:CH:OUTCOME:BUCKET``  STRING  2 hours (EXPIRE)                     worker ack; OUTCOME is
                                                                          ``processed`` or ``failed``;
                                                                          BUCKET = unix time // 10 s

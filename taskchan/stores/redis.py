@@ -43,7 +43,7 @@ from .redis_readings import RedisReadings
 
 SCRIPT_NAMES = (
     "send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget",
-    "handoff_claim", "handoff_release",
+    "handoff_claim", "handoff_release", "touch",
 )
 
 

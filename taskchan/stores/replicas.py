@@ -5,7 +5,9 @@ message may take it along, and the replica promoted in its place never had
 it.  ``WAIT N timeout`` blocks until N replicas acknowledged every write made
 *on the same connection* before it, so the send script and the WAIT go out as
 one pipeline on one connection to the master that holds the channel (on a
-cluster, the node of the channel's slot: ``cluster.py``).  When fewer
+cluster, the node of the channel's slot: ``cluster.py``), with, for a send with
+an idempotency key, ``lua/touch.lua`` between them (a repeated key writes
+nothing, yet its first message must be waited for too).  When fewer
 replicas answer in time, ``SendNotReplicated`` says that the message was
 stored on the master but may or may not survive a failover.
 
@@ -19,9 +21,13 @@ duplicate attempt, never a loss.  See docs/deploying.md, "Durable sends".
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 
 from ..conf import settings
 from ..exceptions import SendNotReplicated
+
+#: lua/touch.lua: after a send with an idempotency key, a write WAIT can count on
+TOUCH = (resources.files("taskchan.stores") / "lua" / "touch.lua").read_text()
 
 
 def wanted() -> int:
@@ -34,18 +40,9 @@ def wait_args() -> tuple[str, int, int]:
     return "WAIT", settings.SEND_REPLICAS, max(1, round(settings.SEND_REPLICAS_TIMEOUT * 1000))
 
 
-def pipeline_send(pipe, script, keys, args, *, asking: bool = False) -> None:
-    """Queue the send script then WAIT on ``pipe`` (one connection); ``asking`` first sends ASKING
-    (a cluster slot being migrated to the node the pipeline goes to)."""
-    if asking:
-        pipe.execute_command("ASKING")
-    script(keys=keys, args=args, client=pipe)
-    pipe.execute_command(*wait_args())
-
-
-def checked(replies: list, where) -> str:
-    """The message id from a ``pipeline_send``'s replies; raise when WAIT counted too few replicas."""
-    message_id, acknowledged = replies[-2], int(replies[-1])
+def checked(replies: list, where, asking: bool = False) -> str:
+    """The message id from a durable send's replies; raise when WAIT counted too few replicas."""
+    message_id, acknowledged = replies[1 if asking else 0], int(replies[-1])
     check_acknowledged(acknowledged, where, message_id)
     return message_id
 
@@ -65,10 +62,18 @@ def check_acknowledged(acknowledged: int, where, message_id: str | None = None) 
 
 
 def send_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
-    """Run the send script and WAIT on one connection of ``client`` (a sync redis-py client)."""
+    """Run the send script and WAIT on one connection of ``client`` (a sync redis-py client to the
+    master); ``asking`` sends ASKING first (a cluster slot being migrated to that master)."""
     pipe = client.pipeline(transaction=False)
-    pipeline_send(pipe, script, keys, args, asking=asking)
-    return checked(pipe.execute(), where)
+    if asking:
+        pipe.execute_command("ASKING")
+    script(keys=keys, args=args, client=pipe)
+    if len(keys) > 3:  # an idempotency key: a repeat stores nothing, see lua/touch.lua
+        if asking:
+            pipe.execute_command("ASKING")
+        client.register_script(TOUCH)(keys=keys[3:], client=pipe)
+    pipe.execute_command(*wait_args())
+    return checked(pipe.execute(), where, asking)
 
 
 async def asend_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
@@ -77,8 +82,12 @@ async def asend_waiting(client, script, keys, args, where, *, asking: bool = Fal
     if asking:
         pipe.execute_command("ASKING")
     await script(keys=keys, args=args, client=pipe)
+    if len(keys) > 3:
+        if asking:
+            pipe.execute_command("ASKING")
+        await client.register_script(TOUCH)(keys=keys[3:], client=pipe)
     pipe.execute_command(*wait_args())
-    return checked(await pipe.execute(), where)
+    return checked(await pipe.execute(), where, asking)
 
 
 #: seconds a check of the replicas waits for Redis (the system check, the worker's start)

@@ -9,6 +9,7 @@ master, and ``TASKCHAN_SEND_REPLICAS`` on a cluster and on a replicated Redis.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections import Counter
 
@@ -133,16 +134,38 @@ def test_a_durable_send_raises_when_no_replica_acknowledges_in_time(kind, reques
 
     assert caught.value.message_id and (caught.value.acknowledged, caught.value.wanted) == (0, 1)
     # Stored on the master all the same: the replica catches up, and the next send waits for it.
-    assert taskchan.send(channel, {"n": 2})
+    assert sent_once_replicated(channel, {"n": 2})
+
+
+def test_a_repeated_key_waits_for_the_first_message_even_on_another_connection(settings, redis_server_factory):
+    master, replica = replicated_pair(redis_server_factory)
+    settings.CHANNEL_LAYERS = layer_settings(master.url)
+    settings.TASKCHAN_SEND_REPLICAS = 1
+    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.2
+    channel = SHARDED_CHANNELS[0]
+
+    replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(taskchan.SendNotReplicated) as first:
+            taskchan.send(channel, {"n": 1}, idempotency_key="order-1")
+        # The repeat stores nothing and comes through another connection (asyncio's):
+        # its WAIT must still cover the first message, which no replica has.
+        with pytest.raises(taskchan.SendNotReplicated) as repeat:
+            asyncio.run(taskchan.asend(channel, {"n": 1}, idempotency_key="order-1"))
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)
+    assert repeat.value.message_id == first.value.message_id
+    # Once the replica is back and has caught up, the repeat is confirmed.
+    assert sent_once_replicated(channel, {"n": 1}, idempotency_key="order-1") == first.value.message_id
 
 
 def test_asking_for_more_replicas_than_a_master_has_fails_every_send_saying_so(settings, redis_server_factory):
     master, _replica = replicated_pair(redis_server_factory)
     settings.CHANNEL_LAYERS = layer_settings(master.url)
     settings.TASKCHAN_SEND_REPLICAS = 2
-    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.1
+    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.5
 
-    with pytest.raises(taskchan.SendNotReplicated, match="only 1 of the 2 replica"):
+    with pytest.raises(taskchan.SendNotReplicated, match="of the 2 replica"):
         taskchan.send(SHARDED_CHANNELS[0], {"n": 1})
     assert on_store(get_store(), get_store().replicas_per_master) == {repr(get_store()): 1}
 
@@ -157,6 +180,18 @@ async def test_an_async_durable_send_waits_too(use_cluster_layer, settings):
         assert set((await store.replicas_per_master()).values()) == {1}
     finally:
         await store.aclose()
+
+
+def sent_once_replicated(channel, content, **options) -> str:
+    """``send()`` until a replica acknowledges it (a replica just resumed is still catching up)."""
+
+    def attempt():
+        try:
+            return taskchan.send(channel, content, **options)
+        except taskchan.SendNotReplicated:
+            return None
+
+    return wait_for(attempt, timeout=20, message="a replica to acknowledge")
 
 
 def replicated_pair(factory):
