@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 import weakref
 
@@ -41,7 +42,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
-from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -52,9 +53,13 @@ from .hosts import without_password
 from .keys import GROUP, ClusterKeys
 from .redis import CONNECTION_OPTIONS, RedisStore, load_scripts
 
+logger = logging.getLogger("taskchan.stores")
+
 #: seconds before a process adds a channel to ``P:channels`` again (it may
 #: have been flushed); the add is one SADD, before the send
 CHANNEL_REGISTRY_SECONDS = 60.0
+#: seconds before a failed add to ``P:channels`` is tried again (the send itself went on)
+REGISTRY_RETRY_SECONDS = 5.0
 #: milliseconds a read over several channels blocks on one of them once all
 #: were empty: a message on another waits at most this long to be read
 MULTI_CHANNEL_BLOCK_MS = 100
@@ -163,14 +168,23 @@ class ClusterStore(RedisStore):
     def _registration_due(self, channel: str) -> bool:
         return time.monotonic() >= self._registered.get(channel, 0.0)
 
-    def _registered_now(self, channel: str) -> None:
-        self._registered[channel] = time.monotonic() + CHANNEL_REGISTRY_SECONDS
+    def _registered_now(self, channel: str, failed: BaseException | None = None) -> None:
+        # The listing is for readers (the admin, taskchan_status): a master that
+        # holds it but does not answer must not stop sends to every channel, so
+        # the send goes on and the add is tried again a few seconds later.
+        if failed is not None:
+            logger.warning("could not list %s in %s (%s); retrying later", channel, self.keys.channels, failed)
+        self._registered[channel] = time.monotonic() + (REGISTRY_RETRY_SECONDS if failed else CHANNEL_REGISTRY_SECONDS)
 
     def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         if self._registration_due(channel):
-            # Before the send: a channel holding messages is always listed.
-            self.client.sadd(self.keys.channels, channel)
-            self._registered_now(channel)
+            # Before the send: a channel holding messages is listed (unless its master was down).
+            try:
+                self.client.sadd(self.keys.channels, channel)
+            except (RedisError, OSError) as exc:
+                self._registered_now(channel, exc)
+            else:
+                self._registered_now(channel)
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
         if replicas.wanted():
             return self._on_master(keys[0], lambda client, asking: replicas.send_waiting(
@@ -181,8 +195,12 @@ class ClusterStore(RedisStore):
     async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         client, scripts = self._aclient()
         if self._registration_due(channel):
-            await client.sadd(self.keys.channels, channel)
-            self._registered_now(channel)
+            try:
+                await client.sadd(self.keys.channels, channel)
+            except (RedisError, OSError) as exc:
+                self._registered_now(channel, exc)
+            else:
+                self._registered_now(channel)
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
         if replicas.wanted():
             return await self._aon_master(keys[0], lambda master, asking: replicas.asend_waiting(
