@@ -16,7 +16,8 @@ work) and a new one started in its place, until every job is done.  It prints
 ``soak: sent=N processed=N duplicates=D lost=0 kills=K`` and writes the same
 line to test-artifacts/soak-LAYOUT.txt.  The same soak runs with the channel layer
 sharding eight channels over two Redis servers (``two-redis``), where each
-worker reads both hosts.
+worker reads both hosts, and with those eight channels on a Redis Cluster of
+three masters (``cluster``), where each worker reads every master.
 """
 
 import os
@@ -26,7 +27,9 @@ import time
 
 import pytest
 import redis as redis_lib
+import redis.cluster
 
+from taskchan.stores.keys import ClusterKeys
 from tests.conftest import ARTIFACTS, done_records, wait_for
 from tests.failure_windows.helpers import KEYS, Progress, counts, pending, wait_drained, wait_exit
 from tests.jobs import SHARDED_CHANNELS
@@ -39,16 +42,23 @@ JOB_MS = 20
 
 
 @pytest.mark.timeout(max(600, JOBS // 5))
-@pytest.mark.parametrize("layout", ["one-redis", "two-redis"])
+@pytest.mark.parametrize("layout", ["one-redis", "two-redis", "cluster"])
 def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, redis_client, manage):
     import taskchan
 
     args = ["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)]
+    keys, registry = KEYS, redis_client
     if layout == "one-redis":
         request.getfixturevalue("use_redis_layer")
         channels = [CHANNEL]
         env = {"TASKCHAN_VISIBILITY_TIMEOUT": 1}
         hosts = [redis_client]
+    elif layout == "cluster":
+        cluster = request.getfixturevalue("use_cluster_layer")
+        channels = SHARDED_CHANNELS  # spread over the three masters
+        env = {"TASKCHAN_REDIS_CLUSTER_URL": cluster.url}
+        keys, registry = ClusterKeys("taskchan"), redis.cluster.RedisCluster.from_url(cluster.url, decode_responses=True)
+        hosts = [registry]
     else:
         urls = request.getfixturevalue("use_sharded_layer")
         channels = SHARDED_CHANNELS  # consumers with a 2 s visibility timeout
@@ -63,7 +73,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
 
     def serving(proc):
         # Registered by its first heartbeat: startup is over and it holds or fetches work.
-        return any(f":{proc.pid}:" in w for w in redis_client.zrange(KEYS.workers, 0, -1))
+        return any(f":{proc.pid}:" in w for w in registry.zrange(keys.workers, 0, -1))
 
     def all_done():
         # LLEN first: parsing thousands of records on every poll would eat the workers' CPU.
@@ -94,7 +104,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
             next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
         time.sleep(0.05)
 
-    wait_drained(hosts, channels)
+    wait_drained(hosts, channels, keys=keys)
     for w in workers:
         # A worker still starting up has no SIGTERM handler yet: let it finish starting.
         wait_for(lambda w=w: serving(w), timeout=30, message="worker started")
@@ -121,5 +131,5 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     assert duplicates <= kills * held, line
     for host in hosts:
         for channel in channels:
-            assert not pending(host, channel)
-            assert host.xlen(KEYS.stream(channel)) == 0
+            assert not pending(host, channel, keys)
+            assert host.xlen(keys.stream(channel)) == 0
