@@ -43,6 +43,8 @@ CHANNELS = {
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,
     "sharded": SPREAD_CHANNELS,
+    "cluster": SPREAD_CHANNELS,
+    "durable": SPREAD_CHANNELS,
 }
 
 
