@@ -17,7 +17,8 @@ work) and a new one started in its place, until every job is done.  It prints
 line to test-artifacts/soak-LAYOUT.txt.  The same soak runs with the channel layer
 sharding eight channels over two Redis servers (``two-redis``), where each
 worker reads both hosts, and with those eight channels on a Redis Cluster of
-three masters (``cluster``), where each worker reads every master.
+three masters (``cluster``, 1000 jobs unless TASKCHAN_SOAK_JOBS says), where
+each worker reads every master.
 """
 
 import os
@@ -36,6 +37,7 @@ from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
 JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "2000"))
+CLUSTER_JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "1000"))
 CONCURRENCY = 4
 PREFETCH = 4
 JOB_MS = 20
@@ -45,6 +47,9 @@ JOB_MS = 20
 @pytest.mark.parametrize("layout", ["one-redis", "two-redis", "cluster"])
 def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, redis_client, manage):
     import taskchan
+
+    # The cluster runs six redis-servers beside the workers: a smaller default keeps CI's time.
+    jobs = JOBS if layout != "cluster" else CLUSTER_JOBS
 
     args = ["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)]
     keys, registry = KEYS, redis_client
@@ -64,8 +69,8 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
         channels = SHARDED_CHANNELS  # consumers with a 2 s visibility timeout
         env = {"DJANGO_SETTINGS_MODULE": "tests.sharded_settings", "TASKCHAN_SHARD_URLS": ",".join(urls)}
         hosts = [redis_lib.Redis.from_url(url, decode_responses=True) for url in urls]
-    sent = {taskchan.send(channels[n % len(channels)], {"ms": JOB_MS, "n": n}) for n in range(JOBS)}
-    assert len(sent) == JOBS
+    sent = {taskchan.send(channels[n % len(channels)], {"ms": JOB_MS, "n": n}) for n in range(jobs)}
+    assert len(sent) == jobs
 
     def start():
         pattern = CHANNEL if layout == "one-redis" else "taskchan.sh.*"
@@ -77,7 +82,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
 
     def all_done():
         # LLEN first: parsing thousands of records on every poll would eat the workers' CPU.
-        if redis_client.llen("t:done") < JOBS:
+        if redis_client.llen("t:done") < jobs:
             return False
         return {r[0] for r in done_records(redis_client)} >= sent
 
@@ -89,12 +94,12 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     progress = Progress(lambda: redis_client.llen("t:done"))
     done_at_kill = 0
     while not all_done():
-        progress.check(f"soak of {JOBS} jobs, {kills} kills")
+        progress.check(f"soak of {jobs} jobs, {kills} kills")
         for w in workers:
             assert w.running, f"a worker died on its own:\n{w.output()[-3000:]}"
         # Kill only a worker that is serving (one killed during startup holds nothing), and
         # only after some work since the last kill (a loaded machine slows the soak instead).
-        worked = progress.since(done_at_kill) >= JOBS / 100
+        worked = progress.since(done_at_kill) >= jobs / 100
         if time.monotonic() >= next_kill and worked and serving(workers[victim]):
             done_at_kill = progress.seen
             workers[victim].kill()
@@ -117,7 +122,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     lost = len(sent - set(done))
     duplicates = sum(done.values()) - len(done)
     line = (
-        f"soak ({layout}): sent={JOBS} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
+        f"soak ({layout}): sent={jobs} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
     )
     print(line)
     (ARTIFACTS / f"soak-{layout}.txt").write_text(line + "\n")
