@@ -31,6 +31,7 @@ map after a failover; what they cannot do is done here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -168,23 +169,27 @@ class ClusterStore(RedisStore):
     def _registration_due(self, channel: str) -> bool:
         return time.monotonic() >= self._registered.get(channel, 0.0)
 
-    def _registered_now(self, channel: str, failed: BaseException | None = None) -> None:
-        # The listing is for readers (the admin, taskchan_status): a master that
-        # holds it but does not answer must not stop sends to every channel, so
-        # the send goes on and the add is tried again a few seconds later.
-        if failed is not None:
-            logger.warning("could not list %s in %s (%s); retrying later", channel, self.keys.channels, failed)
-        self._registered[channel] = time.monotonic() + (REGISTRY_RETRY_SECONDS if failed else CHANNEL_REGISTRY_SECONDS)
+    @contextlib.contextmanager
+    def _listing(self, channel: str):
+        """Around the add of ``channel`` to ``P:channels``: when to add it again.
+
+        The listing is for readers (the admin, taskchan_status): a master that
+        holds it but does not answer must not stop sends to every channel, so
+        the send goes on and the add is tried again a few seconds later.
+        """
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            logger.warning("could not list %s in %s (%s); retrying later", channel, self.keys.channels, exc)
+            self._registered[channel] = time.monotonic() + REGISTRY_RETRY_SECONDS
+        else:
+            self._registered[channel] = time.monotonic() + CHANNEL_REGISTRY_SECONDS
 
     def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         if self._registration_due(channel):
             # Before the send: a channel holding messages is listed (unless its master was down).
-            try:
+            with self._listing(channel):
                 self.client.sadd(self.keys.channels, channel)
-            except (RedisError, OSError) as exc:
-                self._registered_now(channel, exc)
-            else:
-                self._registered_now(channel)
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
         if replicas.wanted():
             return self._on_master(keys[0], lambda client, asking: replicas.send_waiting(
@@ -195,12 +200,8 @@ class ClusterStore(RedisStore):
     async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         client, scripts = self._aclient()
         if self._registration_due(channel):
-            try:
+            with self._listing(channel):
                 await client.sadd(self.keys.channels, channel)
-            except (RedisError, OSError) as exc:
-                self._registered_now(channel, exc)
-            else:
-                self._registered_now(channel)
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
         if replicas.wanted():
             return await self._aon_master(keys[0], lambda master, asking: replicas.asend_waiting(
