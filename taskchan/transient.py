@@ -70,7 +70,7 @@ def broker_retry_policy() -> dict:
 def send_failure(store, channel: str, exc: BaseException) -> StoreUnavailable:
     """The one error a send raises when the store did not take the message (nothing was stored)."""
     where = store.home(channel)  # the Redis host tried (repr masks the password)
-    if isinstance(exc, ResponseError):
+    if isinstance(exc, ResponseError) and not isinstance(exc, TRANSIENT):  # not CLUSTERDOWN, TRYAGAIN...
         return StoreRefused(
             f"Could not store the message: {where!r} refused it ({type(exc).__name__}: {exc}). "
             "Nothing was sent. Out of memory (maxmemory), a read-only replica, or a key of the "

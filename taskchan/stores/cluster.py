@@ -211,40 +211,51 @@ class ClusterStore(RedisStore):
 
     def _on_master(self, key: str, call):
         """``call(client, asking)`` on a plain connection to the master of ``key``'s slot, following
-        redirections: MOVED re-reads the slot map, ASK goes to the importing node, TRYAGAIN waits."""
+        redirections: MOVED re-reads the slot map, ASK goes to the importing master (after
+        ASKING), TRYAGAIN (a slot half migrated: the keys of one step on two masters) waits."""
+        target = None
         for attempt in range(REDIRECTS):
-            node = self.client.get_node_from_key(key)
+            if target is None:
+                node = self.client.get_node_from_key(key)
+                target, asking = (node.host, node.port), False
             try:
-                return call(self._master(node.host, node.port), False)
+                return call(self._master(*target), asking)
             except MovedError:
                 self.client.nodes_manager.initialize()
+                target = None
             except AskError as exc:  # after MovedError: MOVED is a kind of ASK in redis-py
-                return call(self._master(exc.host, exc.port), True)
+                target, asking = (exc.host, exc.port), True
             except TryAgainError:
                 time.sleep(0.05 * (attempt + 1))
+                target = None
             except (RedisConnectionError, RedisTimeoutError):
                 # The master may have failed over: the next try asks the cluster again.
                 self.client.nodes_manager.initialize()
                 raise
-        raise TryAgainError(f"the slot of {key!r} kept moving ({REDIRECTS} redirections)")
+        raise TryAgainError(f"the slot of {key!r} is moving ({REDIRECTS} redirections); try again")
 
     async def _aon_master(self, key: str, call):
         client, _ = self._aclient()
         await client.initialize()  # the slot map (a no-op once read)
+        target = None
         for attempt in range(REDIRECTS):
-            node = client.get_node_from_key(key)
+            if target is None:
+                node = client.get_node_from_key(key)
+                target, asking = (node.host, node.port), False
             try:
-                return await call(self._amaster(node.host, node.port), False)
+                return await call(self._amaster(*target), asking)
             except MovedError:
                 await client.nodes_manager.initialize()
+                target = None
             except AskError as exc:
-                return await call(self._amaster(exc.host, exc.port), True)
+                target, asking = (exc.host, exc.port), True
             except TryAgainError:
                 await asyncio.sleep(0.05 * (attempt + 1))
+                target = None
             except (RedisConnectionError, RedisTimeoutError):
                 await client.nodes_manager.initialize()
                 raise
-        raise TryAgainError(f"the slot of {key!r} kept moving ({REDIRECTS} redirections)")
+        raise TryAgainError(f"the slot of {key!r} is moving ({REDIRECTS} redirections); try again")
 
     def send_many(self, items):
         # The cluster client pipelines no scripts: one send each (the admin's

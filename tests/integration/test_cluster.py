@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -204,3 +206,33 @@ def replicated_pair(factory):
     wait_for(lambda: client.info("replication").get("master_link_status") == "up", message="replication link up")
     client.close()
     return master, replica
+
+
+def test_a_durable_send_to_a_slot_being_migrated_is_retried_until_it_lands_on_the_new_master(
+    use_cluster_layer, settings
+):
+    settings.TASKCHAN_SEND_REPLICAS = 1
+    settings.TASKCHAN_SEND_RETRY_SECONDS = 10.0
+    cluster = use_cluster_layer
+    channel = SHARDED_CHANNELS[2]
+    source = cluster.master_of(KEYS.stream(channel))
+    target = next(m for m in cluster.masters() if m is not source)
+    sent: list = []
+    with cluster.client(source) as src, cluster.client(target) as dst:
+        slot = src.cluster("keyslot", KEYS.stream(channel))
+        src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        try:
+            # The channel has no keys yet: the source answers ASK, and the target,
+            # missing some of the step's keys, TRYAGAIN until the slot is its own.
+            sender = threading.Thread(target=lambda: sent.append(taskchan.send(channel, {"n": 1})))
+            sender.start()
+            time.sleep(0.5)
+            assert not sent, "stored while the slot was half migrated"
+        finally:
+            for node in [target, source, *(m for m in cluster.masters() if m not in (target, source))]:
+                with cluster.client(node) as c:
+                    c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        sender.join(15)
+        assert sent and sent[0] in dst.xrange(KEYS.stream(channel))[0][1]["m"]
