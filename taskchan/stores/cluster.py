@@ -68,10 +68,17 @@ MULTI_CHANNEL_BLOCK_MS = 100
 REDIRECTS = 5
 
 
-def _cluster_retry(retry_class):
-    # A few quick tries of the cluster client's own (each re-reads the slot
-    # map, which is what a failover needs); longer waits are the callers'.
-    return retry_class(ExponentialBackoff(cap=0.5, base=0.05), 2)
+def _cluster_options(retry_class) -> dict:
+    return {
+        # A few quick tries of the cluster client's own (each re-reads the slot
+        # map, which is what a failover needs); longer waits are the callers'.
+        "retry": retry_class(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        # A MOVED patches the slot map for that slot only.  By default every 5th
+        # MOVED makes redis.asyncio close every connection of the client, under
+        # the other tasks using them (a worker's fetchers and upkeep run side by
+        # side): they fail with TypeError mid-write while a slot moves.
+        "reinitialize_steps": 0,
+    }
 
 
 class ClusterStore(RedisStore):
@@ -118,7 +125,7 @@ class ClusterStore(RedisStore):
     def client(self) -> redis.cluster.RedisCluster:
         return redis.cluster.RedisCluster.from_url(
             self.url, startup_nodes=self._startup(redis.cluster.ClusterNode),
-            retry=_cluster_retry(redis.retry.Retry), **self.options,
+            **_cluster_options(redis.retry.Retry), **self.options,
         )
 
     @functools.cached_property
@@ -135,7 +142,7 @@ class ClusterStore(RedisStore):
         if entry is None:
             client = redis.asyncio.cluster.RedisCluster.from_url(
                 self.url, startup_nodes=self._startup(redis.asyncio.cluster.ClusterNode),
-                retry=_cluster_retry(redis.asyncio.retry.Retry), **self.options,
+                **_cluster_options(redis.asyncio.retry.Retry), **self.options,
             )
             scripts = {name: client.register_script(text) for name, text in self._scripts.items()}
             entry = self._async[loop] = (client, scripts, None)
@@ -286,10 +293,15 @@ class ClusterStore(RedisStore):
         pipe = client.pipeline()
         for channel in channels:
             pipe.xreadgroup(GROUP, consumer, {self.keys.stream(channel): ">"}, count=count)
-        replies = await pipe.execute(raise_on_error=False)
+        # Redirections come back as replies: redis-py's own re-sending of a
+        # pipeline's redirected commands fails inside redis-py (8.1, TypeError)
+        # while a slot moves, so each such channel is read again on its own.
+        replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
         deliveries, missing = [], []
         for channel, reply in zip(channels, replies, strict=True):
-            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
+            if isinstance(reply, (AskError, TryAgainError)):  # MOVED too: a kind of ASK in redis-py
+                deliveries += await super().fetch([channel], consumer, count, 0)
+            elif isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
                 missing.append(channel)  # deleted (FLUSHDB): recreated below
             elif isinstance(reply, BaseException):
                 raise reply
