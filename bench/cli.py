@@ -22,7 +22,7 @@ from bench.common import SPREAD_CHANNELS
 from bench.measure import Bench, PhaseError, merge_rounds
 from bench.processes import Processes, start_redis
 from bench.report import all_ratios, report, versions
-from bench.systems import DEFAULT_SYSTEMS, LABELS, SYSTEMS
+from bench.systems import CLUSTER_SYSTEMS, DEFAULT_SYSTEMS, LABELS, SYSTEMS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -155,8 +155,18 @@ def measure(args: argparse.Namespace, procs: Processes, workdir: Path) -> int:
         # Two channels homed on each host, or the row measures something else.
         assert [shard_index(c, 2) for c in SPREAD_CHANNELS] == [0, 0, 1, 1]
         second = start_redis(procs, workdir, args.redis_server, name="redis-2")
-    bench = Bench(args, procs, server.url, workdir, second.url if second else None)
-    results = run_rounds(bench, args)
+    cluster = None
+    if set(args.only) & set(CLUSTER_SYSTEMS):
+        # Three masters and three replicas on this machine: tests/servers.py's test cluster.
+        from tests.servers import RedisClusterServers
+
+        cluster = RedisClusterServers()
+    try:
+        bench = Bench(args, procs, server.url, workdir, second.url if second else None, cluster)
+        results = run_rounds(bench, args)
+    finally:
+        if cluster is not None:
+            cluster.stop()
     params["loadavg_end"] = os.getloadavg()[0]
     print()
     print(report(results, params))

@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 import redis
+import redis.cluster
 
 from bench.common import DONE_KEY, LAST_DONE_KEY, LATENCY_KEY, PHASE_KEYS, SPREAD_CHANNELS
 from bench.processes import Processes, cpu_seconds, run_queue_wait, tail, worker_rss_mb
 from bench.profile import Profiler
-from bench.systems import DJANGO_SYSTEMS, QUEUED, environments, worker_command
+from bench.systems import CLUSTER_SYSTEMS, DJANGO_SYSTEMS, QUEUED, environments, worker_command
 
 #: Jobs sent (and waited for) after a worker starts and before it is timed.
 WARMUP_JOBS = 20
@@ -106,13 +107,18 @@ class Bench:
     """Runs the phases of one system after another on the bench's Redis."""
 
     def __init__(
-        self, args, procs: Processes, redis_url: str, workdir: Path, second_url: str | None = None
+        self, args, procs: Processes, redis_url: str, workdir: Path, second_url: str | None = None,
+        cluster=None,
     ):
         self.args, self.procs, self.workdir = args, procs, workdir
         self.r = redis.Redis.from_url(redis_url)
         # The "sharded" row's second Redis (its store only; the bench's counters stay on the first).
         self.r2 = redis.Redis.from_url(second_url) if second_url else None
-        self.envs = environments(redis_url, workdir, second_url)
+        # The cluster rows' masters (tests/servers.py RedisClusterServers): their
+        # CPU and commands are counted, and they are flushed, like the others.
+        self.cluster_masters = [redis.Redis(port=n.port) for n in cluster.masters()] if cluster else []
+        self.cluster_url = cluster.url if cluster else None
+        self.envs = environments(redis_url, workdir, second_url, self.cluster_url)
         self.profiler = Profiler(procs, Path(args.profile), args.py_spy) if args.profile else None
 
     # -- steps
@@ -121,7 +127,7 @@ class Bench:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
     def servers(self) -> list[redis.Redis]:
-        return [client for client in (self.r, self.r2) if client is not None]
+        return [client for client in (self.r, self.r2, *self.cluster_masters) if client is not None]
 
     def flush(self) -> None:
         for client in self.servers():
@@ -244,10 +250,12 @@ class Bench:
         n = self.args.jobs
         sent = self.produce(system, n, n, timeout=self.args.timeout)
         command, *keys = QUEUED[system]
-        servers = self.servers() if system == "sharded" else [self.r]
-        stored = sum(
-            client.execute_command(command.upper(), key) for client in servers for key in keys
-        )
+        if system in CLUSTER_SYSTEMS:
+            with redis.cluster.RedisCluster.from_url(self.cluster_url) as cluster:
+                stored = sum(cluster.execute_command(command.upper(), key) for key in keys)
+        else:
+            servers = [c for c in (self.r, self.r2) if c is not None] if system == "sharded" else [self.r]
+            stored = sum(client.execute_command(command.upper(), key) for client in servers for key in keys)
         res["send_only"] = {
             "jobs": n,
             "seconds": sent["t_last"] - sent["t_first"],

@@ -47,6 +47,8 @@ CHANNELS = {
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,
     "sharded": SPREAD_CHANNELS,
+    "cluster": SPREAD_CHANNELS,
+    "durable": SPREAD_CHANNELS,
     "rated": (RATED_CHANNEL,),
     "limited": (LIMITED_CHANNEL,),
 }

@@ -26,6 +26,14 @@ RATIOS = {
     "4 channels/1 channel end-to-end": ("multi", "taskchan", ("end_to_end", "jobs_per_s")),
     "2 Redis/1 Redis (4 channels) end-to-end": ("sharded", "multi", ("end_to_end", "jobs_per_s")),
     "2 Redis/1 Redis (4 channels) send": ("sharded", "multi", ("send_only", "send_per_s")),
+    # The same four channels on a three-master Redis Cluster (--only ...,multi,sharded,cluster,durable).
+    "cluster/1 Redis (4 channels) end-to-end": ("cluster", "multi", ("end_to_end", "jobs_per_s")),
+    "cluster/2 Redis (4 channels) end-to-end": ("cluster", "sharded", ("end_to_end", "jobs_per_s")),
+    "cluster/1 Redis (4 channels) send": ("cluster", "multi", ("send_only", "send_per_s")),
+    # What waiting for a replica costs (TASKCHAN_SEND_REPLICAS = 1, docs/deploying.md "Durable sends").
+    "durable/cluster send": ("durable", "cluster", ("send_only", "send_per_s")),
+    "durable/cluster end-to-end": ("durable", "cluster", ("end_to_end", "jobs_per_s")),
+    "durable/cluster p50": ("durable", "cluster", ("latency", "p50_ms")),
     # What symmetric_encryption_keys costs (--encrypted).
     "encrypted/taskchan end-to-end": ("encrypted", "taskchan", ("end_to_end", "jobs_per_s")),
     "encrypted/taskchan send": ("encrypted", "taskchan", ("send_only", "send_per_s")),

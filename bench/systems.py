@@ -33,10 +33,14 @@ from bench.processes import ROOT
 #: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
 #: worker relaying each message to Celery (opt-in: --only ...,relay).
 #: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
+#: "cluster": the four channels of "multi" on a Redis Cluster of three masters (a
+#: replica each); "durable": the same with TASKCHAN_SEND_REPLICAS = 1.
 SYSTEMS = (
-    "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit", "rated",
-    "limited",
+    "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted",
+    "timelimit", "rated", "limited",
 )
+#: Rows whose taskchan store is the bench's Redis Cluster.
+CLUSTER_SYSTEMS = ("cluster", "durable")
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
 CEILING = "ceiling"
@@ -49,13 +53,18 @@ LABELS = {
     "relay": "taskchan→worker→celery",
     "multi": "taskchan, 4 channels",
     "sharded": "taskchan, 4 channels, 2 Redis",
+    "cluster": "taskchan, 4 channels, cluster of 3",
+    "durable": "taskchan, cluster, SEND_REPLICAS=1",
     "encrypted": "taskchan, encrypted",
     "timelimit": "taskchan, time_limit",
     "rated": "taskchan, rate limit (not binding)",
     "limited": "taskchan, concurrency limit per key (not binding)",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "timelimit", "rated", "limited")
+DJANGO_SYSTEMS = (
+    "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted", "timelimit", "rated",
+    "limited",
+)
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -74,10 +83,14 @@ QUEUED = {
         system: ("xlen", *("taskchan:q:" + c for c in SPREAD_CHANNELS))
         for system in ("multi", "sharded")
     },
+    # On the cluster: each channel's stream under its hash tag (taskchan/stores/keys.py).
+    **{system: ("xlen", *("taskchan:q:{" + c + "}" for c in SPREAD_CHANNELS)) for system in CLUSTER_SYSTEMS},
 }
 
 
-def environments(redis_url: str, workdir: Path, second_url: str | None = None) -> dict[str, dict]:
+def environments(
+    redis_url: str, workdir: Path, second_url: str | None = None, cluster_url: str | None = None
+) -> dict[str, dict]:
     """The environment of each system's producer and worker processes.
 
     Only the taskchan rows run under Django: with DJANGO_SETTINGS_MODULE set,
@@ -104,6 +117,10 @@ def environments(redis_url: str, workdir: Path, second_url: str | None = None) -
             DJANGO_SETTINGS_MODULE="bench.settings_sharded",
             **{SHARD_URLS_ENV: f"{redis_url},{second_url}"},
         )
+    if cluster_url:
+        # The reference project's own variables (project/settings.py).
+        envs["cluster"] = dict(taskchan, TASKCHAN_REDIS_CLUSTER_URL=cluster_url)
+        envs["durable"] = dict(envs["cluster"], TASKCHAN_SEND_REPLICAS="1")
     return envs
 
 
@@ -126,6 +143,7 @@ def worker_command(system: str) -> list[str]:
         return celery
     if system == "relay":
         return [py, "-m", "bench.relay_worker", *celery]
-    channels = {"multi": "taskchan.bench-sh.*", "sharded": "taskchan.bench-sh.*", "timelimit": TIME_LIMITED_CHANNEL,
-                "rated": RATED_CHANNEL, "limited": LIMITED_CHANNEL}.get(system, TASKCHAN_CHANNEL)
+    channels = {"timelimit": TIME_LIMITED_CHANNEL, "rated": RATED_CHANNEL, "limited": LIMITED_CHANNEL}.get(
+        system, "taskchan.bench-sh.*" if system in ("multi", "sharded", *CLUSTER_SYSTEMS) else TASKCHAN_CHANNEL
+    )
     return [py, "manage.py", "runworker", channels, "--concurrency", "4"]

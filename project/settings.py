@@ -13,6 +13,9 @@ Environment variables:
 ``HTTPS``            "1" when served over HTTPS behind a proxy: secure cookies, redirect, HSTS
 ``DATABASE_URL``     e.g. ``postgres://user@127.0.0.1:5432/taskchan``; default SQLite
 ``REDIS_URL``        e.g. ``redis://127.0.0.1:6379/0``; default the in-memory layer
+``TASKCHAN_REDIS_CLUSTER_URL``  any node of a Redis Cluster, e.g. ``redis://10.0.0.5:7000``:
+                     taskchan channels go there (REDIS_URL still serves websockets)
+``TASKCHAN_SEND_REPLICAS``  replicas a send waits for (Redis WAIT), default 0
 ``LOG_LEVEL``        level of the ``taskchan`` and ``project`` loggers, default INFO
 ``CELERY_VISIBILITY_TIMEOUT``  seconds, the Redis broker's visibility_timeout (default 3600)
 """
@@ -135,7 +138,15 @@ DATABASES = {"default": _default_db}
 # --- channel layers --------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# taskchan channels on a Redis Cluster; websockets and groups stay on REDIS_URL
+# (channels_redis cannot use a cluster): docs/deploying.md, "Redis Cluster".
+REDIS_CLUSTER_URL = os.environ.get("TASKCHAN_REDIS_CLUSTER_URL", "")
 
+if REDIS_CLUSTER_URL and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "TASKCHAN_REDIS_CLUSTER_URL needs REDIS_URL too: a plain Redis for websockets and groups "
+        "(channels_redis cannot use a cluster)."
+    )
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -143,8 +154,15 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
+    if REDIS_CLUSTER_URL:
+        CHANNEL_LAYERS["default"]["CONFIG"]["taskchan_cluster"] = REDIS_CLUSTER_URL
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "taskchan.layers.InMemoryChannelLayer"}}
+
+try:
+    TASKCHAN_SEND_REPLICAS = int(os.environ.get("TASKCHAN_SEND_REPLICAS", "0"))
+except ValueError:
+    raise ImproperlyConfigured("TASKCHAN_SEND_REPLICAS must be a whole number of replicas.") from None
 
 # consumers.py of every installed app is autodiscovered; list extra modules here.
 TASKCHAN_CONSUMER_MODULES: list[str] = []

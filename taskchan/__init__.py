@@ -44,6 +44,7 @@ _EXPORTS = {
     "InvalidOption": "taskchan.exceptions",
     "StoreUnavailable": "taskchan.exceptions",
     "StoreRefused": "taskchan.exceptions",
+    "SendNotReplicated": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
     "MissingExtra": "taskchan.exceptions",
 }
@@ -73,6 +74,7 @@ __all__ = [
     "InvalidOption",
     "StoreUnavailable",
     "StoreRefused",
+    "SendNotReplicated",
     "NotATaskchanLayer",
     "MissingExtra",
     "__version__",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # pragma: no cover
         NotATaskchanLayer,
         Reject,
         Retry,
+        SendNotReplicated,
         StoreRefused,
         StoreUnavailable,
         TaskchanError,

@@ -34,9 +34,20 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "STUCK_AFTER": (10.0, (int, float), "seconds a job thread may go on past its time limit before it is abandoned"),
     "MAX_STUCK_THREADS": (4, int, "abandoned (stuck) job threads after which the worker stops so it is restarted"),
     "CANCEL_TTL": (7 * 24 * 3600.0, (int, float), "seconds a cancel marker is kept (taskchan.cancel)"),
+    "SEND_REPLICAS": (0, int, "replicas that must hold a message before send() returns (Redis WAIT); 0: do not wait"),
+    "SEND_REPLICAS_TIMEOUT": (1.0, (int, float), "seconds send() waits for TASKCHAN_SEND_REPLICAS replicas before it raises"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
     ),
+}
+
+
+#: setting name -> (lowest, highest, why the bounds): checked after the type
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "SEND_REPLICAS": (0, 100, "a count of replicas (0 turns waiting off)"),
+    # WAIT 0 would block forever; past a minute a send() holds its caller (a
+    # request, a job) longer than anything should wait for a replica.
+    "SEND_REPLICAS_TIMEOUT": (0.001, 60.0, "seconds above 0 (WAIT 0 blocks forever), at most 60"),
 }
 
 
@@ -79,6 +90,10 @@ def _bounds_problem(name: str, value: Any) -> str | None:
         return f"must be a positive, finite number of seconds, got {value!r}"
     if name == "MAX_STUCK_THREADS" and value < 1:
         return f"must be at least 1, got {value!r}"
+    if name in BOUNDS:
+        low, high, why = BOUNDS[name]
+        if not low <= value <= high:
+            return f"must be between {low} and {high} ({why}), got {value!r}"
     return None
 
 

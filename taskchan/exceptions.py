@@ -48,6 +48,16 @@ class StoreRefused(StoreUnavailable):
     """Redis answered but refused to store the message (out of memory under maxmemory, a read-only replica, a key of the wrong type): nothing was sent."""
 
 
+class SendNotReplicated(TaskchanError):
+    """The Redis master stored the message, but fewer replicas than TASKCHAN_SEND_REPLICAS acknowledged it within TASKCHAN_SEND_REPLICAS_TIMEOUT: the message MAY OR MAY NOT survive a failover (it runs if the master lives on, or if a replica that got it is promoted). Send it again with the same idempotency_key to be sure it is kept once; check that the master's replicas are up (docs/deploying.md, "Durable sends")."""
+
+    def __init__(self, message: str | None = None, *, message_id: str | None = None, acknowledged: int = 0, wanted: int = 0):
+        super().__init__(message)
+        self.message_id = message_id  # the id send() would have returned
+        self.acknowledged = acknowledged  # replicas that had it when WAIT returned
+        self.wanted = wanted
+
+
 class NotATaskchanLayer(TaskchanError):
     """The channel layer is not a taskchan layer: set CHANNEL_LAYERS' BACKEND to taskchan.layers.RedisChannelLayer or taskchan.layers.InMemoryChannelLayer."""
 

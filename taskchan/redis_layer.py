@@ -21,20 +21,21 @@ class RedisChannelLayer(TaskchanLayerMixin, ChannelsRedisLayer):
     """channels_redis, with ``taskchan.*`` channels on Redis Streams.
 
     The reliable store shards taskchan channels over ``hosts`` unless CONFIG
-    gives ``taskchan_hosts`` (a list) or ``taskchan_host`` (one Redis); its
+    gives ``taskchan_hosts`` (a list), ``taskchan_host`` (one Redis) or
+    ``taskchan_cluster`` (a Redis Cluster: ``stores/cluster.py``); its
     keys start with TASKCHAN_KEY_PREFIX (or CONFIG's ``taskchan_prefix``).
     """
 
     def __init__(
         self, hosts=None, *args, taskchan_host=None, taskchan_hosts=None, taskchan_prefix=None,
-        taskchan_drain_hosts=None, **kwargs,
+        taskchan_drain_hosts=None, taskchan_cluster=None, **kwargs,
     ):
         super().__init__(idle_safe_hosts(hosts), *args, **kwargs)
         # channels_redis's own keys seal taskchan's store too (stores/codec.py);
         # it is channels_redis's seventh parameter when given by position.
         keys = kwargs.get("symmetric_encryption_keys", args[5] if len(args) > 5 else None)
         self.taskchan_store = redis_store(
-            hosts, taskchan_host, taskchan_hosts, taskchan_prefix, taskchan_drain_hosts, keys
+            hosts, taskchan_host, taskchan_hosts, taskchan_prefix, taskchan_drain_hosts, keys, taskchan_cluster
         )
 
     async def group_send(self, group, message):

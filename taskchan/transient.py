@@ -14,8 +14,14 @@ from __future__ import annotations
 import logging
 
 import tenacity
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import settings
@@ -23,8 +29,13 @@ from .exceptions import StoreRefused, StoreUnavailable
 
 logger = logging.getLogger("taskchan.producer")
 
-#: errors worth another try: the connection, not the command, failed
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+#: errors worth another try: the connection, not the command, failed; or a
+#: Redis Cluster is failing over (CLUSTERDOWN, MASTERDOWN, a slot not covered
+#: yet) or moving the channel's slot (TRYAGAIN, redirections that kept coming)
+TRANSIENT = (
+    RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
+    ClusterError, TryAgainError, AskError, SlotNotCoveredError,
+)
 #: seconds between the first tries; the wait doubles from here
 FIRST_WAIT = 0.05
 #: the longest wait between two tries, in seconds
@@ -59,7 +70,7 @@ def broker_retry_policy() -> dict:
 def send_failure(store, channel: str, exc: BaseException) -> StoreUnavailable:
     """The one error a send raises when the store did not take the message (nothing was stored)."""
     where = store.home(channel)  # the Redis host tried (repr masks the password)
-    if isinstance(exc, ResponseError):
+    if isinstance(exc, ResponseError) and not isinstance(exc, TRANSIENT):  # not CLUSTERDOWN, TRYAGAIN...
         return StoreRefused(
             f"Could not store the message: {where!r} refused it ({type(exc).__name__}: {exc}). "
             "Nothing was sent. Out of memory (maxmemory), a read-only replica, or a key of the "

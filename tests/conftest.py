@@ -20,7 +20,7 @@ import pytest
 import redis as redis_lib
 
 from taskchan.stores.keys import Keys
-from tests.servers import STARTUP_TIMEOUT, RedisServer, free_port, wait_for
+from tests.servers import STARTUP_TIMEOUT, RedisClusterServers, RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the keys of the default prefix, as taskchan writes them (taskchan/stores/keys.py)
@@ -86,6 +86,29 @@ def use_sharded_layer(shard_urls, settings):
     """This process's channel layer with taskchan channels sharded over two Redis servers."""
     settings.CHANNEL_LAYERS = layer_settings(*shard_urls)
     return shard_urls
+
+
+@pytest.fixture(scope="session")
+def _session_cluster():
+    """A Redis Cluster of this pytest process's own: three masters, one replica each (about 3 s to start)."""
+    cluster = RedisClusterServers()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster(_session_cluster):
+    """The session's Redis Cluster, emptied (each master flushed; its replica follows)."""
+    wait_for(_session_cluster.healthy, timeout=30, message="the session cluster to be healthy")
+    _session_cluster.flush()
+    return _session_cluster
+
+
+@pytest.fixture
+def use_cluster_layer(cluster, redis_url, settings):
+    """This process's channel layer with taskchan channels on the Redis Cluster (websockets on ``redis_url``)."""
+    settings.CHANNEL_LAYERS = layer_settings(redis_url, taskchan_cluster=cluster.url)
+    return cluster
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ class RedisServer:
         binary: str | None = None,
         spawn: Callable[[list[str]], subprocess.Popen] = _popen,
     ):
-        self.port = free_port()
+        self.port = self.pick_port()
         self._own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="taskchan-redis-")
         self.appendonly = appendonly
@@ -86,6 +86,9 @@ class RedisServer:
         self.spawn = spawn
         self.proc: subprocess.Popen | None = None
         self.start()
+
+    def pick_port(self) -> int:
+        return free_port()
 
     @property
     def url(self) -> str:
@@ -114,7 +117,7 @@ class RedisServer:
         first = self.proc is None
         for attempt in range(3 if first else 1):
             if attempt:
-                self.port = free_port()
+                self.port = self.pick_port()
             self.proc = self.spawn(self.command())
             client = redis_lib.Redis(port=self.port, password=self.password)
             try:
@@ -161,3 +164,131 @@ class RedisServer:
         self.kill()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+#: a cluster node's bus port is its port + this; both must be free, and below 65536
+CLUSTER_BUS_OFFSET = 10000
+#: milliseconds a cluster master may be silent before its replica takes over
+#: (short, so the failover tests wait about 2-3 s for the promotion)
+CLUSTER_NODE_TIMEOUT_MS = 1000
+
+
+def free_cluster_port() -> int:
+    """A free port below 55536 whose bus port (+ 10000) is free too."""
+    while True:
+        port = free_port()
+        if port >= 65536 - CLUSTER_BUS_OFFSET:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+        except OSError:
+            continue
+        return port
+
+
+class ClusterNode(RedisServer):
+    """One redis-server of a test cluster: ``--cluster-enabled`` with its own nodes file."""
+
+    def pick_port(self) -> int:
+        return free_cluster_port()
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--cluster-enabled", "yes",
+                "--cluster-config-file", f"{self.dir}/nodes.conf",
+                "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                # a replica's first sync at once, not after the default 5 s wait for more replicas
+                "--repl-diskless-sync-delay", "0"]  # fmt: skip
+
+
+class RedisClusterServers:
+    """A Redis Cluster of one's own: ``masters`` masters with ``replicas`` replicas each, on loopback.
+
+    Started with ``redis-cli --cluster create`` and returned once every node
+    reports ``cluster_state:ok`` and every master has its replicas connected.
+    ``url`` is any node's (the first); ``stop()`` kills every node and removes
+    their data dirs.
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 1):
+        self.nodes = [ClusterNode() for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+        )
+        wait_for(self.healthy, timeout=60, message="the test cluster to be ready")
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def client(self, node: ClusterNode) -> redis_lib.Redis:
+        return redis_lib.Redis(port=node.port, decode_responses=True, socket_timeout=2)
+
+    def alive(self) -> list[ClusterNode]:
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def masters(self) -> list[ClusterNode]:
+        """The live nodes that are masters now."""
+        out = []
+        for node in self.alive():
+            with self.client(node) as c:
+                if c.info("replication").get("role") == "master":
+                    out.append(node)
+        return out
+
+    def healthy(self) -> bool:
+        """Every live node says the cluster is ok and every live master has its replicas connected."""
+        try:
+            for node in self.alive():
+                with self.client(node) as c:
+                    info = c.cluster("info")
+                    if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_assigned", 0)) != 16384:
+                        return False
+                    replication = c.info("replication")
+                    online = [v for k, v in replication.items() if k.startswith("slave") and k[5:].isdigit()
+                              and v.get("state") == "online"]
+                    lacking = replication.get("role") == "master" and len(online) < self.replicas
+                    # A master holding no slots (an old master come back) needs no replica.
+                    if lacking and self.slots_of(c):
+                        return False
+            return True
+        except redis_lib.RedisError:
+            return False
+
+    @staticmethod
+    def slots_of(client) -> list[tuple[int, int]]:
+        """The slot ranges the node behind ``client`` serves as master."""
+        me = client.cluster("myid")
+        return [(start, end) for start, end, master, *_ in client.cluster("slots") if master[2] == me]
+
+    def serving(self, key: str) -> ClusterNode | None:
+        """The live master that serves ``key``'s slot now; None in the midst of a failover."""
+        for node in self.masters():
+            with self.client(node) as c:
+                slot = c.cluster("keyslot", key)
+                if any(start <= slot <= end for start, end in self.slots_of(c)):
+                    return node
+        return None
+
+    def master_of(self, key: str) -> ClusterNode:
+        """``serving(key)``, which must be a node."""
+        node = self.serving(key)
+        assert node is not None, f"no live master serves {key!r}"
+        return node
+
+    def flush(self) -> None:
+        for node in self.masters():
+            with self.client(node) as c:
+                c.flushall()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

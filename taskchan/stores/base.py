@@ -199,6 +199,11 @@ class ProducerStore:
         """
         raise NotImplementedError
 
+    async def replicas_per_master(self) -> dict[str, int]:
+        """Each Redis master's connected replicas, by name (TASKCHAN_SEND_REPLICAS is checked
+        against them); NotImplementedError for a store that has no replicas (in memory)."""
+        raise NotImplementedError
+
     async def flush(self) -> None:
         """Delete every message, schedule, idempotency key, counter and worker registration (the layer's ``flush()``)."""
         raise NotImplementedError

@@ -19,8 +19,9 @@ from django.core.signals import setting_changed
 from ..conf import settings
 from ..exceptions import NotATaskchanLayer
 from .base import ProducerStore
+from .cluster import ClusterStore
 from .codec import codec_for
-from .hosts import drain_hosts, store_hosts
+from .hosts import cluster_nodes, drain_hosts, store_hosts
 from .redis import shared_store
 from .sharded import ShardedStore
 
@@ -34,18 +35,29 @@ _stores: dict[str, ProducerStore] = {}
 _sharded: dict[tuple, ShardedStore] = {}
 
 
+#: one ClusterStore per list of nodes, prefix and keys
+_clusters: dict[tuple, ClusterStore] = {}
+
+
 def redis_store(
-    hosts=None, taskchan_host=None, taskchan_hosts=None, prefix=None, drain=None, encryption_keys=None
+    hosts=None, taskchan_host=None, taskchan_hosts=None, prefix=None, drain=None, encryption_keys=None,
+    cluster=None,
 ) -> ProducerStore:
     """The reliable store for a Redis layer's CONFIG: one RedisStore, or a ShardedStore over several.
 
     ``drain`` is CONFIG's ``taskchan_drain_hosts``: hosts being taken out,
     still read by workers and the status, never sent to.  ``encryption_keys``
     is CONFIG's ``symmetric_encryption_keys``: what the store holds is sealed
-    with them (``stores/codec.py``).
+    with them (``stores/codec.py``).  ``cluster`` is CONFIG's
+    ``taskchan_cluster``: a Redis Cluster's node URL(s), for a ``ClusterStore``.
     """
     prefix = prefix or settings.KEY_PREFIX
     codec = codec_for(encryption_keys)
+    if nodes := cluster_nodes(cluster, taskchan_host, taskchan_hosts, drain):
+        key = (tuple(nodes), prefix, id(codec))
+        if key not in _clusters:
+            _clusters[key] = ClusterStore(nodes, prefix=prefix, codec=codec)
+        return _clusters[key]
     active_hosts = store_hosts(hosts, taskchan_host, taskchan_hosts)
     stores = [shared_store(host, prefix, codec) for host in active_hosts]
     draining = [shared_store(host, prefix, codec) for host in drain_hosts(drain, active_hosts)]
@@ -76,7 +88,7 @@ def get_store(alias: str | None = None) -> ProducerStore:
         store = redis_store(
             config.get("hosts"), config.get("taskchan_host"), config.get("taskchan_hosts"),
             config.get("taskchan_prefix"), config.get("taskchan_drain_hosts"),
-            config.get("symmetric_encryption_keys"),
+            config.get("symmetric_encryption_keys"), config.get("taskchan_cluster"),
         )
     else:
         layer = get_channel_layer(alias)

@@ -2,7 +2,8 @@
 
 CONFIG is channels_redis's (``hosts``: URLs, ``(host, port)`` pairs, dicts
 of redis-py options, Sentinel dicts) plus taskchan's own ``taskchan_host``,
-``taskchan_hosts`` and ``taskchan_drain_hosts``.  These functions read it;
+``taskchan_hosts``, ``taskchan_drain_hosts`` and ``taskchan_cluster`` (a Redis
+Cluster: ``cluster.py``).  These functions read it;
 ``redis.py`` opens the connections.
 """
 
@@ -115,3 +116,32 @@ def sentinel_options(host: Any) -> tuple[str, list, dict | None, dict] | None:
     sentinels = [(address[0], int(address[1])) for address in options.pop("sentinels")]
     sentinel_kwargs = options.pop("sentinel_kwargs", None)
     return master_name, sentinels, sentinel_kwargs, options
+
+
+def cluster_nodes(taskchan_cluster: Any, taskchan_host: Any = None, taskchan_hosts: Any = None,
+                  taskchan_drain_hosts: Any = None) -> list[str]:
+    """CONFIG's ``taskchan_cluster``: the URL of any node of a Redis Cluster, or a list of several.
+
+    ``[]`` when it is not set.  A cluster shards by itself: CONFIG may not
+    also shard taskchan channels over other hosts (``hosts`` stays
+    channels_redis's, for websockets and groups, on a plain Redis).
+    """
+    if taskchan_cluster is None:
+        return []
+    nodes = [taskchan_cluster] if isinstance(taskchan_cluster, str) else taskchan_cluster
+    if not isinstance(nodes, (list, tuple)) or not nodes or not all(
+        isinstance(n, str) and re.match(r"rediss?://", n) for n in nodes
+    ):
+        raise ImproperlyConfigured(
+            "CHANNEL_LAYERS CONFIG 'taskchan_cluster' must be the redis:// URL of a Redis Cluster "
+            f"node (any one), or a list of such URLs, not {taskchan_cluster!r}."
+        )
+    clashing = [name for name, value in (("taskchan_host", taskchan_host), ("taskchan_hosts", taskchan_hosts),
+                                         ("taskchan_drain_hosts", taskchan_drain_hosts)) if value]
+    if clashing:
+        raise ImproperlyConfigured(
+            f"CHANNEL_LAYERS CONFIG sets 'taskchan_cluster' and {', '.join(repr(c) for c in clashing)}: a Redis "
+            "Cluster spreads taskchan channels over its masters by itself; keep 'taskchan_cluster' alone "
+            "('hosts' stays channels_redis's plain Redis, for websockets and groups)."
+        )
+    return list(nodes)

@@ -18,7 +18,9 @@ key                        type    lifetime                             written 
 ``P:s:CH``                 ZSET    members removed when promoted        send.lua (delay), reschedule.lua
                                                                          (retries); score = due, unix ms
 ``P:i:CH:KEY``             STRING  delay + window while pending; then   send.lua (SET NX), ack and
-                                   TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE)
+                                   TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE);
+                                                                        touch.lua (its lifetime, as it
+                                                                        is: durable sends)
 ``P:n:CH:OUTCOME:BUCKET``  STRING  2 hours (EXPIRE)                     worker ack; OUTCOME is
                                                                          ``processed``, ``failed`` or
                                                                          ``cancelled``;
@@ -56,6 +58,39 @@ then ``ID`` for delay + TASKCHAN_IDEMPOTENCY_WINDOW (``handoff/publish.py``),
 set to the window when the message finishes under Celery.  The messages
 themselves live in Celery's broker keys, not in ``P:q:CH``.  A ``P:cel:ID:N``
 above 1 means earlier starts of that attempt died with their worker.
+
+On a Redis Cluster (``cluster.py``, ``ClusterKeys``) every key naming a
+channel carries the channel's hash tag, ``{CH}``, so all of one channel's keys
+share one hash slot and every script and command stays single-slot:
+
+=============================  ======  =========================================================
+cluster key                    type    as above, except
+=============================  ======  =========================================================
+``P:q:{CH}``, ``P:s:{CH}``     STREAM, ZSET
+``P:i:{CH}:KEY``               STRING
+``P:n:{CH}:OUTCOME:BUCKET``    STRING
+``P:cel:{CH}:ID:N``            STRING  named by the channel too (a key of the message alone
+                                       could sit in any slot)
+``P:c:{CH}``                   SET     the channel set of one channel's slot: send.lua's KEYS[3]
+                                       (it cannot reach a global set); holds CH
+``P:channels``                 SET     every channel, for the readers of the whole: SADD as a
+                                       command of its own before a process's first send to a
+                                       channel (again every CHANNEL_REGISTRY_SECONDS)
+``P:{w}``, ``P:{w}:ID``        ZSET,   the worker registry, one for the whole cluster, under the
+                               STRING  tag ``{w}`` so that ``workers()``'s MGET is single-slot
+``P:rate:{CH}``,               HASH,   flow control (``taskchan/flow/``): one channel's bucket,
+``P:cc:{CH}:KEY``,             ZSET,   concurrency slots, last schedule slot and pause, under its
+``P:sched:{CH}``,              STRING, tag like its messages
+``P:paused:{CH}``              STRING
+=============================  ======  =========================================================
+
+**The rule for a new key on a cluster**: a key about one channel puts the
+channel's tag ``{CH}`` right after its kind (``P:x:{CH}:...``) and is built by
+a ``ClusterKeys`` method; a script touches only keys of one channel (its tag),
+all passed in KEYS[]; a key about no channel (a registry, a schedule table)
+gets a tag of its own (``P:{x}``) and is never passed to a script with a
+channel's keys: write it with a command of its own.  Pipelines on a cluster
+may not carry scripts or MGET (redis-py refuses them): run those one by one.
 
 A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``),
 or, when the layer has ``symmetric_encryption_keys``, that JSON sealed as a
@@ -122,5 +157,57 @@ class Keys:
     def paused(self, channel: str) -> str:
         return f"{self.prefix}:paused:{channel}"
 
-    def celery_starts(self, message_id: str, attempts_before: int) -> str:
+    def celery_starts(self, message_id: str, attempts_before: int, channel: str = "") -> str:
         return f"{self.prefix}:cel:{message_id}:{attempts_before}"
+
+    def channel_set(self, channel: str) -> str:
+        """send.lua's KEYS[3]: the set of channels it adds ``channel`` to."""
+        return self.channels
+
+    def channel_of_stream(self, key: str) -> str:
+        """The channel whose stream is ``key`` (a reply of XREADGROUP names its streams)."""
+        return key[len(self.stream("")) :]
+
+
+class ClusterKeys(Keys):
+    """The keys on a Redis Cluster: each channel's under its hash tag ``{CH}`` (table above)."""
+
+    def __init__(self, prefix: str):
+        super().__init__(prefix)
+        self.workers = f"{prefix}:{{w}}"
+
+    def stream(self, channel: str) -> str:
+        return f"{self.prefix}:q:{{{channel}}}"
+
+    def scheduled(self, channel: str) -> str:
+        return f"{self.prefix}:s:{{{channel}}}"
+
+    def idempotency(self, channel: str, key: str) -> str:
+        return f"{self.prefix}:i:{{{channel}}}:{key}"
+
+    def counter(self, channel: str, outcome: str, bucket: int) -> str:
+        return f"{self.prefix}:n:{{{channel}}}:{outcome}:{bucket}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.workers}:{worker_id}"
+
+    def celery_starts(self, message_id: str, attempts_before: int, channel: str = "") -> str:
+        return f"{self.prefix}:cel:{{{channel}}}:{message_id}:{attempts_before}"
+
+    def channel_set(self, channel: str) -> str:
+        return f"{self.prefix}:c:{{{channel}}}"
+
+    def rate(self, channel: str) -> str:
+        return f"{self.prefix}:rate:{{{channel}}}"
+
+    def concurrency(self, channel: str, key: str) -> str:
+        return f"{self.prefix}:cc:{{{channel}}}:{key}"
+
+    def schedule(self, channel: str) -> str:
+        return f"{self.prefix}:sched:{{{channel}}}"
+
+    def paused(self, channel: str) -> str:
+        return f"{self.prefix}:paused:{{{channel}}}"
+
+    def channel_of_stream(self, key: str) -> str:
+        return key[len(self.stream("")) - 1 : -1]

@@ -15,7 +15,6 @@ import json
 import re
 import time
 import weakref
-from importlib import resources
 from typing import Any
 
 import redis
@@ -27,6 +26,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from . import replicas
 from .base import Delivery, StoreBase
 from .codec import PLAIN, Codec, Unreadable
 from .hosts import client_options, sentinel_options, without_password
@@ -41,16 +41,25 @@ from .redis_cancels import RedisCancels
 from .redis_flow import RedisFlow
 from .redis_handoff import RedisHandoff
 from .redis_readings import RedisReadings
+from .scripts import load_scripts
 
-SCRIPT_NAMES = (
-    "send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget",
-    "handoff_claim", "handoff_release", "rate", "slots", "fire",
-)
-
-
-def load_scripts() -> dict[str, str]:
-    folder = resources.files("taskchan.stores") / "lua"
-    return {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+#: redis-py options of every connection a store opens.  Retries are ours
+#: (tenacity in producer.py, backoff in the worker), so redis-py must fail fast
+#: instead of sleeping through its own retries.
+CONNECTION_OPTIONS = {
+    "decode_responses": True,
+    # Bytes that are not UTF-8 (an entry written around taskchan) come back as
+    # lone surrogates instead of failing the whole reply: the worker
+    # dead-letters that entry (envelope.decode) and reads on.
+    "encoding_errors": "surrogateescape",
+    "protocol": 2,
+    "socket_connect_timeout": 2,
+    # redis-py 8's default, set for every supported version (5-7 wait forever):
+    # a frozen or unreachable host fails a call in 5 s.  Must stay above the
+    # worker's blocking read (FETCH_BLOCK_SECONDS).
+    "socket_timeout": 5,
+    "retry_on_timeout": False,
+}
 
 
 _shared: dict[str, RedisStore] = {}
@@ -90,23 +99,7 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
             self.master_name, self.sentinels, self.sentinel_kwargs, options = self.sentinel
         else:
             self.url, options = client_options(host)
-        # Retries are ours (tenacity in producer.py, backoff in the worker), so
-        # redis-py must fail fast instead of sleeping through its own retries.
-        options = {
-            "decode_responses": True,
-            # Bytes that are not UTF-8 (an entry written around taskchan) come
-            # back as lone surrogates instead of failing the whole reply: the
-            # worker dead-letters that entry (envelope.decode) and reads on.
-            "encoding_errors": "surrogateescape",
-            "protocol": 2,
-            "socket_connect_timeout": 2,
-            # redis-py 8's default, set for every supported version (5-7 wait
-            # forever): a frozen or unreachable host fails a call in 5 s.  Must
-            # stay above the worker's blocking read (FETCH_BLOCK_SECONDS).
-            "socket_timeout": 5,
-            "retry_on_timeout": False,
-            **options,
-        }
+        options = {**CONNECTION_OPTIONS, **options}
         self.options = options
         self.keys = Keys(prefix)
         self._scripts = load_scripts()
@@ -173,18 +166,22 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
     # -- producer -----------------------------------------------------------
 
     def _send_args(self, channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms):
-        keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channels]
+        keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channel_set(channel)]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(channel, idempotency_key))
         return keys, [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
 
     def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+        if replicas.wanted():
+            return replicas.send_waiting(self.client, self._sync_send, keys, args, self)
         return self._sync_send(keys=keys, args=args)
 
     async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
         keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
-        _client, scripts = self._aclient()
+        client, scripts = self._aclient()
+        if replicas.wanted():
+            return await replicas.asend_waiting(client, scripts["send"], keys, args, self)
         return await scripts["send"](keys=keys, args=args)
 
     #: sends per pipeline in ``send_many``; 10,000 envelopes of a few hundred
@@ -199,7 +196,11 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
             for channel, raw, message_id in items[start : start + self.SEND_MANY_PIPELINE]:
                 keys, args = self._send_args(channel, raw, message_id, 0, None, 0)
                 self._sync_send(keys=keys, args=args, client=pipe)
-            pipe.execute()
+            if replicas.wanted():  # one WAIT covers every send before it on this connection
+                pipe.execute_command(*replicas.wait_args())
+                replicas.check_acknowledged(int(pipe.execute()[-1]), self)
+            else:
+                pipe.execute()
 
     # -- worker -------------------------------------------------------------
 
@@ -239,9 +240,8 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
             await self.prepare(channels)
             return []
         deliveries = []
-        prefix_len = len(self.keys.stream(""))
         for stream, entries in reply or ():
-            channel = stream[prefix_len:]
+            channel = self.keys.channel_of_stream(stream)
             for entry_id, fields in entries:
                 deliveries.append(self._delivery(channel, entry_id, fields))
         return await self._marked(deliveries, live)

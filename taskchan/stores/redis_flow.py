@@ -45,16 +45,21 @@ class RedisFlow:
 
     async def fire_slot(self, channel, raw, message_id, slot_ms, *, catch_up=False):
         _, scripts = self._aclient()
-        keys = [self.keys.schedule(channel), self.keys.stream(channel), self.keys.channels]
+        keys = [self.keys.schedule(channel), self.keys.stream(channel), self.keys.channel_set(channel)]
         args = [int(slot_ms), self.codec.seal(raw), channel, "1" if catch_up else "0"]
         return bool(await scripts["fire"](keys=keys, args=args))
+
+    async def values_of(self, keys: list[str]) -> list[str | None]:
+        """GET of every key in one round trip: MGET here; a cluster store pipelines
+        GETs instead (its keys sit in several slots, which MGET refuses)."""
+        client, _ = self._aclient()
+        return await client.mget(keys)
 
     async def last_slots(self, channels):
         channels = list(channels)
         if not channels:
             return {}
-        client, _ = self._aclient()
-        values = await client.mget([self.keys.schedule(c) for c in channels])
+        values = await self.values_of([self.keys.schedule(c) for c in channels])
         return {c: int(v) / 1000 for c, v in zip(channels, values, strict=True) if v is not None}
 
     def set_paused(self, channel, info):
@@ -67,8 +72,7 @@ class RedisFlow:
         channels = list(channels)
         if not channels:
             return {}
-        client, _ = self._aclient()
-        values = await client.mget([self.keys.paused(c) for c in channels])
+        values = await self.values_of([self.keys.paused(c) for c in channels])
         return {c: _info(v) for c, v in zip(channels, values, strict=True) if v is not None}
 
 

@@ -32,7 +32,7 @@ class RedisHandoff:
         self.client.set(self.keys.idempotency(channel, idempotency_key), message_id, px=int(ttl_ms))
 
     def handoff_start(self, channel, message_id, attempts_before):
-        counter = self.keys.celery_starts(message_id, attempts_before)
+        counter = self.keys.celery_starts(message_id, attempts_before, channel)
         pipe = self.client.pipeline(transaction=False)
         pipe.incr(counter)
         pipe.expire(counter, CELERY_STARTS_TTL_SECONDS)
@@ -40,7 +40,7 @@ class RedisHandoff:
 
     def handoff_end(self, channel, message_id, attempts_before, *, idempotency_key=None, idempotency_ms=None):
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.celery_starts(message_id, attempts_before))
+        pipe.delete(self.keys.celery_starts(message_id, attempts_before, channel))
         if idempotency_key is not None and idempotency_ms is not None:
             pipe.pexpire(self.keys.idempotency(channel, idempotency_key), int(idempotency_ms))
         pipe.execute()

@@ -62,7 +62,9 @@ class RedisReadings:
             pipe.zcard(self.keys.scheduled(channel))
             pipe.zrange(self.keys.scheduled(channel), 0, 0, withscores=True)
             for outcome in ("processed", "failed"):
-                pipe.mget([self.keys.counter(channel, outcome, b) for b in last_hour])
+                # MGET as a plain command: a cluster pipeline refuses redis-py's mget()
+                # (its keys, one channel's, share one slot: see keys.py).
+                pipe.execute_command("MGET", *(self.keys.counter(channel, outcome, b) for b in last_hour))
         replies = await pipe.execute(raise_on_error=False)
         result = []
         for i, channel in enumerate(channels):
@@ -84,6 +86,12 @@ class RedisReadings:
                 )
             )
         return result
+
+    async def replicas_per_master(self) -> dict[str, int]:
+        """The master's connected replicas, by its name (compared with TASKCHAN_SEND_REPLICAS)."""
+        client, _ = self._aclient()
+        info = await client.info("replication")
+        return {repr(self): int(info.get("connected_slaves", 0))}
 
     async def lapsed_leases(self, channel, idle_ms, limit):
         client, _ = self._aclient()

@@ -224,6 +224,9 @@ class ShardedStore(ProducerStore, HandoffStore):
                 seen.setdefault(info["id"], info)
         return list(seen.values())
 
+    async def replicas_per_master(self):
+        return {name: n for per_host in await self._each("replicas_per_master") for name, n in per_host.items()}
+
     async def aclose(self):
         await self._each("aclose")
 

@@ -43,11 +43,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from redis.exceptions import RedisError
+
 from .. import registry
 from ..conf import settings
 from ..registry import Consumer
 from ..stores.base import Delivery, StoreBase
 from ..stores.configured import get_store
+from ..stores.replicas import short_of
 from . import lifeline
 from .acker import Acker
 from .attempt import Outcome
@@ -137,6 +140,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
         await retry_redis(self._refresh_partitions)
+        await self._check_replicas()
         logger.info(
             "worker %s serving %s (concurrency %d, prefetch %d%s)",
             self.id, ", ".join(self.channels), self.concurrency, self.prefetch, ", burst" if self.burst else "",
@@ -230,6 +234,24 @@ class Worker:
             lambda part: part.store.remove_worker(self.id, self.consumer_name if clean else None, part.channels),
         )
         self._bookkeeping.shutdown(wait=True)
+
+    async def _check_replicas(self) -> None:
+        """Say at start if a master has fewer replicas than TASKCHAN_SEND_REPLICAS (its consumers'
+        sends would raise SendNotReplicated); ``manage.py check`` says so too when it can connect."""
+        if not (wanted := settings.SEND_REPLICAS):
+            return
+        try:
+            per_master = await self.store.replicas_per_master()
+        except NotImplementedError:  # the in-memory store: nothing to wait for
+            return
+        except (RedisError, OSError) as exc:
+            logger.warning("could not count the Redis replicas for TASKCHAN_SEND_REPLICAS: %s", exc)
+            return
+        for where, count in short_of(per_master, wanted).items():
+            logger.error(
+                "TASKCHAN_SEND_REPLICAS = %d but %s has %d connected replica(s): sends to its channels "
+                "will raise SendNotReplicated until it has more", wanted, where, count,
+            )
 
     # -- partitions, as they are learnt -----------------------------------------
 

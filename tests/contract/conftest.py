@@ -1,9 +1,10 @@
 """Fixtures for the contract suite: one test body, run on every store.
 
-``store``        a bare store: ``RedisStore`` on the test Redis, or ``MemoryStore``
+``store``        a bare store: ``RedisStore`` on the test Redis, ``ClusterStore`` on the
+                 test cluster (three masters, a replica each), or ``MemoryStore``
 ``layer_store``  the configured channel layer's store (taskchan.send and the
-                 worker use it): the Redis layer, the in-memory layer, or the
-                 Redis layer sharded over two servers
+                 worker use it): the Redis layer, the in-memory layer, the
+                 Redis layer sharded over two servers, or on a Redis Cluster
 ``run_burst`` / ``arun_burst``  run an in-process burst ``Worker`` to idle
 """
 
@@ -13,13 +14,14 @@ import asyncio
 
 import pytest
 
+from taskchan.stores.cluster import ClusterStore
 from taskchan.stores.configured import get_store
 from taskchan.stores.memory import MemoryStore
 from taskchan.stores.redis import RedisStore
 from taskchan.worker import Worker
 from tests.contract import consumers
 
-STORES = ["redis", "memory"]
+STORES = ["redis", "memory", "cluster"]
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +36,8 @@ async def store(request):
     """A store of each kind, empty."""
     if request.param == "redis":
         s = RedisStore(request.getfixturevalue("redis_url"))
+    elif request.param == "cluster":
+        s = ClusterStore([request.getfixturevalue("cluster").url])
     else:
         s = MemoryStore()
     yield s
@@ -44,11 +48,11 @@ async def store(request):
 
 @pytest.fixture(params=[*STORES, "sharded"])
 def layer_kind(request):
-    """Configure this process's channel layer: the Redis layer, the in-memory one, or
-    the Redis layer sharding taskchan channels over two Redis servers."""
-    request.getfixturevalue({"redis": "use_redis_layer", "memory": "use_memory_layer"}.get(
-        request.param, "use_sharded_layer"
-    ))
+    """Configure this process's channel layer: the Redis layer, the in-memory one, the
+    Redis layer sharding taskchan channels over two Redis servers, or on a Redis Cluster."""
+    request.getfixturevalue({
+        "redis": "use_redis_layer", "memory": "use_memory_layer", "cluster": "use_cluster_layer",
+    }.get(request.param, "use_sharded_layer"))
     return request.param
 
 

@@ -52,15 +52,15 @@ def scheduled_key(channel: str) -> str:
     return KEYS.scheduled(channel)
 
 
-def pending(client, channel: str) -> list[dict]:
-    """The consumer group's pending list (the lease table) for ``channel``."""
+def pending(client, channel: str, keys=KEYS) -> list[dict]:
+    """The consumer group's pending list (the lease table) for ``channel`` (``keys``: ClusterKeys on a cluster)."""
     try:
-        return client.xpending_range(stream_key(channel), GROUP, min="-", max="+", count=10_000)
+        return client.xpending_range(keys.stream(channel), GROUP, min="-", max="+", count=10_000)
     except redis.ResponseError:  # no stream or group yet
         return []
 
 
-def wait_drained(clients, channels, timeout: float = 60) -> None:
+def wait_drained(clients, channels, timeout: float = 60, keys=KEYS) -> None:
     """Wait until no stream of ``channels`` on any of ``clients`` holds an entry or a lease.
 
     Every job recorded is not yet every entry acked: a SIGKILLed worker's
@@ -70,7 +70,7 @@ def wait_drained(clients, channels, timeout: float = 60) -> None:
     soak's final count checks.
     """
     wait_for(
-        lambda: all(not pending(c, ch) and c.xlen(stream_key(ch)) == 0 for c in clients for ch in channels),
+        lambda: all(not pending(c, ch, keys) and c.xlen(keys.stream(ch)) == 0 for c in clients for ch in channels),
         timeout=timeout, message="every stream drained and acked",
     )
 

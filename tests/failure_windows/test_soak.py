@@ -16,7 +16,9 @@ work) and a new one started in its place, until every job is done.  It prints
 ``soak: sent=N processed=N duplicates=D lost=0 kills=K`` and writes the same
 line to test-artifacts/soak-LAYOUT.txt.  The same soak runs with the channel layer
 sharding eight channels over two Redis servers (``two-redis``), where each
-worker reads both hosts.
+worker reads both hosts, and with those eight channels on a Redis Cluster of
+three masters (``cluster``, 1000 jobs unless TASKCHAN_SOAK_JOBS says), where
+each worker reads every master.
 """
 
 import os
@@ -26,36 +28,49 @@ import time
 
 import pytest
 import redis as redis_lib
+import redis.cluster
 
+from taskchan.stores.keys import ClusterKeys
 from tests.conftest import ARTIFACTS, done_records, wait_for
 from tests.failure_windows.helpers import KEYS, Progress, counts, pending, wait_drained, wait_exit
 from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
 JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "2000"))
+CLUSTER_JOBS = int(os.environ.get("TASKCHAN_SOAK_JOBS", "1000"))
 CONCURRENCY = 4
 PREFETCH = 4
 JOB_MS = 20
 
 
 @pytest.mark.timeout(max(600, JOBS // 5))
-@pytest.mark.parametrize("layout", ["one-redis", "two-redis"])
+@pytest.mark.parametrize("layout", ["one-redis", "two-redis", "cluster"])
 def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, redis_client, manage):
     import taskchan
 
+    # The cluster runs six redis-servers beside the workers: a smaller default keeps CI's time.
+    jobs = JOBS if layout != "cluster" else CLUSTER_JOBS
+
     args = ["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)]
+    keys, registry = KEYS, redis_client
     if layout == "one-redis":
         request.getfixturevalue("use_redis_layer")
         channels = [CHANNEL]
         env = {"TASKCHAN_VISIBILITY_TIMEOUT": 1}
         hosts = [redis_client]
+    elif layout == "cluster":
+        cluster = request.getfixturevalue("use_cluster_layer")
+        channels = SHARDED_CHANNELS  # spread over the three masters
+        env = {"TASKCHAN_REDIS_CLUSTER_URL": cluster.url}
+        keys, registry = ClusterKeys("taskchan"), redis.cluster.RedisCluster.from_url(cluster.url, decode_responses=True)
+        hosts = [registry]
     else:
         urls = request.getfixturevalue("use_sharded_layer")
         channels = SHARDED_CHANNELS  # consumers with a 2 s visibility timeout
         env = {"DJANGO_SETTINGS_MODULE": "tests.sharded_settings", "TASKCHAN_SHARD_URLS": ",".join(urls)}
         hosts = [redis_lib.Redis.from_url(url, decode_responses=True) for url in urls]
-    sent = {taskchan.send(channels[n % len(channels)], {"ms": JOB_MS, "n": n}) for n in range(JOBS)}
-    assert len(sent) == JOBS
+    sent = {taskchan.send(channels[n % len(channels)], {"ms": JOB_MS, "n": n}) for n in range(jobs)}
+    assert len(sent) == jobs
 
     def start():
         pattern = CHANNEL if layout == "one-redis" else "taskchan.sh.*"
@@ -63,11 +78,11 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
 
     def serving(proc):
         # Registered by its first heartbeat: startup is over and it holds or fetches work.
-        return any(f":{proc.pid}:" in w for w in redis_client.zrange(KEYS.workers, 0, -1))
+        return any(f":{proc.pid}:" in w for w in registry.zrange(keys.workers, 0, -1))
 
     def all_done():
         # LLEN first: parsing thousands of records on every poll would eat the workers' CPU.
-        if redis_client.llen("t:done") < JOBS:
+        if redis_client.llen("t:done") < jobs:
             return False
         return {r[0] for r in done_records(redis_client)} >= sent
 
@@ -79,12 +94,12 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     progress = Progress(lambda: redis_client.llen("t:done"))
     done_at_kill = 0
     while not all_done():
-        progress.check(f"soak of {JOBS} jobs, {kills} kills")
+        progress.check(f"soak of {jobs} jobs, {kills} kills")
         for w in workers:
             assert w.running, f"a worker died on its own:\n{w.output()[-3000:]}"
         # Kill only a worker that is serving (one killed during startup holds nothing), and
         # only after some work since the last kill (a loaded machine slows the soak instead).
-        worked = progress.since(done_at_kill) >= JOBS / 100
+        worked = progress.since(done_at_kill) >= jobs / 100
         if time.monotonic() >= next_kill and worked and serving(workers[victim]):
             done_at_kill = progress.seen
             workers[victim].kill()
@@ -94,7 +109,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
             next_kill = time.monotonic() + rng.uniform(1.5, 2.5)
         time.sleep(0.05)
 
-    wait_drained(hosts, channels)
+    wait_drained(hosts, channels, keys=keys)
     for w in workers:
         # A worker still starting up has no SIGTERM handler yet: let it finish starting.
         wait_for(lambda w=w: serving(w), timeout=30, message="worker started")
@@ -107,7 +122,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     lost = len(sent - set(done))
     duplicates = sum(done.values()) - len(done)
     line = (
-        f"soak ({layout}): sent={JOBS} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
+        f"soak ({layout}): sent={jobs} processed={processed} duplicates={duplicates} lost={lost} kills={kills}"
     )
     print(line)
     (ARTIFACTS / f"soak-{layout}.txt").write_text(line + "\n")
@@ -121,5 +136,5 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
     assert duplicates <= kills * held, line
     for host in hosts:
         for channel in channels:
-            assert not pending(host, channel)
-            assert host.xlen(KEYS.stream(channel)) == 0
+            assert not pending(host, channel, keys)
+            assert host.xlen(keys.stream(channel)) == 0

@@ -159,3 +159,27 @@ def test_send_reaches_the_replica_the_sentinel_promotes(redis_server_factory, sp
     assert int(master_addr(sentinel)[1]) == replica.port
     assert replica.client.info("replication")["role"] == "master"
     assert replica.client.xlen(STREAM) == 2
+
+
+def test_a_durable_send_through_sentinel_returns_once_the_replica_has_it(redis_server_factory, spawn, settings):
+    master = redis_server_factory()
+    redis_lib.Redis(port=master.port).config_set("repl-diskless-sync-delay", 0)
+    replica = spawn("--replicaof", "127.0.0.1", str(master.port), port=free_port())
+    wait_for(lambda: (_answer(lambda: replica.client.info("replication")) or {}).get("master_link_status") == "up",
+             timeout=15, message="the replica to sync")
+    sentinel = start_sentinel(spawn, master.port)
+    settings.CHANNEL_LAYERS = sentinel_layers(sentinel.port)
+    settings.TASKCHAN_SEND_REPLICAS = 1
+    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.3
+
+    message_id = taskchan.send(CHANNEL, {"n": 1})
+    # Read at once from the replica: the send returned only once it had the message.
+    assert message_id in replica.client.xrange(STREAM)[0][1]["m"]
+
+    replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(taskchan.SendNotReplicated, match="may or may not survive"):
+            taskchan.send(CHANNEL, {"n": 2})
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)
+    assert redis_lib.Redis(port=master.port).xlen(STREAM) == 2  # on the master all the same

@@ -25,6 +25,8 @@ CONTROLLED = (
     "HTTPS",
     "DATABASE_URL",
     "REDIS_URL",
+    "TASKCHAN_REDIS_CLUSTER_URL",
+    "TASKCHAN_SEND_REPLICAS",
     "LOG_LEVEL",
     "TASKCHAN_TEST_DB",
     "TASKCHAN_VISIBILITY_TIMEOUT",
@@ -97,6 +99,36 @@ def test_redis_url_means_the_taskchan_redis_layer_on_that_host():
         "default": {"BACKEND": "taskchan.layers.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
     }
     assert values["CELERY_BROKER_URL"] == url
+
+
+def test_a_cluster_url_puts_taskchan_channels_on_the_cluster_and_websockets_on_redis_url():
+    url, cluster = "redis://redis.internal.example:6390/3", "redis://cluster.internal.example:7000"
+
+    values = project_settings("CHANNEL_LAYERS", TASKCHAN_REDIS_CLUSTER_URL=cluster, REDIS_URL=url)
+
+    assert values["CHANNEL_LAYERS"]["default"]["CONFIG"] == {"hosts": [url], "taskchan_cluster": cluster}
+
+
+def test_a_cluster_url_without_redis_url_is_refused_with_the_reason():
+    result = python("import project.settings", TASKCHAN_REDIS_CLUSTER_URL="redis://cluster.internal.example:7000")
+
+    assert result.returncode != 0
+    assert "TASKCHAN_REDIS_CLUSTER_URL needs REDIS_URL too" in result.stderr
+
+
+def test_the_configured_layer_stores_taskchan_channels_on_the_cluster_without_connecting():
+    code = (
+        "import django; django.setup(); "
+        "from channels.layers import get_channel_layer; layer = get_channel_layer(); "
+        "print(type(layer.taskchan_store).__name__, layer.taskchan_store.url)"
+    )
+
+    # Building the layer opens no connection, so the cluster need not exist.
+    result = python(code, DJANGO_SETTINGS_MODULE="project.settings", REDIS_URL="redis://127.0.0.1:1/0",
+                    TASKCHAN_REDIS_CLUSTER_URL="redis://cluster.internal.example:7000")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ClusterStore", "redis://cluster.internal.example:7000"]
 
 
 def test_the_configured_layer_stores_taskchan_channels_on_the_redis_url():
