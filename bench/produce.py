@@ -39,6 +39,7 @@ from bench.processes import run_queue_wait
 CHANNELS = {
     "taskchan": (TASKCHAN_CHANNEL,),
     "encrypted": (TASKCHAN_CHANNEL,),
+    "nostatus": (TASKCHAN_CHANNEL,),
     "handoff": (HANDOFF_CHANNEL,),
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,

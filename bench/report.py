@@ -31,6 +31,9 @@ RATIOS = {
     "encrypted/taskchan send": ("encrypted", "taskchan", ("send_only", "send_per_s")),
     "encrypted/taskchan p50": ("encrypted", "taskchan", ("latency", "p50_ms")),
     "encrypted/taskchan p99": ("encrypted", "taskchan", ("latency", "p99_ms")),
+    # What keeping every message's status costs (--only taskchan,nostatus): status on / off.
+    "taskchan/status off end-to-end": ("taskchan", "nostatus", ("end_to_end", "jobs_per_s")),
+    "taskchan/status off send": ("taskchan", "nostatus", ("send_only", "send_per_s")),
 }
 #: Redis commands named per row in the CPU table (the busiest by Redis time).
 COMMANDS_SHOWN = 5

@@ -30,7 +30,9 @@ from bench.processes import ROOT
 #: Celery, a Celery worker runs it); "relay": the design not chosen, a taskchan
 #: worker relaying each message to Celery (opt-in: --only ...,relay).
 #: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
-SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
+SYSTEMS = (
+    "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus",
+)
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
 CEILING = "ceiling"
@@ -44,9 +46,10 @@ LABELS = {
     "multi": "taskchan, 4 channels",
     "sharded": "taskchan, 4 channels, 2 Redis",
     "encrypted": "taskchan, encrypted",
+    "nostatus": "taskchan, status off",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted")
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus")
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -56,6 +59,7 @@ QUEUED = {
     "celery": ("llen", CELERY_QUEUE),
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "nostatus": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     **{
@@ -85,7 +89,9 @@ def environments(redis_url: str, workdir: Path, second_url: str | None = None) -
     handoff = dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_handoff")
     envs = {"ceiling": base, "raw": base, "celery": base, "taskchan": taskchan, "multi": taskchan,
             "handoff": handoff, "relay": handoff,
-            "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted")}  # fmt: skip
+            "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted"),
+            # what keeping every message's status costs: the same row with it off
+            "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0")}  # fmt: skip
     if second_url:
         envs["sharded"] = dict(
             taskchan,

@@ -24,6 +24,10 @@ _EXPORTS = {
     "send": "taskchan.producer",
     "asend": "taskchan.producer",
     "send_on_commit": "taskchan.outbox",
+    # Status
+    "status": "taskchan.tracking",
+    "astatus": "taskchan.tracking",
+    "MessageStatus": "taskchan.tracking",
     # Consuming
     "consumer": "taskchan.registry",
     "Message": "taskchan.message",
@@ -39,6 +43,7 @@ _EXPORTS = {
     "StoreRefused": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
     "MissingExtra": "taskchan.exceptions",
+    "ResultNotSerializable": "taskchan.exceptions",
 }
 
 __all__ = [
@@ -46,6 +51,10 @@ __all__ = [
     "send",
     "asend",
     "send_on_commit",
+    # Status
+    "status",
+    "astatus",
+    "MessageStatus",
     # Consuming
     "consumer",
     "Message",
@@ -61,6 +70,7 @@ __all__ = [
     "StoreRefused",
     "NotATaskchanLayer",
     "MissingExtra",
+    "ResultNotSerializable",
     "__version__",
 ]
 
@@ -87,6 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover
         MissingExtra,
         NotATaskchanLayer,
         Reject,
+        ResultNotSerializable,
         Retry,
         StoreRefused,
         StoreUnavailable,
@@ -96,3 +107,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox import send_on_commit
     from .producer import asend, send
     from .registry import consumer
+    from .tracking import MessageStatus, astatus, status

@@ -27,11 +27,16 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "SHUTDOWN_GRACE": (30.0, (int, float), "seconds a stopping worker waits for running jobs"),
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
+    "STATUS_TTL": (3600, (int, float), "seconds every message's status record is kept after its last change (0: none)"),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
     ),
 }
+
+
+#: numeric settings that must be finite and >= 0 (a lifetime, where 0 means off)
+NON_NEGATIVE = frozenset({"STATUS_TTL"})
 
 
 class Settings:
@@ -50,9 +55,14 @@ class Settings:
         except KeyError:
             raise AttributeError(f"unknown taskchan setting {name!r}") from None
         value = getattr(django_settings, f"TASKCHAN_{name}", default)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        if (
+            not isinstance(value, kind)
+            or (isinstance(value, bool) and kind is not bool)
+            or (name in NON_NEGATIVE and not 0 <= value < float("inf"))
+        ):
             raise ImproperlyConfigured(
-                f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
+                f"TASKCHAN_{name} must be {_type_names(kind)}"
+                f"{' (finite and >= 0)' if name in NON_NEGATIVE else ''}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
         self._cache[name] = value

@@ -18,12 +18,13 @@ from redis.exceptions import ResponseError
 
 from . import metrics
 from .conf import settings
-from .consumer_table import handed_off_consumer
+from .consumer_table import get_consumer, handed_off_consumer
 from .handoff import app as handoff_app
 from .handoff import publish as handoff_publish
 from .outgoing import Outgoing, build_outgoing
 from .stores.base import ProducerStore
 from .stores.configured import get_store
+from .tracking import record_ms
 from .transient import TRANSIENT, send_failure, send_retrying
 
 logger = logging.getLogger("taskchan.producer")
@@ -39,11 +40,18 @@ def checked_outgoing(
     return outgoing
 
 
-def _store_options(delay_ms, idempotency_key) -> dict:
+def status_ms(channel: str) -> int:
+    """How long ``channel``'s messages keep a status record: its consumer's, where this process has it."""
+    consumer = get_consumer(channel)
+    return consumer.status_ms if consumer is not None else record_ms()
+
+
+def _store_options(channel, delay_ms, idempotency_key) -> dict:
     return {
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,
         "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
+        "status_ms": status_ms(channel),
     }
 
 
@@ -54,7 +62,7 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
         return handoff_publish.publish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(delay_ms, idempotency_key)
+    options = _store_options(channel, delay_ms, idempotency_key)
     try:
         try:
             return metrics.sent(channel, store.send(channel, raw, message_id, **options))
@@ -71,7 +79,7 @@ async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=
         return await handoff_publish.apublish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(delay_ms, idempotency_key)
+    options = _store_options(channel, delay_ms, idempotency_key)
     try:
         try:
             return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))

@@ -18,7 +18,8 @@ from typing import Any
 from . import producer
 from .conf import settings
 from .consumer_table import add, all_consumers, get_consumer, unregister
-from .envelope import check_max_attempts, validate_channel
+from .envelope import check_max_attempts, check_seconds, validate_channel
+from .tracking import record_ms
 
 __all__ = ["Consumer", "UnknownPattern", "all_consumers", "consumer", "expand", "get_consumer", "unregister"]
 
@@ -38,6 +39,7 @@ class Consumer:
     backoff: Any = None  # a tenacity wait strategy; None means retry.DEFAULT_BACKOFF
     visibility_timeout_option: float | None = None
     handoff: str | None = None
+    result_ttl: float | None = None  # seconds the return value (JSON) is kept in the status record
 
     @property
     def name(self) -> str:
@@ -55,6 +57,11 @@ class Consumer:
     @property
     def visibility_timeout(self) -> float:
         return float(self.visibility_timeout_option or settings.VISIBILITY_TIMEOUT)
+
+    @property
+    def status_ms(self) -> int:
+        """Milliseconds its messages' status records live (0: none kept)."""
+        return record_ms(self.result_ttl)
 
     def __call__(self, message):
         return self.func(message)
@@ -74,8 +81,14 @@ def consumer(
     backoff: Any = None,
     visibility_timeout: float | None = None,
     handoff: str | None = None,
+    result_ttl: float | None = None,
 ) -> Callable[[Callable[..., Any]], Consumer]:
-    """Register the decorated function (plain or ``async def``) as the consumer of ``channel``."""
+    """Register the decorated function (plain or ``async def``) as the consumer of ``channel``.
+
+    ``result_ttl`` (seconds) keeps each message's JSON return value in its
+    status record (``taskchan.status(id).result``) that long; a return value
+    JSON cannot hold then fails the attempt (ResultNotSerializable).
+    """
     validate_channel(channel)
     check_max_attempts(max_attempts)
     if visibility_timeout is not None and (
@@ -84,13 +97,14 @@ def consumer(
         or not 0 < visibility_timeout < math.inf
     ):
         raise ValueError(f"visibility_timeout must be a positive number of seconds, got {visibility_timeout!r}")
+    check_seconds("result_ttl", result_ttl)
     if backoff is not None and not callable(backoff):
         raise TypeError("backoff must be a tenacity wait strategy, e.g. tenacity.wait_exponential_jitter()")
     if handoff not in HANDOFFS:
         raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
 
     def register(func: Callable[..., Any]) -> Consumer:
-        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff))
+        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff, result_ttl))
 
     return register
 

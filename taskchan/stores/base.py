@@ -20,6 +20,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(slots=True)
+class StatusNote:
+    """Fields to merge into message ``message_id``'s status record (``P:st:ID``), which then
+    lives ``ttl_ms`` more.  What the fields mean is ``taskchan/tracking.py``'s business: a store
+    only merges them (HSET) and sets the lifetime, in the step it is given them with."""
+
+    message_id: str
+    fields: dict[str, str]
+    ttl_ms: int
+
+
+def merged_notes(notes) -> list[StatusNote]:
+    """``notes`` with those of one message merged (a start and a success acked together: one write)."""
+    by_id: dict[str, StatusNote] = {}
+    for note in notes:
+        if note is None:
+            continue
+        seen = by_id.get(note.message_id)
+        if seen is None:
+            by_id[note.message_id] = StatusNote(note.message_id, dict(note.fields), note.ttl_ms)
+        else:
+            seen.fields.update(note.fields)
+            seen.ttl_ms = max(seen.ttl_ms, note.ttl_ms)
+    return list(by_id.values())
+
+
 @dataclass(slots=True, eq=False)
 class Delivery:
     """One leased message as a worker holds it."""
@@ -41,6 +67,9 @@ class Delivery:
     # fields, cannot be decrypted, ...), or None.  The worker dead-letters such
     # a delivery as malformed, with ``raw`` as the text kept for the admin.
     unreadable: str | None = None
+    # The status record's update written with this delivery's ack (its success
+    # or dead letter), or None (``taskchan/tracking.py`` builds it).
+    note: StatusNote | None = None
 
     @property
     def key(self) -> tuple[int, str, str]:
@@ -95,24 +124,37 @@ class ProducerStore:
 
     # -- sending --------------------------------------------------------------
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+    def send(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0
+    ) -> str:
         """Store one envelope (``raw``, plain JSON) atomically; return its id.
 
         ``delay_ms`` > 0 schedules it instead of queueing it.  With an
         ``idempotency_key`` already held for ``channel``, nothing is stored and
         the earlier message's id is returned; otherwise the key is held for
-        ``delay_ms + idempotency_ms``.
+        ``delay_ms + idempotency_ms``.  ``status_ms`` > 0 starts the message's
+        status record (channel, enqueued, due) in the same step, kept that long.
         """
         raise NotImplementedError
 
-    async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+    async def asend(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0
+    ) -> str:
         """``send`` from async code: same arguments, same result."""
         raise NotImplementedError
 
-    def send_many(self, items: list[tuple[str, str, str]]) -> None:
+    def send_many(self, items: list[tuple[str, str, str]], status_ms: int = 0) -> None:
         """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
         for channel, raw, message_id in items:
-            self.send(channel, raw, message_id)
+            self.send(channel, raw, message_id, status_ms=status_ms)
+
+    async def status_record(self, message_id: str) -> dict[str, str] | None:
+        """Message ``message_id``'s status record (its fields as written), or None when there is none.
+
+        A sharded store asks every host: the record lives with the message, on
+        its channel's home (``keys.py``), and the caller knows no channel.
+        """
+        raise NotImplementedError
 
     # -- routing: one store holds every channel unless it is sharded -------------
 
@@ -205,14 +247,19 @@ class WorkerStore:
         """Lease up to ``count`` new messages per channel to ``consumer``, waiting up to ``block_ms`` for one."""
         raise NotImplementedError
 
-    async def ack(self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0):
+    async def ack(
+        self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0, notes=()
+    ):
         """Finish ``deliveries``: delete them, count them under ``outcome`` (``processed`` or ``failed``),
-        and keep their idempotency keys for ``idempotency_ms`` more."""
+        and keep their idempotency keys for ``idempotency_ms`` more.  In the same round trip, write
+        each delivery's ``note`` and the ``notes`` (StatusNote: attempts that started) to the status
+        records; with no deliveries, only the notes."""
         raise NotImplementedError
 
-    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0) -> bool:
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None) -> bool:
         """Replace a leased delivery by ``raw`` (its next attempt's envelope), due in ``delay_ms``, in
-        one step; False when it was no longer leased (another worker holds it now)."""
+        one step; False when it was no longer leased (another worker holds it now).  ``note``
+        (the failed attempt, for the status record) is written in the same round trip."""
         raise NotImplementedError
 
     async def hand_back(self, deliveries: list[Delivery]) -> int:

@@ -39,10 +39,11 @@ from .keys import (
 )
 from .redis_handoff import RedisHandoff
 from .redis_readings import RedisReadings
+from .redis_status import RedisStatus, queue_notes
 
 SCRIPT_NAMES = (
     "send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget",
-    "handoff_claim", "handoff_release",
+    "handoff_claim", "handoff_release", "status",
 )
 
 
@@ -77,7 +78,7 @@ def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclai
     return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
 
 
-class RedisStore(RedisReadings, RedisHandoff, StoreBase):
+class RedisStore(RedisReadings, RedisStatus, RedisHandoff, StoreBase):
     def __init__(self, host: Any, prefix: str = "taskchan", codec: Codec = PLAIN):
         # Every envelope is sealed on its way in and unsealed on its way out
         # (codec.py): above this class, text is always plain.
@@ -170,18 +171,21 @@ class RedisStore(RedisReadings, RedisHandoff, StoreBase):
 
     # -- producer -----------------------------------------------------------
 
-    def _send_args(self, channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms):
-        keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channels]
+    def _send_args(self, channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms, status_ms):
+        keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channels, self.keys.status(message_id)]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(channel, idempotency_key))
-        return keys, [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
+        args = [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
+        return keys, [*args, int(status_ms)]
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0):
+        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms, status_ms)
         return self._sync_send(keys=keys, args=args)
 
-    async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+    async def asend(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0
+    ):
+        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms, status_ms)
         _client, scripts = self._aclient()
         return await scripts["send"](keys=keys, args=args)
 
@@ -189,13 +193,13 @@ class RedisStore(RedisReadings, RedisHandoff, StoreBase):
     #: bytes are a few MB, well within what one pipeline should carry
     SEND_MANY_PIPELINE = 10_000
 
-    def send_many(self, items):
+    def send_many(self, items, status_ms=0):
         # The admin's bulk retry: thousands of sends, one pipelined round trip
         # per SEND_MANY_PIPELINE instead of one each.
         for start in range(0, len(items), self.SEND_MANY_PIPELINE):
             pipe = self.client.pipeline(transaction=False)
             for channel, raw, message_id in items[start : start + self.SEND_MANY_PIPELINE]:
-                keys, args = self._send_args(channel, raw, message_id, 0, None, 0)
+                keys, args = self._send_args(channel, raw, message_id, 0, None, 0, status_ms)
                 self._sync_send(keys=keys, args=args, client=pipe)
             pipe.execute()
 
@@ -241,10 +245,10 @@ class RedisStore(RedisReadings, RedisHandoff, StoreBase):
                 deliveries.append(self._delivery(channel, entry_id, fields))
         return deliveries
 
-    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
-        if not deliveries:
+    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0, notes=()):
+        if not deliveries and not notes:
             return
-        client, _ = self._aclient()
+        client, scripts = self._aclient()
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
             by_channel.setdefault(delivery.channel, []).append(delivery)
@@ -261,19 +265,25 @@ class RedisStore(RedisReadings, RedisHandoff, StoreBase):
             for d in batch:
                 if d.idempotency_key is not None:
                     pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
+        await queue_notes(pipe, scripts["status"], self.keys, [*notes, *(d.note for d in deliveries)])
         for reply in await pipe.execute(raise_on_error=False):
             # A stream replaced by a key of another type holds nothing to ack
             # (the worker sets that channel aside); any other error fails the batch.
             if isinstance(reply, Exception) and "WRONGTYPE" not in str(reply):
                 raise reply
 
-    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
-        _, scripts = self._aclient()
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None):
+        client, scripts = self._aclient()
         keys = [self.keys.stream(delivery.channel), self.keys.scheduled(delivery.channel)]
         if delivery.idempotency_key is not None:
             keys.append(self.keys.idempotency(delivery.channel, delivery.idempotency_key))
         args = [GROUP, delivery.entry_id, self.codec.seal(raw), int(delay_ms), int(idempotency_ms)]
-        return bool(await scripts["reschedule"](keys=keys, args=args))
+        if note is None:
+            return bool(await scripts["reschedule"](keys=keys, args=args))
+        pipe = client.pipeline(transaction=False)  # the status update rides in the same round trip
+        await scripts["reschedule"](keys=keys, args=args, client=pipe)
+        await queue_notes(pipe, scripts["status"], self.keys, [note])
+        return bool((await pipe.execute())[0])
 
     async def hand_back(self, deliveries):
         _, scripts = self._aclient()

@@ -126,12 +126,23 @@ class ShardedStore(ProducerStore, HandoffStore):
     async def asend(self, channel, raw, message_id, **options):
         return await self.home(channel).asend(channel, raw, message_id, **options)
 
-    def send_many(self, items):
+    def send_many(self, items, status_ms=0):
         by_home: dict[int, list] = {}
         for item in items:
             by_home.setdefault(shard_index(item[0], len(self.active)), []).append(item)
         for index, batch in by_home.items():
-            self.shards[index].send_many(batch)
+            self.shards[index].send_many(batch, status_ms)
+
+    async def status_record(self, message_id):
+        # The record lives with its message, on whichever host holds that (its
+        # channel's home, or an old home being drained): ask them all at once.
+        answered, unreachable = await self._per_host(lambda store: store.status_record(message_id))
+        for _store, record in answered:
+            if record:
+                return record
+        if unreachable:  # it may be on a host that does not answer: say so rather than "unknown"
+            raise RedisError(f"cannot read status from {', '.join(where for where, _ in unreachable)}")
+        return None
 
     # -- Celery hand-off: each channel's keys live on its home host ----------
 

@@ -6,13 +6,16 @@ then ``call`` or ``acall``; the ``Outcome`` goes to settling (``settle.py``).
 
 from __future__ import annotations
 
+import json
 import traceback as traceback_module
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import close_old_connections
 
 from .. import metrics, outcome
 from ..envelope import Envelope, MalformedEnvelope, decode
+from ..exceptions import ResultNotSerializable
 from ..message import Message
 from ..registry import Consumer
 from ..stores.base import Delivery
@@ -34,6 +37,7 @@ class Outcome:
     worker_lost: bool = False  # earlier deliveries died with their worker
     skipped: bool = False  # a reclaimed delivery another worker took before it started
     duration: float = 0.0  # seconds the consumer ran
+    result: str | None = None  # the return value's JSON, when the consumer keeps it (result_ttl)
 
     @property
     def runnable(self) -> bool:
@@ -70,12 +74,26 @@ def prepare(delivery: Delivery, consumer: Consumer) -> Outcome:
     return result
 
 
+def kept(result: Outcome, value: Any) -> None:
+    """Keep the consumer's return value as JSON where it asked to (``result_ttl``); one JSON
+    cannot hold raises ResultNotSerializable, which fails the attempt like any exception."""
+    if not result.consumer.result_ttl:
+        return
+    try:
+        result.result = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ResultNotSerializable(
+            f"{result.consumer.name} returned a {type(value).__name__} that JSON cannot hold ({exc}); "
+            "return plain values (str, int, float, bool, None, list, dict with str keys)."
+        ) from None
+
+
 def call(result: Outcome) -> None:
     """In a job thread: run a plain consumer; its exception is its outcome."""
     channel = result.delivery.channel
     started = metrics.job_started(channel, result.envelope.sent_at)
     try:
-        result.consumer.func(Message(result.envelope, result.attempt))
+        kept(result, result.consumer.func(Message(result.envelope, result.attempt)))
         result.ok = True
     except Exception as exc:
         result.exc = exc
@@ -94,7 +112,7 @@ async def acall(result: Outcome) -> None:
     channel = result.delivery.channel
     started = metrics.job_started(channel, result.envelope.sent_at)
     try:
-        await result.consumer.func(Message(result.envelope, result.attempt))
+        kept(result, await result.consumer.func(Message(result.envelope, result.attempt)))
         result.ok = True
     except Exception as exc:
         result.exc = exc

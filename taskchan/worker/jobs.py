@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import queue
 import threading
@@ -28,8 +29,9 @@ from collections.abc import Callable
 import tenacity
 from redis.exceptions import RedisError
 
+from .. import tracking
 from ..registry import Consumer
-from ..stores.base import Delivery
+from ..stores.base import Delivery, StatusNote
 from . import attempt, lifeline
 from .attempt import Outcome
 from .outage import redis_retrying, retry_redis
@@ -52,11 +54,13 @@ class JobThreads:
         consumers: dict[str, Consumer],
         charge: Callable[[Delivery], bool],
         settle: Callable[[Outcome], None],
+        started: Callable[[Outcome], None],
     ):
         self._count = count
         self._consumers = consumers
         self._charge = charge
         self._settle = settle
+        self._started = started
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._outcomes: collections.deque[Outcome] = collections.deque()
@@ -92,6 +96,7 @@ class JobThreads:
             if delivery.reclaimed and result.runnable:
                 result.skipped = not self._charge(delivery)
             if result.runnable:
+                self._started(result)
                 # The consumer's exceptions are its outcome; anything that
                 # escapes here ends the thread, and lifeline.py the process.
                 attempt.call(result)
@@ -156,11 +161,13 @@ class AsyncRunners:
         charge,
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
+        started: Callable[[Outcome], None],
     ):
         self._count = count
         self._consumers = consumers
         self._charge = charge  # async: whether a reclaimed delivery may start
         self._settle = settle
+        self._started = started
         self._stopping = stopping
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._idle: set[asyncio.Task] = set()  # runners waiting for a job: they hold none
@@ -188,6 +195,7 @@ class AsyncRunners:
             if delivery.reclaimed and result.runnable:
                 result.skipped = not await self._charge(delivery)
             if result.runnable:
+                self._started(result)
                 await attempt.acall(result)
             self._settle(result)
 
@@ -218,14 +226,19 @@ class Jobs:
         consumer_name: str,
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
+        note: Callable[[int, StatusNote], None],
     ):
         self._consumers = consumers
         self._partitions = partitions
         self._consumer_name = consumer_name
+        self._note = note  # from any thread: a status note for the batched ack (acker.py)
+        self._worker_json = json.dumps(consumer_name)  # our id in every start note (tracking.start_note)
         has_sync = any(not c.is_async for c in consumers.values())
         has_async = any(c.is_async for c in consumers.values())
-        self._threads = JobThreads(concurrency if has_sync else 0, consumers, self._charge, settle)
-        self._runners = AsyncRunners(concurrency if has_async else 0, consumers, self._acharge, settle, stopping)
+        self._threads = JobThreads(concurrency if has_sync else 0, consumers, self._charge, settle, self._started)
+        self._runners = AsyncRunners(
+            concurrency if has_async else 0, consumers, self._acharge, settle, stopping, self._started
+        )
 
     def start(self, watched, on_death) -> list[asyncio.Task]:
         """Start the job threads and runner tasks (each watched: lifeline.py); the runner tasks."""
@@ -265,6 +278,13 @@ class Jobs:
     def unstarted(self) -> list[Delivery]:
         """After ``finish``: what was leased and never started, to hand back."""
         return [*self._threads.unstarted(), *self._runners.unstarted()]
+
+    def _started(self, result: Outcome) -> None:
+        """From a job thread or runner, as an attempt starts: its status note, sent with the next acks."""
+        ttl_ms = result.consumer.status_ms
+        if ttl_ms:
+            note = tracking.start_note(result.envelope.id, result.attempt, self._worker_json, ttl_ms)
+            self._note(result.delivery.shard, note)
 
     def _charge(self, delivery: Delivery) -> bool:
         """From a job thread: record that a reclaimed delivery starts (one round trip).

@@ -159,7 +159,7 @@ class Worker:
         self._settler = Settler(self._partitions, self._leases, self._bookkeeping, self.tally)
         self._jobs = Jobs(
             self._consumers, self.concurrency, self._partitions, self.consumer_name, self._settler.settle,
-            self._stopping,
+            self._stopping, self._acker.note,
         )
         self._maintenance = Maintenance(
             self._partitions, self._leases, self._bookkeeping, refresh=self._refresh_partitions,
