@@ -340,3 +340,23 @@ def check_celery_extra(app_configs, **kwargs):
         for channel, entry in sorted(registry.all_consumers().items())
         if entry.handoff == "celery"
     ]
+
+
+@checks.register()
+def check_tasks_backend_django_version(app_configs, **kwargs):
+    """TASKS names the taskchan backend on a Django without django.tasks (5.2) (E023)."""
+    from .compat import HAS_DJANGO_TASKS
+
+    tasks = getattr(settings, "TASKS", {})
+    if HAS_DJANGO_TASKS or not isinstance(tasks, dict):
+        return []
+    return [
+        checks.Error(
+            f"TASKS[{alias!r}] uses taskchan.backend.TaskchanBackend, a django.tasks backend, "
+            "which needs Django 6.0 or later.",
+            hint="Upgrade Django, or send with taskchan.send() and @taskchan.consumer.",
+            id="taskchan.E023",
+        )
+        for alias, params in sorted(tasks.items())
+        if isinstance(params, dict) and params.get("BACKEND") == "taskchan.backend.TaskchanBackend"
+    ]

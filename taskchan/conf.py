@@ -28,6 +28,9 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
     "STATUS_TTL": (3600, (int, float), "seconds every message's status record is kept after its last change (0: none)"),
+    "RESULT_TTL": (
+        86400, (int, float), "seconds a django.tasks result (the taskchan backend's) is kept after its last change",
+    ),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
@@ -36,7 +39,7 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
 
 
 #: numeric settings that must be finite and >= 0 (a lifetime, where 0 means off)
-NON_NEGATIVE = frozenset({"STATUS_TTL"})
+NON_NEGATIVE = frozenset({"STATUS_TTL", "RESULT_TTL"})
 
 
 class Settings:

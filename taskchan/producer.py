@@ -46,23 +46,29 @@ def status_ms(channel: str) -> int:
     return consumer.status_ms if consumer is not None else record_ms()
 
 
-def _store_options(channel, delay_ms, idempotency_key) -> dict:
-    return {
+def _store_options(channel, delay_ms, idempotency_key, record) -> dict:
+    options = {
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,
         "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
         "status_ms": status_ms(channel),
     }
+    if record is not None:
+        options["record"] = record
+    return options
 
 
-def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
-    """Store an already validated envelope, retrying a Redis that does not answer."""
+def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None) -> str:
+    """Store an already validated envelope, retrying a Redis that does not answer.
+
+    ``record``: text kept in the message's status record (``tracking.py``, field ``x``).
+    """
     store = store or get_store()
     if (consumer := handed_off_consumer(channel)) is not None and handoff_app.active(store):
         return handoff_publish.publish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(channel, delay_ms, idempotency_key)
+    options = _store_options(channel, delay_ms, idempotency_key, record)
     try:
         try:
             return metrics.sent(channel, store.send(channel, raw, message_id, **options))
@@ -73,13 +79,15 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
         raise send_failure(store, channel, exc) from exc
 
 
-async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
+async def asend_stored(
+    channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None
+) -> str:
     store = store or get_store()
     if (consumer := handed_off_consumer(channel)) is not None and handoff_app.active(store):
         return await handoff_publish.apublish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(channel, delay_ms, idempotency_key)
+    options = _store_options(channel, delay_ms, idempotency_key, record)
     try:
         try:
             return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))

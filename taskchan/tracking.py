@@ -21,6 +21,8 @@ field     meaning                                          written by
 ``fin``   finished at, unix s                              same
 ``r``     the consumer's return value, JSON                a success, when the consumer keeps it
 ``p``     progress, JSON (reserved for progress reports)   not written yet
+``x``     what the sender keeps (sealed like envelopes)    send.lua (``send_stored(record=)``;
+                                                           the django.tasks backend: task, args)
 ========  ===============================================  =====================================
 
 No field is ever written by a round trip of its own: send.lua starts the
@@ -82,6 +84,7 @@ class MessageStatus:
     result: Any = None  # the consumer's JSON return value, where kept (``has_result``)
     has_result: bool = False
     progress: Any = None  # reserved for progress reports
+    kept: str | None = None  # what the sender kept in the record (``x``), as text
 
 
 # -- how long records live ------------------------------------------------------
@@ -173,6 +176,7 @@ def read(message_id: str, record: dict[str, str] | None, now: float | None = Non
         has_result="r" in record,
         result=_json(record.get("r")),
         progress=_json(record.get("p")),
+        kept=record.get("x"),
     )
     if starts:
         status.started_at = _when(starts[min(starts)][0])

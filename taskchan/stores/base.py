@@ -125,7 +125,8 @@ class ProducerStore:
     # -- sending --------------------------------------------------------------
 
     def send(
-        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
     ) -> str:
         """Store one envelope (``raw``, plain JSON) atomically; return its id.
 
@@ -133,12 +134,14 @@ class ProducerStore:
         ``idempotency_key`` already held for ``channel``, nothing is stored and
         the earlier message's id is returned; otherwise the key is held for
         ``delay_ms + idempotency_ms``.  ``status_ms`` > 0 starts the message's
-        status record (channel, enqueued, due) in the same step, kept that long.
+        status record (channel, enqueued, due) in the same step, kept that long,
+        with ``record`` (text, sealed like the envelope) in its ``x`` field.
         """
         raise NotImplementedError
 
     async def asend(
-        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
     ) -> str:
         """``send`` from async code: same arguments, same result."""
         raise NotImplementedError
@@ -149,7 +152,7 @@ class ProducerStore:
             self.send(channel, raw, message_id, status_ms=status_ms)
 
     async def status_record(self, message_id: str) -> dict[str, str] | None:
-        """Message ``message_id``'s status record (its fields as written), or None when there is none.
+        """Message ``message_id``'s status record (its fields as written, ``x`` unsealed), or None when there is none.
 
         A sharded store asks every host: the record lives with the message, on
         its channel's home (``keys.py``), and the caller knows no channel.

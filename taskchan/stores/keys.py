@@ -31,9 +31,10 @@ key                        type    lifetime                             written 
                                                                          host, channels, started
 ``P:st:ID``                HASH    TASKCHAN_STATUS_TTL after its last   send.lua (channel, enqueued, due);
                                    write (PEXPIRE on every write; a     the worker's batched ack pipeline
-                                   consumer's result_ttl if longer)     (attempt starts, success, dead
-                                                                         letter), reschedule (retry); the
-                                                                         fields: ``taskchan/tracking.py``
+                                   consumer's result_ttl if longer)     (status.lua: attempt starts,
+                                                                         success, dead letter), reschedule's
+                                                                         pipeline (retry); the fields:
+                                                                         ``taskchan/tracking.py``
 ``P:cel:ID:N``             STRING  until attempt N+1 ends; 7-day TTL    Celery side of the hand-off
                                                                          (``redis_handoff.py``, INCR when
                                                                          it starts): starts of attempt N+1

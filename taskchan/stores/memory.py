@@ -64,7 +64,10 @@ class MemoryStore(StoreBase):
 
     # -- producer -----------------------------------------------------------
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0):
+    def send(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
+    ):
         now = time.time()
         with self._lock:
             if idempotency_key is not None:
@@ -82,8 +85,10 @@ class MemoryStore(StoreBase):
                 self._add(ch, raw)
             if status_ms > 0:  # the fields send.lua writes
                 now_ms = int(now * 1000)
-                record = {"ch": channel, "q": str(now_ms), "due": str(now_ms + int(delay_ms))}
-                self._status[message_id] = (record, now + status_ms / 1000)
+                fields = {"ch": channel, "q": str(now_ms), "due": str(now_ms + int(delay_ms))}
+                if record is not None:
+                    fields["x"] = record
+                self._status[message_id] = (fields, now + status_ms / 1000)
         self._wake()
         return message_id
 

@@ -171,21 +171,22 @@ class RedisStore(RedisReadings, RedisStatus, RedisHandoff, StoreBase):
 
     # -- producer -----------------------------------------------------------
 
-    def _send_args(self, channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms, status_ms):
+    def _send_args(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
+    ):
         keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channels, self.keys.status(message_id)]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(channel, idempotency_key))
         args = [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
-        return keys, [*args, int(status_ms)]
+        return keys, [*args, int(status_ms), *(() if record is None else (self.codec.seal(record),))]
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0):
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms, status_ms)
+    def send(self, channel, raw, message_id, **options):
+        keys, args = self._send_args(channel, raw, message_id, **options)
         return self._sync_send(keys=keys, args=args)
 
-    async def asend(
-        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0
-    ):
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms, status_ms)
+    async def asend(self, channel, raw, message_id, **options):
+        keys, args = self._send_args(channel, raw, message_id, **options)
         _client, scripts = self._aclient()
         return await scripts["send"](keys=keys, args=args)
 
@@ -199,7 +200,7 @@ class RedisStore(RedisReadings, RedisStatus, RedisHandoff, StoreBase):
         for start in range(0, len(items), self.SEND_MANY_PIPELINE):
             pipe = self.client.pipeline(transaction=False)
             for channel, raw, message_id in items[start : start + self.SEND_MANY_PIPELINE]:
-                keys, args = self._send_args(channel, raw, message_id, 0, None, 0, status_ms)
+                keys, args = self._send_args(channel, raw, message_id, status_ms=status_ms)
                 self._sync_send(keys=keys, args=args, client=pipe)
             pipe.execute()
 

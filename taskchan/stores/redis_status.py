@@ -9,6 +9,7 @@ this module only merges them and keeps the record alive.
 from __future__ import annotations
 
 from .base import merged_notes
+from .codec import Unreadable
 
 
 async def queue_notes(pipe, script, keys, notes) -> None:
@@ -31,4 +32,9 @@ class RedisStatus:
     async def status_record(self, message_id):
         client, _ = self._aclient()
         record = await client.hgetall(self.keys.status(message_id))
+        if "x" in record:  # the sender's text, sealed like envelopes
+            try:
+                record["x"] = self.codec.unseal(record["x"])
+            except Unreadable:
+                del record["x"]
         return record or None

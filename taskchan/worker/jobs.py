@@ -44,6 +44,17 @@ OUTCOME_BATCH = 16
 
 _STOP = object()  # tells a job thread to exit
 
+_current = threading.local()  # in a job thread: the worker's loop and id (``running_in``)
+
+
+def running_in() -> tuple[asyncio.AbstractEventLoop, str] | None:
+    """In a job thread: (the worker's event loop, the worker's id); None anywhere else.
+
+    A plain consumer that must run a coroutine on the worker's loop (the
+    django.tasks backend's async tasks) hands it there and waits.
+    """
+    return getattr(_current, "worker", None)
+
 
 class JobThreads:
     """Plain consumers' threads, and the outcome queue back to the loop."""
@@ -55,12 +66,14 @@ class JobThreads:
         charge: Callable[[Delivery], bool],
         settle: Callable[[Outcome], None],
         started: Callable[[Outcome], None],
+        worker_id: str = "",
     ):
         self._count = count
         self._consumers = consumers
         self._charge = charge
         self._settle = settle
         self._started = started
+        self._worker_id = worker_id
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._outcomes: collections.deque[Outcome] = collections.deque()
@@ -85,6 +98,7 @@ class JobThreads:
         self._queue.put(delivery)
 
     def _main(self) -> None:
+        _current.worker = (self._loop, self._worker_id)
         while True:
             delivery = self._queue.get()
             if delivery is _STOP:
@@ -235,7 +249,9 @@ class Jobs:
         self._worker_json = json.dumps(consumer_name)  # our id in every start note (tracking.start_note)
         has_sync = any(not c.is_async for c in consumers.values())
         has_async = any(c.is_async for c in consumers.values())
-        self._threads = JobThreads(concurrency if has_sync else 0, consumers, self._charge, settle, self._started)
+        self._threads = JobThreads(
+            concurrency if has_sync else 0, consumers, self._charge, settle, self._started, consumer_name
+        )
         self._runners = AsyncRunners(
             concurrency if has_async else 0, consumers, self._acharge, settle, stopping, self._started
         )

@@ -7,6 +7,8 @@
 -- ARGV[1] envelope JSON   ARGV[2] message id   ARGV[3] delay, ms (0: now)
 -- ARGV[4] idempotency key lifetime, ms   ARGV[5] channel name
 -- ARGV[6] status record lifetime, ms (0: no record)
+-- ARGV[7] (optional) what the sender keeps in the record's 'x' field (the
+--         django.tasks backend: the task and its arguments, for get_result)
 -- Returns the message id: ARGV[2], or the earlier message's id when the
 -- idempotency key is already held (then nothing is stored).
 -- Nothing is half-written: a script's writes are not undone when a later
@@ -43,6 +45,9 @@ if status_ms > 0 then
   -- A message id is new, but a record of that name left by anything else is replaced.
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[4], 'ch', ARGV[5], 'q', now, 'due', now + delay)
+  if ARGV[7] then
+    redis.call('HSET', KEYS[4], 'x', ARGV[7])
+  end
   redis.call('PEXPIRE', KEYS[4], status_ms)
 end
 return ARGV[2]
