@@ -84,7 +84,8 @@ def job_status(request, message_id):
 @require_POST
 def enqueue_task(request):
     """Enqueue the django.tasks demo task ``count_words`` with form field ``text``; 202 with its result id."""
-    from project.task_demo import count_words  # django.tasks: Django 6.0+ (the URL exists only there)
+    # django.tasks is Django 6.0+ (the URL exists only there): imported on use
+    from project.task_demo import count_words
 
     text = request.POST.get("text", "")
     if not text.strip() or len(text) > MAX_TEXT_LENGTH:

@@ -24,6 +24,8 @@ _EXPORTS = {
     "send": "taskchan.producer",
     "asend": "taskchan.producer",
     "send_on_commit": "taskchan.outbox",
+    "send_many": "taskchan.bulk",
+    "asend_many": "taskchan.bulk",
     # Status
     "status": "taskchan.tracking",
     "astatus": "taskchan.tracking",
@@ -51,6 +53,8 @@ __all__ = [
     "send",
     "asend",
     "send_on_commit",
+    "send_many",
+    "asend_many",
     # Status
     "status",
     "astatus",
@@ -89,6 +93,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .bulk import asend_many, send_many
     from .exceptions import (
         ContentNotSerializable,
         InvalidChannelName,

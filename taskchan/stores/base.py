@@ -146,10 +146,10 @@ class ProducerStore:
         """``send`` from async code: same arguments, same result."""
         raise NotImplementedError
 
-    def send_many(self, items: list[tuple[str, str, str]], status_ms: int = 0) -> None:
-        """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
-        for channel, raw, message_id in items:
-            self.send(channel, raw, message_id, status_ms=status_ms)
+    def send_many(self, items: list[tuple[str, str, str, dict]]) -> list[str]:
+        """Store ``(channel, envelope JSON, message id, send options)`` items, each as ``send`` would
+        (the same atomic step), in as few round trips as the store can; return their ids in order."""
+        return [self.send(channel, raw, message_id, **options) for channel, raw, message_id, options in items]
 
     async def status_record(self, message_id: str) -> dict[str, str] | None:
         """Message ``message_id``'s status record (its fields as written, ``x`` unsealed), or None when there is none.

@@ -194,15 +194,17 @@ class RedisStore(RedisReadings, RedisStatus, RedisHandoff, StoreBase):
     #: bytes are a few MB, well within what one pipeline should carry
     SEND_MANY_PIPELINE = 10_000
 
-    def send_many(self, items, status_ms=0):
-        # The admin's bulk retry: thousands of sends, one pipelined round trip
-        # per SEND_MANY_PIPELINE instead of one each.
+    def send_many(self, items):
+        # Bulk sends (send_many, the admin's bulk retry, the outbox sweep):
+        # one pipelined round trip per SEND_MANY_PIPELINE instead of one each.
+        ids = []
         for start in range(0, len(items), self.SEND_MANY_PIPELINE):
             pipe = self.client.pipeline(transaction=False)
-            for channel, raw, message_id in items[start : start + self.SEND_MANY_PIPELINE]:
-                keys, args = self._send_args(channel, raw, message_id, status_ms=status_ms)
+            for channel, raw, message_id, options in items[start : start + self.SEND_MANY_PIPELINE]:
+                keys, args = self._send_args(channel, raw, message_id, **options)
                 self._sync_send(keys=keys, args=args, client=pipe)
-            pipe.execute()
+            ids += pipe.execute()
+        return ids
 
     # -- worker -------------------------------------------------------------
 

@@ -126,12 +126,17 @@ class ShardedStore(ProducerStore, HandoffStore):
     async def asend(self, channel, raw, message_id, **options):
         return await self.home(channel).asend(channel, raw, message_id, **options)
 
-    def send_many(self, items, status_ms=0):
-        by_home: dict[int, list] = {}
-        for item in items:
-            by_home.setdefault(shard_index(item[0], len(self.active)), []).append(item)
-        for index, batch in by_home.items():
-            self.shards[index].send_many(batch, status_ms)
+    def send_many(self, items):
+        by_home: dict[int, list[int]] = {}  # shard -> positions in items
+        for position, item in enumerate(items):
+            by_home.setdefault(shard_index(item[0], len(self.active)), []).append(position)
+        ids = [""] * len(items)
+        for index, positions in by_home.items():  # one pipeline per host
+            for position, message_id in zip(
+                positions, self.shards[index].send_many([items[p] for p in positions]), strict=True
+            ):
+                ids[position] = message_id
+        return ids
 
     async def status_record(self, message_id):
         # The record lives with its message, on whichever host holds that (its
