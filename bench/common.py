@@ -38,6 +38,8 @@ CEILING_GROUP = "bench"
 CEILING_BATCH = 100
 TASKCHAN_CHANNEL = "taskchan.bench"
 CELERY_QUEUE = "bench"
+#: the django.tasks rows' queue (taskchan's backend: the channel taskchan.tasks.bench)
+DTASKS_QUEUE = "bench"
 #: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
 HANDOFF_CHANNEL = "taskchan.bench-handoff"
 #: The other design, for comparison: a taskchan worker relays each message to Celery.

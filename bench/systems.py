@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.common import (
     CEILING_STREAM,
     CELERY_QUEUE,
+    DTASKS_QUEUE,
     RAW_CHANNEL,
     REDIS_URL_ENV,
     RELAY_CHANNEL,
@@ -32,7 +33,12 @@ from bench.processes import ROOT
 #: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
 SYSTEMS = (
     "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus",
+    "dtasks", "threadmill", "dtredis", "dtdb",
 )
+#: the django.tasks rows (--only ...,dtasks,threadmill,dtredis,dtdb): one @task, four backends
+DTASKS_SYSTEMS = {"dtasks": "taskchan", "threadmill": "threadmill", "dtredis": "redis", "dtdb": "db"}
+#: the PostgreSQL database the django-tasks-db row uses (created if missing; trust auth)
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/taskchan_bench")
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
 CEILING = "ceiling"
@@ -47,9 +53,16 @@ LABELS = {
     "sharded": "taskchan, 4 channels, 2 Redis",
     "encrypted": "taskchan, encrypted",
     "nostatus": "taskchan, status off",
+    "dtasks": "django.tasks: taskchan",
+    "threadmill": "django.tasks: threadmill",
+    "dtredis": "django.tasks: django-tasks-redis",
+    "dtdb": "django.tasks: django-tasks-db (PostgreSQL)",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus")
+DJANGO_SYSTEMS = (
+    "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus", "dtasks", "threadmill", "dtredis",
+    "dtdb",
+)
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -60,6 +73,7 @@ QUEUED = {
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "nostatus": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "dtasks": ("xlen", "taskchan:q:taskchan.tasks." + DTASKS_QUEUE),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     **{
@@ -91,7 +105,10 @@ def environments(redis_url: str, workdir: Path, second_url: str | None = None) -
             "handoff": handoff, "relay": handoff,
             "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted"),
             # what keeping every message's status costs: the same row with it off
-            "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0")}  # fmt: skip
+            "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0"),
+            **{system: dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_dtasks", BENCH_DTASKS=which,
+                            BENCH_PG_URL=PG_URL)
+               for system, which in DTASKS_SYSTEMS.items()}}  # fmt: skip
     if second_url:
         envs["sharded"] = dict(
             taskchan,
@@ -120,5 +137,14 @@ def worker_command(system: str) -> list[str]:
         return celery
     if system == "relay":
         return [py, "-m", "bench.relay_worker", *celery]
+    manage = [py, "manage.py"]
+    if system == "dtasks":
+        return [*manage, "runworker", "taskchan.tasks." + DTASKS_QUEUE, "--concurrency", "4"]
+    if system == "threadmill":  # one process of 4 threads, as the taskchan rows
+        return [*manage, "threadmill", "worker", "-q", DTASKS_QUEUE, "--workers", "1", "--threads", "4"]
+    if system == "dtredis":  # one process, one task at a time (its worker has no concurrency option)
+        return [*manage, "run_redis_tasks", "--continuous", "--queue", DTASKS_QUEUE, "--interval", "0.01"]
+    if system == "dtdb":  # one process, one task at a time, polling every 10 ms
+        return [*manage, "db_worker", "--queue-name", DTASKS_QUEUE, "--interval", "0.01", "--no-startup-delay"]
     channels = "taskchan.bench-sh.*" if system in ("multi", "sharded") else "taskchan.bench"
     return [py, "manage.py", "runworker", channels, "--concurrency", "4"]

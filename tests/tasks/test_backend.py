@@ -33,10 +33,11 @@ def finished(result, timeout=30):
     return result
 
 
-def test_every_capability_flag_is_true():
+def test_capability_flags():
     backend = task_backends["default"]
     assert type(backend).__module__ == "taskchan.backend.backend"
     assert backend.supports_defer and backend.supports_async_task and backend.supports_get_result
+    assert not backend.supports_priority  # not yet: docs/tasks.md
 
 
 def test_enqueued_task_runs_in_a_worker_and_its_result_is_read_here(use_redis_layer, worker):

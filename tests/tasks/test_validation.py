@@ -87,3 +87,9 @@ def test_unknown_queue_is_refused():
     with pytest.raises(InvalidTask, match="Queue 'elsewhere' is not valid"):
         jobs.add.using(queue_name="elsewhere")
     assert "default" in task_backends["default"].queues
+
+
+@pytest.mark.parametrize("priority", [1, -1, 100])
+def test_priority_other_than_zero_is_refused_for_now(priority):
+    with pytest.raises(InvalidTask, match="priority"):
+        jobs.add.using(priority=priority)
