@@ -155,6 +155,19 @@ def test_enqueue_from_a_view_and_read_from_another(use_redis_layer, worker):
     assert body["return_value"] == {"words": 3, "characters": 18} and body["attempts"] == 1
 
 
+def test_enqueue_from_a_shell_and_read_here(use_redis_layer, manage, worker, redis_url):
+    shell = manage(
+        ["shell", "-c", "from tests.tasks import jobs; print('id=' + jobs.add.enqueue(20, 22).id)"],
+        redis_url=redis_url,
+    )
+    assert shell.wait(60) == 0, shell.output()
+    [result_id] = [line[3:] for line in shell.output().splitlines() if line.startswith("id=")]
+    assert jobs.add.get_result(result_id).status == TaskResultStatus.READY
+    worker(TASKS)
+    result = finished(jobs.add.get_result(result_id))
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
+
+
 def test_unknown_and_expired_ids_do_not_exist(use_redis_layer, settings):
     with pytest.raises(TaskResultDoesNotExist):
         jobs.add.get_result("0" * 32)
