@@ -18,7 +18,7 @@ from ..envelope import Envelope, MalformedEnvelope, decode
 from ..exceptions import ResultNotSerializable
 from ..message import Message
 from ..registry import Consumer
-from ..stores.base import Delivery
+from ..stores.base import Delivery, StatusNote
 
 
 @dataclass(slots=True)
@@ -38,6 +38,9 @@ class Outcome:
     skipped: bool = False  # a reclaimed delivery another worker took before it started
     duration: float = 0.0  # seconds the consumer ran
     result: str | None = None  # the return value's JSON, when the consumer keeps it (result_ttl)
+    # the status note of this attempt's start (jobs.py), repeated in the note that ends it: a
+    # retry or dead letter is written at once, maybe before the acker carried the start
+    start: StatusNote | None = None
 
     @property
     def runnable(self) -> bool:

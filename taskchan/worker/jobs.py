@@ -299,8 +299,8 @@ class Jobs:
         """From a job thread or runner, as an attempt starts: its status note, sent with the next acks."""
         ttl_ms = result.consumer.status_ms
         if ttl_ms:
-            note = tracking.start_note(result.envelope.id, result.attempt, self._worker_json, ttl_ms)
-            self._note(result.delivery.shard, note)
+            result.start = tracking.start_note(result.envelope.id, result.attempt, self._worker_json, ttl_ms)
+            self._note(result.delivery.shard, result.start)
 
     def _charge(self, delivery: Delivery) -> bool:
         """From a job thread: record that a reclaimed delivery starts (one round trip).

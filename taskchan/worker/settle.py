@@ -77,9 +77,9 @@ class Settler:
             self._tally.processed += 1
             metrics.processed(delivery.channel)
             if ttl_ms := result.consumer.status_ms:  # written with the ack
-                delivery.note = tracking.end_note(
+                delivery.note = _with_start(result, tracking.end_note(
                     result.envelope.id, tracking.SUCCEEDED, ttl_ms, attempt=result.attempt, result=result.result
-                )
+                ))
             self._leases.finished(delivery)
             return
         task = asyncio.ensure_future(self._settle_failure(result))
@@ -143,7 +143,7 @@ class Settler:
             failure.envelope.encode(),
             int(failure.delay * 1000),
             idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
-            note=tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms)
+            note=_with_start(result, tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms))
             if (ttl_ms := result.consumer.status_ms) else None,
             attempts=20,
         )
@@ -177,4 +177,11 @@ def _failed_note(result: Outcome, attempt: int, error):
     ttl_ms = result.consumer.status_ms
     if not ttl_ms:
         return None
-    return tracking.end_note(result.envelope.id, tracking.FAILED, ttl_ms, attempt=attempt, error=error)
+    return _with_start(result, tracking.end_note(result.envelope.id, tracking.FAILED, ttl_ms, attempt=attempt, error=error))
+
+
+def _with_start(result: Outcome, note):
+    """``note`` carrying the attempt's start too (the same fields as its start note: writing both is harmless)."""
+    if result.start is not None:
+        note.fields.update(result.start.fields)
+    return note
