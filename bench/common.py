@@ -44,6 +44,8 @@ TIME_LIMITED_CHANNEL = "taskchan.bench-time-limited"
 RATED_CHANNEL = "taskchan.bench-rated"
 LIMITED_CHANNEL = "taskchan.bench-limited"
 CELERY_QUEUE = "bench"
+#: the django.tasks rows' queue (taskchan's backend: the channel taskchan.tasks.bench)
+DTASKS_QUEUE = "bench"
 #: A taskchan channel with handoff="celery": send() publishes to Celery (bench/jobs_handoff.py).
 HANDOFF_CHANNEL = "taskchan.bench-handoff"
 #: The other design, for comparison: a taskchan worker relays each message to Celery.

@@ -29,7 +29,24 @@ import redis.cluster
 from bench.common import DONE_KEY, LAST_DONE_KEY, LATENCY_KEY, PHASE_KEYS, SPREAD_CHANNELS
 from bench.processes import Processes, cpu_seconds, run_queue_wait, tail, worker_rss_mb
 from bench.profile import Profiler
-from bench.systems import CLUSTER_SYSTEMS, DJANGO_SYSTEMS, QUEUED, environments, worker_command
+from bench.systems import (
+    CLUSTER_SYSTEMS,
+    DJANGO_SYSTEMS,
+    PG_URL,
+    QUEUED,
+    environments,
+    worker_command,
+)
+
+
+def create_pg_database() -> None:
+    """The django-tasks-db row's database on the local PostgreSQL, made if missing."""
+    import psycopg
+
+    base, name = PG_URL.replace("postgres://", "postgresql://").rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 #: Jobs sent (and waited for) after a worker starts and before it is timed.
 WARMUP_JOBS = 20
@@ -129,9 +146,14 @@ class Bench:
     def servers(self) -> list[redis.Redis]:
         return [client for client in (self.r, self.r2, *self.cluster_masters) if client is not None]
 
-    def flush(self) -> None:
+    def flush(self, system: str | None = None) -> None:
         for client in self.servers():
             client.flushall()
+        if system == "dtdb":  # django-tasks-db keeps its queue in PostgreSQL
+            import psycopg
+
+            with psycopg.connect(PG_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+                conn.execute("TRUNCATE django_tasks_database_dbtaskresult")
 
     def reset_phase(self) -> None:
         self.r.delete(*PHASE_KEYS)
@@ -186,7 +208,7 @@ class Bench:
                 raise PhaseError(f"{what}: timed out with {done}/{target} jobs done")
             time.sleep(0.02)
 
-    def migrate(self, res: dict) -> None:
+    def migrate(self, system: str, res: dict) -> None:
         """Create taskchan's tables in the bench's throw-away SQLite (dead letters go there).
 
         Only a failing job touches the database, so a failed migrate is a
@@ -194,9 +216,11 @@ class Bench:
         """
         cmd = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
         errlog = self.workdir / "migrate.log"
+        if system == "dtdb":
+            create_pg_database()
         with errlog.open("ab") as err:
             proc = self.procs.start(
-                cmd, env=self.envs["taskchan"], stdout=err, stderr=subprocess.STDOUT
+                cmd, env=self.envs[system], stdout=err, stderr=subprocess.STDOUT
             )
             try:
                 proc.wait(120)
@@ -216,10 +240,10 @@ class Bench:
     def run(self, system: str, res: dict) -> None:
         """Measure one system into ``res``; what was measured before a failure stays there."""
         if system in DJANGO_SYSTEMS:
-            self.migrate(res)
-        self.flush()
+            self.migrate(system, res)
+        self.flush(system)
         self.send_only(system, res)
-        self.flush()
+        self.flush(system)
         worker_log = self.workdir / f"{system}-worker.log"
         with worker_log.open("ab") as log:
             worker = self.procs.start(
@@ -243,17 +267,19 @@ class Bench:
                 raise
         finally:
             res["worker_stop"] = self.procs.stop(worker)
-            self.flush()
+            self.flush(system)
 
     def send_only(self, system: str, res: dict) -> None:
         """send() alone: nothing consumes, so this is the producer's cost only."""
         n = self.args.jobs
         sent = self.produce(system, n, n, timeout=self.args.timeout)
-        command, *keys = QUEUED[system]
+        stored = None  # not counted for the other django.tasks backends (their own key layouts)
         if system in CLUSTER_SYSTEMS:
+            command, *keys = QUEUED[system]
             with redis.cluster.RedisCluster.from_url(self.cluster_url) as cluster:
                 stored = sum(cluster.execute_command(command.upper(), key) for key in keys)
-        else:
+        elif system in QUEUED:
+            command, *keys = QUEUED[system]
             servers = [c for c in (self.r, self.r2) if c is not None] if system == "sharded" else [self.r]
             stored = sum(client.execute_command(command.upper(), key) for client in servers for key in keys)
         res["send_only"] = {

@@ -37,12 +37,14 @@ from bench.common import (
     sync_client,
 )
 from bench.processes import run_queue_wait
+from bench.systems import DTASKS_SYSTEMS
 
 #: The taskchan channel(s) each taskchan-based system sends to (several: in turn).
 CHANNELS = {
     "taskchan": (TASKCHAN_CHANNEL,),
     "encrypted": (TASKCHAN_CHANNEL,),
     "timelimit": (TIME_LIMITED_CHANNEL,),
+    "nostatus": (TASKCHAN_CHANNEL,),
     "handoff": (HANDOFF_CHANNEL,),
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,
@@ -155,9 +157,20 @@ def produce_taskchan(
     return produce_sync(send, count, target, rate, latency)
 
 
+def produce_dtasks(count: int, target: int, rate: float, latency: bool) -> dict:
+    """``noop.enqueue(content)`` per job: Django's task API, whichever backend TASKS names."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings_dtasks")
+    import django
+
+    django.setup()
+    from bench.dtasks import noop
+
+    return produce_sync(noop.enqueue, count, target, rate, latency)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("system", choices=["ceiling", "raw", "celery", *CHANNELS])
+    parser.add_argument("system", choices=["ceiling", "raw", "celery", *CHANNELS, *DTASKS_SYSTEMS])
     parser.add_argument("--count", type=int, required=True, help="jobs to send")
     parser.add_argument(
         "--target", type=int, required=True, help="the job count that ends the phase"
@@ -174,6 +187,8 @@ def main() -> None:
         out = asyncio.run(produce_raw(*params))
     elif args.system == "celery":
         out = produce_celery(*params)
+    elif args.system in DTASKS_SYSTEMS:
+        out = produce_dtasks(*params)
     else:
         out = produce_taskchan(*params, channels=CHANNELS[args.system])
     print(json.dumps(out), flush=True)

@@ -39,6 +39,17 @@ RATIOS = {
     "encrypted/taskchan send": ("encrypted", "taskchan", ("send_only", "send_per_s")),
     "encrypted/taskchan p50": ("encrypted", "taskchan", ("latency", "p50_ms")),
     "encrypted/taskchan p99": ("encrypted", "taskchan", ("latency", "p99_ms")),
+    # What keeping every message's status costs (--only taskchan,nostatus): status on / off.
+    "taskchan/status off end-to-end": ("taskchan", "nostatus", ("end_to_end", "jobs_per_s")),
+    "taskchan/status off send": ("taskchan", "nostatus", ("send_only", "send_per_s")),
+    # taskchan's django.tasks backend against the others (--only dtasks,threadmill,dtredis,dtdb).
+    "dtasks/threadmill end-to-end": ("dtasks", "threadmill", ("end_to_end", "jobs_per_s")),
+    "dtasks/django-tasks-redis end-to-end": ("dtasks", "dtredis", ("end_to_end", "jobs_per_s")),
+    "dtasks/django-tasks-db end-to-end": ("dtasks", "dtdb", ("end_to_end", "jobs_per_s")),
+    "dtasks/taskchan end-to-end": ("dtasks", "taskchan", ("end_to_end", "jobs_per_s")),
+    "dtasks/threadmill send": ("dtasks", "threadmill", ("send_only", "send_per_s")),
+    "dtasks/django-tasks-redis send": ("dtasks", "dtredis", ("send_only", "send_per_s")),
+    "dtasks/django-tasks-db send": ("dtasks", "dtdb", ("send_only", "send_per_s")),
 }
 #: Redis commands named per row in the CPU table (the busiest by Redis time).
 COMMANDS_SHOWN = 5

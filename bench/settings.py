@@ -16,3 +16,8 @@ if os.environ.get("BENCH_SQLITE_PATH"):
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["BENCH_SQLITE_PATH"]}
     }
+
+# Status tracking on (the default) or off: ``TASKCHAN_STATUS_TTL=0 python -m bench ...``
+# measures what keeping every message's status costs.
+if os.environ.get("TASKCHAN_STATUS_TTL"):
+    TASKCHAN_STATUS_TTL = float(os.environ["TASKCHAN_STATUS_TTL"])

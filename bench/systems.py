@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.common import (
     CEILING_STREAM,
     CELERY_QUEUE,
+    DTASKS_QUEUE,
     LIMITED_CHANNEL,
     RATED_CHANNEL,
     RAW_CHANNEL,
@@ -37,10 +38,14 @@ from bench.processes import ROOT
 #: replica each); "durable": the same with TASKCHAN_SEND_REPLICAS = 1.
 SYSTEMS = (
     "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted",
-    "timelimit", "rated", "limited",
+    "timelimit", "rated", "limited", "nostatus", "dtasks", "threadmill", "dtredis", "dtdb",
 )
 #: Rows whose taskchan store is the bench's Redis Cluster.
 CLUSTER_SYSTEMS = ("cluster", "durable")
+#: the django.tasks rows (--only ...,dtasks,threadmill,dtredis,dtdb): one @task, four backends
+DTASKS_SYSTEMS = {"dtasks": "taskchan", "threadmill": "threadmill", "dtredis": "redis", "dtdb": "db"}
+#: the PostgreSQL database the django-tasks-db row uses (created if missing; trust auth)
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/taskchan_bench")
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
 CEILING = "ceiling"
@@ -59,11 +64,16 @@ LABELS = {
     "timelimit": "taskchan, time_limit",
     "rated": "taskchan, rate limit (not binding)",
     "limited": "taskchan, concurrency limit per key (not binding)",
+    "nostatus": "taskchan, status off",
+    "dtasks": "django.tasks: taskchan",
+    "threadmill": "django.tasks: threadmill",
+    "dtredis": "django.tasks: django-tasks-redis",
+    "dtdb": "django.tasks: django-tasks-db (PostgreSQL)",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
 DJANGO_SYSTEMS = (
     "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted", "timelimit", "rated",
-    "limited",
+    "limited", "nostatus", "dtasks", "threadmill", "dtredis", "dtdb",
 )
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
@@ -75,6 +85,8 @@ QUEUED = {
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "timelimit": ("xlen", "taskchan:q:" + TIME_LIMITED_CHANNEL),
+    "nostatus": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "dtasks": ("xlen", "taskchan:q:taskchan.tasks." + DTASKS_QUEUE),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     "rated": ("xlen", "taskchan:q:" + RATED_CHANNEL),
@@ -110,7 +122,12 @@ def environments(
     handoff = dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_handoff")
     envs = {"ceiling": base, "raw": base, "celery": base, "taskchan": taskchan, "multi": taskchan, "timelimit": taskchan,
             "handoff": handoff, "relay": handoff, "rated": taskchan, "limited": taskchan,
-            "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted")}  # fmt: skip
+            "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted"),
+            # what keeping every message's status costs: the same row with it off
+            "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0"),
+            **{system: dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_dtasks", BENCH_DTASKS=which,
+                            BENCH_PG_URL=PG_URL)
+               for system, which in DTASKS_SYSTEMS.items()}}  # fmt: skip
     if second_url:
         envs["sharded"] = dict(
             taskchan,
@@ -143,6 +160,15 @@ def worker_command(system: str) -> list[str]:
         return celery
     if system == "relay":
         return [py, "-m", "bench.relay_worker", *celery]
+    manage = [py, "manage.py"]
+    if system == "dtasks":
+        return [*manage, "runworker", "taskchan.tasks." + DTASKS_QUEUE, "--concurrency", "4"]
+    if system == "threadmill":  # one process of 4 threads, as the taskchan rows
+        return [*manage, "threadmill", "worker", "-q", DTASKS_QUEUE, "--workers", "1", "--threads", "4"]
+    if system == "dtredis":  # one process, one task at a time (its worker has no concurrency option)
+        return [*manage, "run_redis_tasks", "--continuous", "--queue", DTASKS_QUEUE, "--interval", "0.01"]
+    if system == "dtdb":  # one process, one task at a time, polling every 10 ms
+        return [*manage, "db_worker", "--queue-name", DTASKS_QUEUE, "--interval", "0.01", "--no-startup-delay"]
     channels = {"timelimit": TIME_LIMITED_CHANNEL, "rated": RATED_CHANNEL, "limited": LIMITED_CHANNEL}.get(
         system, "taskchan.bench-sh.*" if system in ("multi", "sharded", *CLUSTER_SYSTEMS) else TASKCHAN_CHANNEL
     )

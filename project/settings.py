@@ -26,6 +26,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from taskchan.compat import HAS_DJANGO_TASKS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -166,6 +168,12 @@ except ValueError:
 
 # consumers.py of every installed app is autodiscovered; list extra modules here.
 TASKCHAN_CONSUMER_MODULES: list[str] = []
+
+# --- django.tasks (Django 6.0+): @task functions run by taskchan's workers --
+
+if HAS_DJANGO_TASKS:
+    # A task on queue Q travels on the channel taskchan.tasks.Q (docs/tasks.md).
+    TASKS = {"default": {"BACKEND": "taskchan.backend.TaskchanBackend", "QUEUES": ["default"]}}
 
 # --- celery (where a channel hands off to Celery) ---------------------------
 

@@ -3,6 +3,7 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path
 
 from project import views
+from taskchan.compat import HAS_DJANGO_TASKS
 from taskchan.metrics import metrics_view
 
 urlpatterns = [
@@ -13,6 +14,12 @@ urlpatterns = [
     # Prometheus scrape target: no login; restrict it at the proxy (docs/configuration.md).
     path("metrics", metrics_view, name="metrics"),
 ]
+
+if HAS_DJANGO_TASKS:  # the django.tasks demo: count_words (project/task_demo.py)
+    urlpatterns += [
+        path("tasks/", views.enqueue_task, name="enqueue-task"),
+        path("tasks/<str:result_id>/", views.task_result, name="task-result"),
+    ]
 
 # Serves the admin's CSS under plain daphne when DEBUG is on (empty otherwise).
 urlpatterns += staticfiles_urlpatterns()

@@ -79,3 +79,38 @@ def job_status(request, message_id):
             "finished_at": result.finished_at.isoformat(),
         }
     )
+
+
+@require_POST
+def enqueue_task(request):
+    """Enqueue the django.tasks demo task ``count_words`` with form field ``text``; 202 with its result id."""
+    # django.tasks is Django 6.0+ (the URL exists only there): imported on use
+    from project.task_demo import count_words
+
+    text = request.POST.get("text", "")
+    if not text.strip() or len(text) > MAX_TEXT_LENGTH:
+        return _bad_request(f"Give 1 to {MAX_TEXT_LENGTH} characters of text in the 'text' field.")
+    result = count_words.enqueue(text)
+    return JsonResponse({"id": result.id, "status": result.status}, status=202)
+
+
+@require_GET
+def task_result(request, result_id):
+    """The TaskResult of ``count_words`` ``result_id``, read from any process (404 when unknown)."""
+    from django.tasks.exceptions import TaskResultDoesNotExist
+
+    from project.task_demo import count_words
+
+    try:
+        result = count_words.get_result(result_id)
+    except TaskResultDoesNotExist:
+        return JsonResponse({"error": "no such task result"}, status=404)
+    body = {
+        "status": result.status,
+        "attempts": result.attempts,
+        "worker_ids": result.worker_ids,
+        "errors": [e.exception_class_path for e in result.errors],
+    }
+    if result.status == "SUCCESSFUL":
+        body["return_value"] = result.return_value
+    return JsonResponse(body)

@@ -24,6 +24,12 @@ _EXPORTS = {
     "send": "taskchan.producer",
     "asend": "taskchan.producer",
     "send_on_commit": "taskchan.outbox",
+    "send_many": "taskchan.bulk",
+    "asend_many": "taskchan.bulk",
+    # Status
+    "status": "taskchan.tracking",
+    "astatus": "taskchan.tracking",
+    "MessageStatus": "taskchan.tracking",
     # Consuming
     "consumer": "taskchan.registry",
     "Message": "taskchan.message",
@@ -47,6 +53,7 @@ _EXPORTS = {
     "SendNotReplicated": "taskchan.exceptions",
     "NotATaskchanLayer": "taskchan.exceptions",
     "MissingExtra": "taskchan.exceptions",
+    "ResultNotSerializable": "taskchan.exceptions",
 }
 
 __all__ = [
@@ -54,6 +61,12 @@ __all__ = [
     "send",
     "asend",
     "send_on_commit",
+    "send_many",
+    "asend_many",
+    # Status
+    "status",
+    "astatus",
+    "MessageStatus",
     # Consuming
     "consumer",
     "Message",
@@ -77,6 +90,7 @@ __all__ = [
     "SendNotReplicated",
     "NotATaskchanLayer",
     "MissingExtra",
+    "ResultNotSerializable",
     "__version__",
 ]
 
@@ -95,6 +109,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .bulk import asend_many, send_many
     from .cancels import acancel, cancel
     from .exceptions import (
         Cancelled,
@@ -105,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover
         MissingExtra,
         NotATaskchanLayer,
         Reject,
+        ResultNotSerializable,
         Retry,
         SendNotReplicated,
         StoreRefused,
@@ -117,3 +133,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .outbox import send_on_commit
     from .producer import asend, send
     from .registry import consumer
+    from .tracking import MessageStatus, astatus, status

@@ -10,7 +10,8 @@ class TaskchanConfig(AppConfig):
     def ready(self):
         from importlib import import_module
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, store_checks  # noqa: F401  (registers the system checks)
+        from .compat import HAS_DJANGO_TASKS
         from .conf import settings
 
         # Consumers register themselves when their module is imported: every
@@ -18,3 +19,6 @@ class TaskchanConfig(AppConfig):
         autodiscover_modules("consumers")
         for module in settings.CONSUMER_MODULES:
             import_module(module)
+        if HAS_DJANGO_TASKS:
+            # The django.tasks backends in TASKS declare their queues' consumers.
+            import_module("taskchan.backend.runner").register_configured()

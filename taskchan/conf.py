@@ -29,6 +29,10 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "SHUTDOWN_GRACE": (30.0, (int, float), "seconds a stopping worker waits for running jobs"),
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
+    "STATUS_TTL": (3600, (int, float), "seconds every message's status record is kept after its last change (0: none)"),
+    "RESULT_TTL": (
+        86400, (int, float), "seconds a django.tasks result (the taskchan backend's) is kept after its last change",
+    ),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
     "TIME_LIMIT": (None, (int, float, type(None)), "seconds a job may run before it is interrupted (None: no limit)"),
     "STUCK_AFTER": (10.0, (int, float), "seconds a job thread may go on past its time limit before it is abandoned"),
@@ -49,6 +53,8 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     # request, a job) longer than anything should wait for a replica.
     "SEND_REPLICAS_TIMEOUT": (0.001, 60.0, "seconds above 0 (WAIT 0 blocks forever), at most 60"),
 }
+#: numeric settings that must be finite and >= 0 (a lifetime, where 0 means off)
+NON_NEGATIVE = frozenset({"STATUS_TTL", "RESULT_TTL"})
 
 
 class Settings:
@@ -67,9 +73,14 @@ class Settings:
         except KeyError:
             raise AttributeError(f"unknown taskchan setting {name!r}") from None
         value = getattr(django_settings, f"TASKCHAN_{name}", default)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        if (
+            not isinstance(value, kind)
+            or (isinstance(value, bool) and kind is not bool)
+            or (name in NON_NEGATIVE and not 0 <= value < float("inf"))
+        ):
             raise ImproperlyConfigured(
-                f"TASKCHAN_{name} must be {_type_names(kind)}, got {value!r}. "
+                f"TASKCHAN_{name} must be {_type_names(kind)}"
+                f"{' (finite and >= 0)' if name in NON_NEGATIVE else ''}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
         problem = _bounds_problem(name, value)

@@ -70,15 +70,20 @@ def check_max_attempts(max_attempts: Any) -> None:
         )
 
 
-def check_send_options(delay: Any, max_attempts: Any, idempotency_key: Any, reply_channel: Any) -> None:
-    """The options of send(), send_on_commit() and the layer's send(), checked against their bounds."""
-    if delay is not None and not (
-        not isinstance(delay, bool) and isinstance(delay, (int, float)) and 0 <= delay <= MAX_DELAY_SECONDS
+def check_seconds(name: str, value: Any) -> None:
+    """``value`` must be None or a number of seconds from 0 to MAX_DELAY_SECONDS; InvalidOption otherwise."""
+    if value is not None and not (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= MAX_DELAY_SECONDS
     ):  # "0 <= nan" is False: NaN is refused too
         raise InvalidOption(
-            f"delay must be a finite number of seconds >= 0 and at most {MAX_DELAY_SECONDS:,} "
-            f"(10 years), got {delay!r}"
+            f"{name} must be a finite number of seconds >= 0 and at most {MAX_DELAY_SECONDS:,} "
+            f"(10 years), got {value!r}"
         )
+
+
+def check_send_options(delay: Any, max_attempts: Any, idempotency_key: Any, reply_channel: Any) -> None:
+    """The options of send(), send_on_commit() and the layer's send(), checked against their bounds."""
+    check_seconds("delay", delay)
     check_max_attempts(max_attempts)
     if idempotency_key is not None and not (
         isinstance(idempotency_key, str)
@@ -379,3 +384,15 @@ def _is_error(error: Any) -> bool:
         and (error.get("at") is None or _is_timestamp(error.get("at")))
         and (error.get("attempt") is None or _is_int_in(error.get("attempt"), 0, MAX_STORED_INT))
     )
+
+
+def message_id_of(raw: str) -> str | None:
+    """The message id in an envelope's JSON, or None if there is none to read (the worker
+    dead-letters such an entry as malformed; a store need not know more)."""
+    try:
+        message_id = json.loads(raw).get("id")
+    # Any bytes may sit in a stream: deeply nested JSON raises RecursionError,
+    # and a cancel check must never take the worker down for garbage.
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        return None
+    return message_id if isinstance(message_id, str) else None

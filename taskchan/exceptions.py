@@ -40,6 +40,10 @@ class InvalidOption(TaskchanError, ValueError):
     """A send option is outside its bounds: delay 0 to 10 years, max_attempts 1 to 10,000, idempotency_key 1 to 200 characters (see docs/delivery.md)."""
 
 
+class ResultNotSerializable(TaskchanError, TypeError):
+    """A consumer that keeps its result (result_ttl) returned a value JSON cannot hold: the attempt failed. Return plain values (str, int, float, bool, None, list, dict with str keys)."""
+
+
 class StoreUnavailable(TaskchanError):
     """Redis could not be reached after retrying: nothing was sent. Check that Redis runs at the address in the channel layer's CONFIG "hosts"."""
 

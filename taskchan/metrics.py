@@ -135,6 +135,11 @@ def sent(channel: str, result=None):
     return result
 
 
+def sent_many(channel: str, count: int) -> None:
+    """Count ``count`` messages stored at once (``send_many``)."""
+    _for(channel)[0].inc(count)
+
+
 def processed(channel: str) -> None:
     _for(channel)[1].inc()
 

@@ -17,7 +17,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from .bulk import send_many_stored
 from .conf import settings
+from .consumer_table import handed_off_consumer
 from .envelope import (
     MAX_DELAY_SECONDS,
     MalformedEnvelope,
@@ -98,11 +100,26 @@ def unrelayable(row) -> str:
 
 
 def sweep(limit: int = 200, using=None) -> int:
-    """Relay rows whose commit-time relay never happened. Returns how many were relayed."""
+    """Relay rows whose commit-time relay never happened, in one bulk send. Returns how many were relayed."""
     from .models import OutboxMessage
 
     cutoff = timezone.now() - timedelta(seconds=settings.OUTBOX_RELAY_AFTER)
-    ids = list(
-        OutboxMessage.objects.using(using).filter(created_at__lt=cutoff).values_list("pk", flat=True)[:limit]
-    )
-    return sum(relay(message_id, using=using) for message_id in ids)
+    rows = list(OutboxMessage.objects.using(using).filter(created_at__lt=cutoff)[:limit])
+    relayable, one_by_one = [], 0
+    for row in rows:
+        if unrelayable(row) or handed_off_consumer(row.channel) is not None:
+            one_by_one += relay(row.pk, using=using)  # dead-lettered, or published to Celery, one by one
+        else:
+            relayable.append(row)
+    items = [
+        (row.channel, row.envelope, row.id,
+         {"delay_ms": row.delay_ms, "idempotency_key": row.idempotency_key or f"outbox:{row.id}"})
+        for row in relayable
+    ]
+    try:
+        send_many_stored(items)  # the same keys as relay(): a row relayed twice is stored once
+    except Exception:
+        logger.exception("outbox: relay of %d row(s) failed; a worker will retry them", len(items))
+        return one_by_one
+    OutboxMessage.objects.using(using).filter(pk__in=[row.pk for row in relayable]).delete()
+    return one_by_one + len(relayable)

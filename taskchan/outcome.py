@@ -63,7 +63,7 @@ def after_failure(
     """
     name = error_type(exc)
     next_envelope = envelope.failed(attempt, name, str(exc) or name, traceback)
-    decision = retry.decide(exc, attempt, max_attempts, backoff)
+    decision = retry.decide(exc, attempt, max_attempts, backoff, envelope)
     if decision.dead_letter:
         reason = REJECTED if decision.reason == "rejected" else EXHAUSTED
         return Failure(next_envelope, name, attempt, max_attempts, None, reason)

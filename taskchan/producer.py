@@ -18,12 +18,13 @@ from redis.exceptions import ResponseError
 
 from . import metrics
 from .conf import settings
-from .consumer_table import handed_off_consumer
+from .consumer_table import get_consumer, handed_off_consumer
 from .handoff import app as handoff_app
 from .handoff import publish as handoff_publish
 from .outgoing import Outgoing, build_outgoing
 from .stores.base import ProducerStore
 from .stores.configured import get_store
+from .tracking import record_ms
 from .transient import TRANSIENT, send_failure, send_retrying
 
 logger = logging.getLogger("taskchan.producer")
@@ -39,22 +40,35 @@ def checked_outgoing(
     return outgoing
 
 
-def _store_options(delay_ms, idempotency_key) -> dict:
-    return {
+def status_ms(channel: str) -> int:
+    """How long ``channel``'s messages keep a status record: its consumer's, where this process has it."""
+    consumer = get_consumer(channel)
+    return consumer.status_ms if consumer is not None else record_ms()
+
+
+def _store_options(channel, delay_ms, idempotency_key, record) -> dict:
+    options = {
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,
         "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
+        "status_ms": status_ms(channel),
     }
+    if record is not None:
+        options["record"] = record
+    return options
 
 
-def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
-    """Store an already validated envelope, retrying a Redis that does not answer."""
+def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None) -> str:
+    """Store an already validated envelope, retrying a Redis that does not answer.
+
+    ``record``: text kept in the message's status record (``tracking.py``, field ``x``).
+    """
     store = store or get_store()
     if (consumer := handed_off_consumer(channel)) is not None and handoff_app.active(store):
         return handoff_publish.publish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(delay_ms, idempotency_key)
+    options = _store_options(channel, delay_ms, idempotency_key, record)
     try:
         try:
             return metrics.sent(channel, store.send(channel, raw, message_id, **options))
@@ -65,13 +79,15 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
         raise send_failure(store, channel, exc) from exc
 
 
-async def asend_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None) -> str:
+async def asend_stored(
+    channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None
+) -> str:
     store = store or get_store()
     if (consumer := handed_off_consumer(channel)) is not None and handoff_app.active(store):
         return await handoff_publish.apublish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(delay_ms, idempotency_key)
+    options = _store_options(channel, delay_ms, idempotency_key, record)
     try:
         try:
             return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))

@@ -18,9 +18,10 @@ from typing import Any
 from . import producer
 from .conf import settings
 from .consumer_table import add, all_consumers, get_consumer, unregister
-from .envelope import check_max_attempts, validate_channel
+from .envelope import check_max_attempts, check_seconds, validate_channel
 from .flow.options import Flow, flow_options
 from .time_limits import check_time_limit
+from .tracking import record_ms
 
 __all__ = ["Consumer", "UnknownPattern", "all_consumers", "consumer", "expand", "get_consumer", "unregister"]
 
@@ -41,6 +42,7 @@ class Consumer:
     visibility_timeout_option: float | None = None
     handoff: str | None = None
     time_limit_option: float | None = None
+    result_ttl: float | None = None  # seconds the return value (JSON) is kept in the status record
     flow: Flow = field(default_factory=Flow)  # schedule, rate and concurrency limits (taskchan/flow/)
 
     @property
@@ -66,6 +68,11 @@ class Consumer:
         limit = self.time_limit_option if self.time_limit_option is not None else settings.TIME_LIMIT
         return None if limit is None else float(limit)
 
+    @property
+    def status_ms(self) -> int:
+        """Milliseconds its messages' status records live (0: none kept)."""
+        return record_ms(self.result_ttl)
+
     def __call__(self, message):
         return self.func(message)
 
@@ -90,6 +97,7 @@ def consumer(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[Any], Any] | None = None,
+    result_ttl: float | None = None,
 ) -> Callable[[Callable[..., Any]], Consumer]:
     """Register the decorated function (plain or ``async def``) as the consumer of ``channel``.
 
@@ -99,6 +107,10 @@ def consumer(
     ``rate_limit`` ("100/s", "/m", "/h") and ``concurrency_limit`` (per
     ``concurrency_key(message)``, else for the channel) hold across every
     worker.  Bad values raise ``taskchan.InvalidOption`` here.
+
+    ``result_ttl`` (seconds) keeps each message's JSON return value in its
+    status record (``taskchan.status(id).result``) that long; a return value
+    JSON cannot hold then fails the attempt (ResultNotSerializable).
     """
     validate_channel(channel)
     check_max_attempts(max_attempts)
@@ -108,6 +120,7 @@ def consumer(
         or not 0 < visibility_timeout < math.inf
     ):
         raise ValueError(f"visibility_timeout must be a positive number of seconds, got {visibility_timeout!r}")
+    check_seconds("result_ttl", result_ttl)
     if backoff is not None and not callable(backoff):
         raise TypeError("backoff must be a tenacity wait strategy, e.g. tenacity.wait_exponential_jitter()")
     if handoff not in HANDOFFS:
@@ -119,7 +132,9 @@ def consumer(
     )
 
     def register(func: Callable[..., Any]) -> Consumer:
-        return add(Consumer(channel, func, max_attempts, backoff, visibility_timeout, handoff, time_limit, flow=flow))
+        return add(Consumer(
+            channel, func, max_attempts, backoff, visibility_timeout, handoff, time_limit, result_ttl, flow=flow
+        ))
 
     return register
 

@@ -34,7 +34,7 @@ retry sends it again, a duplicate and never a loss, as everywhere in taskchan
 
 Many rows (``resend_many``) share the round trips: every row's content is
 checked exactly as ``send()`` checks it, the envelopes are built here and
-handed to the store's ``send_many`` (on Redis one pipeline of ``send.lua``
+handed to ``bulk.send_many_stored`` (on Redis one pipeline of ``send.lua``
 calls per host, each message still stored by the same atomic script as
 ``send()``), and the rows are marked with one ``executemany`` of an UPDATE.
 
@@ -53,6 +53,7 @@ from django.db import connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from .bulk import send_many_stored
 from .envelope import Envelope, encode_content, validate_channel
 from .exceptions import CannotResend, TaskchanError
 from .handoff.dead_letter import publish_dead_letter
@@ -226,7 +227,7 @@ def resend_many(rows: Iterable[FailedMessage], *, store: StoreBase | None = None
                 row.retried_at = now
             _mark_retried(result.sent, now)
             if batch:
-                store.send_many(batch)
+                send_many_stored([(channel, raw, message_id, {}) for channel, raw, message_id in batch], store)
     except BaseException:
         for row in result.sent:
             row.retried_as, row.retried_at = "", None

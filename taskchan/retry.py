@@ -30,19 +30,25 @@ class RetryDecision:
         return self.delay is None
 
 
-def decide(exc: BaseException, attempt: int, max_attempts: int, backoff=None) -> RetryDecision:
-    """Decide after attempt number ``attempt`` (1-based) raised ``exc``."""
+def decide(exc: BaseException, attempt: int, max_attempts: int, backoff=None, envelope=None) -> RetryDecision:
+    """Decide after attempt number ``attempt`` (1-based) raised ``exc``.
+
+    ``envelope`` (the message) is handed to the wait strategy as the retry
+    state's ``args[0]``: a consumer whose backoff depends on the message (the
+    django.tasks backend: each task's own) reads it there.
+    """
     if isinstance(exc, Reject):
         return RetryDecision(None, "rejected")
     if attempt >= max_attempts:
         return RetryDecision(None, "max attempts reached")
     if isinstance(exc, Retry) and exc.delay is not None:
         return RetryDecision(max(0.0, float(exc.delay)), "retry requested")
-    return RetryDecision(backoff_delay(backoff or DEFAULT_BACKOFF, attempt), "will retry")
+    return RetryDecision(backoff_delay(backoff or DEFAULT_BACKOFF, attempt, envelope), "will retry")
 
 
-def backoff_delay(wait, attempt: int) -> float:
+def backoff_delay(wait, attempt: int, envelope=None) -> float:
     """Seconds a tenacity wait strategy gives after ``attempt`` failed attempts."""
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    args = () if envelope is None else (envelope,)
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=args, kwargs={})
     state.attempt_number = attempt
     return max(0.0, float(wait(state)))

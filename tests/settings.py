@@ -33,4 +33,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif os.environ.get("TASKCHAN_TEST_DB"):
     DATABASES["default"]["NAME"] = os.environ["TASKCHAN_TEST_DB"]
 
+if HAS_DJANGO_TASKS:  # noqa: F405  (project.settings imports it)
+    # The django.tasks tests' tasks (tests/tasks/jobs.py): queue "t" is theirs.
+    TASKS = {"default": {"BACKEND": "taskchan.backend.TaskchanBackend", "QUEUES": ["default", "t", "t-order"]}}
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -17,10 +17,10 @@ deliveries that may have started count as attempts.  ``tests/contract/`` runs th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from .flow_base import FlowStore
+from .notes import StatusNote
 
 
 @dataclass(slots=True, eq=False)
@@ -47,22 +47,13 @@ class Delivery:
     # Its message was cancelled (``taskchan.cancel``) when it was fetched: the
     # worker acks it as cancelled instead of running it.
     cancelled: bool = False
+    # The status record's update written with this delivery's ack (its success
+    # or dead letter), or None (``taskchan/tracking.py`` builds it).
+    note: StatusNote | None = None
 
     @property
     def key(self) -> tuple[int, str, str]:
         return (self.shard, self.channel, self.entry_id)
-
-
-def message_id_of(raw: str) -> str | None:
-    """The message id in an envelope's JSON, or None if there is none to read (the worker
-    dead-letters such an entry as malformed; a store need not know more)."""
-    try:
-        message_id = json.loads(raw).get("id")
-    # Any bytes may sit in a stream: deeply nested JSON raises RecursionError,
-    # and a cancel check must never take the worker down for garbage.
-    except (ValueError, AttributeError, TypeError, RecursionError):
-        return None
-    return message_id if isinstance(message_id, str) else None
 
 
 @dataclass(slots=True)
@@ -125,24 +116,40 @@ class ProducerStore:
 
     # -- sending --------------------------------------------------------------
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+    def send(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
+    ) -> str:
         """Store one envelope (``raw``, plain JSON) atomically; return its id.
 
         ``delay_ms`` > 0 schedules it instead of queueing it.  With an
         ``idempotency_key`` already held for ``channel``, nothing is stored and
         the earlier message's id is returned; otherwise the key is held for
-        ``delay_ms + idempotency_ms``.
+        ``delay_ms + idempotency_ms``.  ``status_ms`` > 0 starts the message's
+        status record (channel, enqueued, due) in the same step, kept that long,
+        with ``record`` (text, sealed like the envelope) in its ``x`` field.
         """
         raise NotImplementedError
 
-    async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+    async def asend(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
+    ) -> str:
         """``send`` from async code: same arguments, same result."""
         raise NotImplementedError
 
-    def send_many(self, items: list[tuple[str, str, str]]) -> None:
-        """Store ``(channel, envelope JSON, message id)`` triples as plain sends (no delay, no key)."""
-        for channel, raw, message_id in items:
-            self.send(channel, raw, message_id)
+    def send_many(self, items: list[tuple[str, str, str, dict]]) -> list[str]:
+        """Store ``(channel, envelope JSON, message id, send options)`` items, each as ``send`` would
+        (the same atomic step), in as few round trips as the store can; return their ids in order."""
+        return [self.send(channel, raw, message_id, **options) for channel, raw, message_id, options in items]
+
+    async def status_record(self, message_id: str) -> dict[str, str] | None:
+        """Message ``message_id``'s status record (its fields as written, ``x`` unsealed), or None when there is none.
+
+        A sharded store asks every host: the record lives with the message, on
+        its channel's home (``keys.py``), and the caller knows no channel.
+        """
+        raise NotImplementedError
 
     # -- cancel markers (``taskchan.cancel``) ------------------------------------
 
@@ -262,14 +269,19 @@ class WorkerStore:
         set, learnt in the same round trip."""
         raise NotImplementedError
 
-    async def ack(self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0):
+    async def ack(
+        self, deliveries: list[Delivery], *, outcome: str = "processed", idempotency_ms: int = 0, notes=()
+    ):
         """Finish ``deliveries``: delete them, count them under ``outcome`` (``processed`` or ``failed``),
-        and keep their idempotency keys for ``idempotency_ms`` more."""
+        and keep their idempotency keys for ``idempotency_ms`` more.  In the same round trip, write
+        each delivery's ``note`` and the ``notes`` (StatusNote: attempts that started) to the status
+        records; with no deliveries, only the notes."""
         raise NotImplementedError
 
-    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0) -> bool:
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None) -> bool:
         """Replace a leased delivery by ``raw`` (its next attempt's envelope), due in ``delay_ms``, in
-        one step; False when it was no longer leased (another worker holds it now)."""
+        one step; False when it was no longer leased (another worker holds it now).  ``note``
+        (the failed attempt, for the status record) is written in the same round trip."""
         raise NotImplementedError
 
     async def hand_back(self, deliveries: list[Delivery]) -> int:

@@ -50,9 +50,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import replicas
 from .base import Partition
 from .codec import PLAIN, Codec
-from .hosts import without_password
+from .hosts import CONNECTION_OPTIONS, without_password
 from .keys import GROUP, ClusterKeys
-from .redis import CONNECTION_OPTIONS, RedisStore
+from .redis import RedisStore
 from .scripts import load_scripts
 
 logger = logging.getLogger("taskchan.stores")
@@ -193,22 +193,35 @@ class ClusterStore(RedisStore):
         else:
             self._registered[channel] = time.monotonic() + CHANNEL_REGISTRY_SECONDS
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+    # Status records are not kept on a cluster yet (docs/status.md): a record
+    # named by the message id alone (``P:st:ID``) sits in another slot than its
+    # channel's keys, which every step of the message must share.
+    keeps_status = False
+
+    async def status_record(self, message_id):
+        return None
+
+    def _send_args(self, channel, raw, message_id, **options):
+        keys, args = super()._send_args(channel, raw, message_id, **{**options, "status_ms": 0, "record": None})
+        keys[3] = keys[1]  # send.lua's KEYS[4], the record: untouched without one, named in the channel's slot
+        return keys, args
+
+    def send(self, channel, raw, message_id, **options) -> str:
         if self._registration_due(channel):
             # Before the send: a channel holding messages is listed (unless its master was down).
             with self._listing(channel):
                 self.client.sadd(self.keys.channels, channel)
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+        keys, args = self._send_args(channel, raw, message_id, **options)
         if replicas.wanted():
             return self._on_master(keys[0], lambda client, asking: replicas.send_waiting(
                 client, self._sync_send, keys, args, self, asking=asking
             ))
         return self._sync_send(keys=keys, args=args)
 
-    async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
+    async def asend(self, channel, raw, message_id, **options) -> str:
         _, scripts = self._aclient()
         await self._alist(channel)
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+        keys, args = self._send_args(channel, raw, message_id, **options)
         if replicas.wanted():
             return await self._aon_master(keys[0], lambda master, asking: replicas.asend_waiting(
                 master, scripts["send"], keys, args, self, asking=asking
@@ -276,8 +289,7 @@ class ClusterStore(RedisStore):
     def send_many(self, items):
         # The cluster client pipelines no scripts: one send each (the admin's
         # bulk retry), each following its own redirections.
-        for channel, raw, message_id in items:
-            self.send(channel, raw, message_id)
+        return [self.send(channel, raw, message_id, **options) for channel, raw, message_id, options in items]
 
     # -- worker -------------------------------------------------------------
 

@@ -4,7 +4,7 @@ CONFIG is channels_redis's (``hosts``: URLs, ``(host, port)`` pairs, dicts
 of redis-py options, Sentinel dicts) plus taskchan's own ``taskchan_host``,
 ``taskchan_hosts``, ``taskchan_drain_hosts`` and ``taskchan_cluster`` (a Redis
 Cluster: ``cluster.py``).  These functions read it;
-``redis.py`` opens the connections.
+``redis.py`` opens the connections, with ``CONNECTION_OPTIONS``.
 """
 
 from __future__ import annotations
@@ -145,3 +145,22 @@ def cluster_nodes(taskchan_cluster: Any, taskchan_host: Any = None, taskchan_hos
             "('hosts' stays channels_redis's plain Redis, for websockets and groups)."
         )
     return list(nodes)
+
+
+#: redis-py options of every connection a store opens.  Retries are ours
+#: (tenacity in producer.py, backoff in the worker), so redis-py must fail fast
+#: instead of sleeping through its own retries.
+CONNECTION_OPTIONS = {
+    "decode_responses": True,
+    # Bytes that are not UTF-8 (an entry written around taskchan) come back as
+    # lone surrogates instead of failing the whole reply: the worker
+    # dead-letters that entry (envelope.decode) and reads on.
+    "encoding_errors": "surrogateescape",
+    "protocol": 2,
+    "socket_connect_timeout": 2,
+    # redis-py 8's default, set for every supported version (5-7 wait forever):
+    # a frozen or unreachable host fails a call in 5 s.  Must stay above the
+    # worker's blocking read (FETCH_BLOCK_SECONDS).
+    "socket_timeout": 5,
+    "retry_on_timeout": False,
+}

@@ -3,7 +3,10 @@
 ``P`` is ``TASKCHAN_KEY_PREFIX`` (default ``taskchan``); ``CH`` a channel name.
 
 With several Redis hosts (``sharded.py``) every key naming ``CH`` lives on the
-channel's home host, and ``P:cel:ID:N`` on the home of message ID's channel;
+channel's home host, and ``P:cel:ID:N`` and ``P:st:ID`` on the home of message
+ID's channel (the status record is written by send.lua next to the message, and
+follows it: retries and acks happen on the host that holds it; ``status(ID)``,
+which knows no channel, asks every host side by side and takes the one that has it);
 each host has its own ``P:channels`` (the channels ever sent to *that* host,
 which is how workers find messages left on a channel's old home) and its own
 worker registry ``P:w`` (each worker registers on every host it reads).
@@ -34,6 +37,12 @@ key                        type    lifetime                             written 
                                    newest member (PEXPIRE GT)            its marker lapses
                                                                          (TASKCHAN_CANCEL_TTL); on every
                                                                          host when sharded
+``P:st:ID``                HASH    TASKCHAN_STATUS_TTL after its last   send.lua (channel, enqueued, due);
+                                   write (PEXPIRE on every write; a     the worker's batched ack pipeline
+                                   consumer's result_ttl if longer)     (status.lua: attempt starts,
+                                                                         success, dead letter), reschedule's
+                                                                         pipeline (retry); the fields:
+                                                                         ``taskchan/tracking.py``
 ``P:cel:ID:N``             STRING  until attempt N+1 ends; 7-day TTL    Celery side of the hand-off
                                                                          (``redis_handoff.py``, INCR when
                                                                          it starts): starts of attempt N+1
@@ -156,6 +165,9 @@ class Keys:
 
     def paused(self, channel: str) -> str:
         return f"{self.prefix}:paused:{channel}"
+
+    def status(self, message_id: str) -> str:
+        return f"{self.prefix}:st:{message_id}"
 
     def celery_starts(self, message_id: str, attempts_before: int, channel: str = "") -> str:
         return f"{self.prefix}:cel:{message_id}:{attempts_before}"

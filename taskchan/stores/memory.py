@@ -15,9 +15,11 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from .base import ChannelStats, Delivery, InFlight, StoreBase, message_id_of
+from ..envelope import message_id_of
+from .base import ChannelStats, Delivery, InFlight, StoreBase
 from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, stats_bucket
 from .memory_flow import FlowState, MemoryFlow
+from .notes import merged_notes
 
 
 class _Channel:
@@ -39,6 +41,7 @@ class MemoryStore(MemoryFlow, StoreBase):
         self._workers: dict[str, tuple[float, dict, float]] = {}
         self._celery_starts: dict[tuple[str, int], int] = {}  # (message id, attempts before) -> starts
         self._cancelled: dict[str, float] = {}  # message id -> unix time its cancel marker lapses
+        self._status: dict[str, tuple[dict[str, str], float]] = {}  # message id -> (record, expires at)
         self._ids = itertools.count(1)
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.flow = FlowState()  # memory_flow.py
@@ -66,7 +69,10 @@ class MemoryStore(MemoryFlow, StoreBase):
 
     # -- producer -----------------------------------------------------------
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0):
+    def send(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
+    ):
         now = time.time()
         with self._lock:
             if idempotency_key is not None:
@@ -82,8 +88,27 @@ class MemoryStore(MemoryFlow, StoreBase):
                 heapq.heappush(ch.scheduled, (now + delay_ms / 1000, next(self._ids), raw))
             else:
                 self._add(ch, raw)
+            if status_ms > 0:  # the fields send.lua writes
+                now_ms = int(now * 1000)
+                fields = {"ch": channel, "q": str(now_ms), "due": str(now_ms + int(delay_ms))}
+                if record is not None:
+                    fields["x"] = record
+                self._status[message_id] = (fields, now + status_ms / 1000)
         self._wake()
         return message_id
+
+    def _write_notes(self, notes) -> None:
+        """Merge status notes into their records (under the lock)."""
+        now = time.time()
+        for note in merged_notes(notes):
+            record, expires = self._status.get(note.message_id, ({}, 0.0))
+            record = {**record, **note.fields} if expires > now else dict(note.fields)
+            self._status[note.message_id] = (record, now + note.ttl_ms / 1000)
+
+    async def status_record(self, message_id):
+        with self._lock:
+            record, expires = self._status.get(message_id, (None, 0.0))
+            return dict(record) if record and expires > time.time() else None
 
     async def asend(self, channel, raw, message_id, **options):
         return self.send(channel, raw, message_id, **options)
@@ -195,17 +220,19 @@ class MemoryStore(MemoryFlow, StoreBase):
             message_id, _ = self._idempotency[(channel, key)]
             self._idempotency[(channel, key)] = (message_id, time.time() + ms / 1000)
 
-    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
+    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0, notes=()):
         bucket = stats_bucket(time.time())
         with self._lock:
+            self._write_notes([*notes, *(d.note for d in deliveries)])
             for d in deliveries:
                 self._finish(self._channel(d.channel), d.entry_id)
                 counter = (d.channel, outcome, bucket)
                 self._counters[counter] = self._counters.get(counter, 0) + 1
                 self._keep_key(d.channel, d.idempotency_key, idempotency_ms)
 
-    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None):
         with self._lock:
+            self._write_notes([note])
             ch = self._channel(delivery.channel)
             if not self._finish(ch, delivery.entry_id):
                 return False
@@ -354,6 +381,7 @@ class MemoryStore(MemoryFlow, StoreBase):
             self._workers.clear()
             self._celery_starts.clear()
             self.flow = FlowState()
+            self._status.clear()
 
     async def workers(self):
         now = time.time()

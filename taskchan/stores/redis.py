@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 from . import replicas
 from .base import Delivery, StoreBase
 from .codec import PLAIN, Codec, Unreadable
-from .hosts import client_options, sentinel_options, without_password
+from .hosts import CONNECTION_OPTIONS, client_options, sentinel_options, without_password
 from .keys import (
     FIELD,
     GROUP,
@@ -41,26 +41,8 @@ from .redis_cancels import RedisCancels
 from .redis_flow import RedisFlow
 from .redis_handoff import RedisHandoff
 from .redis_readings import RedisReadings
+from .redis_status import RedisStatus, queue_notes
 from .scripts import load_scripts
-
-#: redis-py options of every connection a store opens.  Retries are ours
-#: (tenacity in producer.py, backoff in the worker), so redis-py must fail fast
-#: instead of sleeping through its own retries.
-CONNECTION_OPTIONS = {
-    "decode_responses": True,
-    # Bytes that are not UTF-8 (an entry written around taskchan) come back as
-    # lone surrogates instead of failing the whole reply: the worker
-    # dead-letters that entry (envelope.decode) and reads on.
-    "encoding_errors": "surrogateescape",
-    "protocol": 2,
-    "socket_connect_timeout": 2,
-    # redis-py 8's default, set for every supported version (5-7 wait forever):
-    # a frozen or unreachable host fails a call in 5 s.  Must stay above the
-    # worker's blocking read (FETCH_BLOCK_SECONDS).
-    "socket_timeout": 5,
-    "retry_on_timeout": False,
-}
-
 
 _shared: dict[str, RedisStore] = {}
 
@@ -88,7 +70,10 @@ def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclai
     return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
 
 
-class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase):
+class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFlow, StoreBase):
+    #: whether status records are written (``tracking.py``); not on a cluster (``cluster.py``)
+    keeps_status = True
+
     def __init__(self, host: Any, prefix: str = "taskchan", codec: Codec = PLAIN):
         # Every envelope is sealed on its way in and unsealed on its way out
         # (codec.py): above this class, text is always plain.
@@ -165,20 +150,27 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
 
     # -- producer -----------------------------------------------------------
 
-    def _send_args(self, channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms):
-        keys = [self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channel_set(channel)]
+    def _send_args(
+        self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
+        record=None,
+    ):
+        keys = [
+            self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channel_set(channel),
+            self.keys.status(message_id),
+        ]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(channel, idempotency_key))
-        return keys, [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
+        args = [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
+        return keys, [*args, int(status_ms), *(() if record is None else (self.codec.seal(record),))]
 
-    def send(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+    def send(self, channel, raw, message_id, **options):
+        keys, args = self._send_args(channel, raw, message_id, **options)
         if replicas.wanted():
             return replicas.send_waiting(self.client, self._sync_send, keys, args, self)
         return self._sync_send(keys=keys, args=args)
 
-    async def asend(self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0) -> str:
-        keys, args = self._send_args(channel, raw, message_id, delay_ms, idempotency_key, idempotency_ms)
+    async def asend(self, channel, raw, message_id, **options):
+        keys, args = self._send_args(channel, raw, message_id, **options)
         client, scripts = self._aclient()
         if replicas.wanted():
             return await replicas.asend_waiting(client, scripts["send"], keys, args, self)
@@ -189,18 +181,22 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
     SEND_MANY_PIPELINE = 10_000
 
     def send_many(self, items):
-        # The admin's bulk retry: thousands of sends, one pipelined round trip
-        # per SEND_MANY_PIPELINE instead of one each.
+        # Bulk sends (send_many, the admin's bulk retry, the outbox sweep):
+        # one pipelined round trip per SEND_MANY_PIPELINE instead of one each.
+        ids = []
         for start in range(0, len(items), self.SEND_MANY_PIPELINE):
             pipe = self.client.pipeline(transaction=False)
-            for channel, raw, message_id in items[start : start + self.SEND_MANY_PIPELINE]:
-                keys, args = self._send_args(channel, raw, message_id, 0, None, 0)
+            for channel, raw, message_id, options in items[start : start + self.SEND_MANY_PIPELINE]:
+                keys, args = self._send_args(channel, raw, message_id, **options)
                 self._sync_send(keys=keys, args=args, client=pipe)
             if replicas.wanted():  # one WAIT covers every send before it on this connection
                 pipe.execute_command(*replicas.wait_args())
-                replicas.check_acknowledged(int(pipe.execute()[-1]), self)
+                replies = pipe.execute()
+                replicas.check_acknowledged(int(replies[-1]), self)
+                ids += replies[:-1]
             else:
-                pipe.execute()
+                ids += pipe.execute()
+        return ids
 
     # -- worker -------------------------------------------------------------
 
@@ -246,10 +242,10 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
                 deliveries.append(self._delivery(channel, entry_id, fields))
         return await self._marked(deliveries, live)
 
-    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0):
-        if not deliveries:
+    async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0, notes=()):
+        if not deliveries and not notes:
             return
-        client, _ = self._aclient()
+        client, scripts = self._aclient()
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
             by_channel.setdefault(delivery.channel, []).append(delivery)
@@ -266,19 +262,26 @@ class RedisStore(RedisCancels, RedisReadings, RedisHandoff, RedisFlow, StoreBase
             for d in batch:
                 if d.idempotency_key is not None:
                     pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
+        if self.keeps_status:
+            await queue_notes(pipe, scripts["status"], self.keys, [*notes, *(d.note for d in deliveries)])
         for reply in await pipe.execute(raise_on_error=False):
             # A stream replaced by a key of another type holds nothing to ack
             # (the worker sets that channel aside); any other error fails the batch.
             if isinstance(reply, Exception) and "WRONGTYPE" not in str(reply):
                 raise reply
 
-    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0):
-        _, scripts = self._aclient()
+    async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None):
+        client, scripts = self._aclient()
         keys = [self.keys.stream(delivery.channel), self.keys.scheduled(delivery.channel)]
         if delivery.idempotency_key is not None:
             keys.append(self.keys.idempotency(delivery.channel, delivery.idempotency_key))
         args = [GROUP, delivery.entry_id, self.codec.seal(raw), int(delay_ms), int(idempotency_ms)]
-        return bool(await scripts["reschedule"](keys=keys, args=args))
+        if note is None or not self.keeps_status:
+            return bool(await scripts["reschedule"](keys=keys, args=args))
+        pipe = client.pipeline(transaction=False)  # the status update rides in the same round trip
+        await scripts["reschedule"](keys=keys, args=args, client=pipe)
+        await queue_notes(pipe, scripts["status"], self.keys, [note])
+        return bool((await pipe.execute())[0])
 
     async def hand_back(self, deliveries):
         _, scripts = self._aclient()

@@ -18,7 +18,8 @@ import time
 
 from redis.exceptions import ResponseError
 
-from .base import Delivery, InFlight, message_id_of
+from ..envelope import message_id_of
+from .base import Delivery, InFlight
 from .codec import Unreadable
 from .keys import FIELD, GROUP
 

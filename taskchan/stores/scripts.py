@@ -11,7 +11,7 @@ from importlib import resources
 
 SCRIPT_NAMES = (
     "send", "promote", "reschedule", "handback", "reclaim", "extend", "charge", "forget",
-    "handoff_claim", "handoff_release", "rate", "slots", "fire", "touch",
+    "handoff_claim", "handoff_release", "rate", "slots", "fire", "touch", "status",
 )
 
 

@@ -127,11 +127,27 @@ class ShardedStore(ProducerStore, HandoffStore):
         return await self.home(channel).asend(channel, raw, message_id, **options)
 
     def send_many(self, items):
-        by_home: dict[int, list] = {}
-        for item in items:
-            by_home.setdefault(shard_index(item[0], len(self.active)), []).append(item)
-        for index, batch in by_home.items():
-            self.shards[index].send_many(batch)
+        by_home: dict[int, list[int]] = {}  # shard -> positions in items
+        for position, item in enumerate(items):
+            by_home.setdefault(shard_index(item[0], len(self.active)), []).append(position)
+        ids = [""] * len(items)
+        for index, positions in by_home.items():  # one pipeline per host
+            for position, message_id in zip(
+                positions, self.shards[index].send_many([items[p] for p in positions]), strict=True
+            ):
+                ids[position] = message_id
+        return ids
+
+    async def status_record(self, message_id):
+        # The record lives with its message, on whichever host holds that (its
+        # channel's home, or an old home being drained): ask them all at once.
+        answered, unreachable = await self._per_host(lambda store: store.status_record(message_id))
+        for _store, record in answered:
+            if record:
+                return record
+        if unreachable:  # it may be on a host that does not answer: say so rather than "unknown"
+            raise RedisError(f"cannot read status from {', '.join(where for where, _ in unreachable)}")
+        return None
 
     # -- cancel markers: on every host ----------------------------------------
     # A message id does not name its channel, so its home is unknown here; and

@@ -6,11 +6,16 @@ successes and sends whatever finished while the previous ack was on its way
 host, side by side.  A host whose acks fail gets them back with a retry time
 of its own (a backoff per host); until it answers those jobs may run again (a
 duplicate, never a loss), and the other hosts' acks go on.
+
+Status notes (``taskchan/tracking.py``) ride along: a success's own (its
+delivery's ``note``), and those of attempts that started (``note``, from any
+thread), so status tracking costs no round trip of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +24,7 @@ from redis.exceptions import RedisError
 
 from ..conf import settings
 from ..stores.base import Delivery, Partition
+from ..stores.notes import StatusNote
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -28,6 +34,8 @@ ACK_DELAY = 0.005
 #: seconds before a failed host's acks are tried again (doubling up to ACK_BACKOFF_CAP)
 ACK_BACKOFF = 0.1
 ACK_BACKOFF_CAP = 5.0
+#: most seconds a status note (an attempt that started) waits for acks to carry it
+NOTE_DELAY = 0.05
 #: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down
 FINAL_ACK_ATTEMPTS = 8
 
@@ -41,10 +49,27 @@ class Acker:
         # per host, so a host that is down does not hold back the others' acks.
         self._retry_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
+        # (partition, note) of attempts that started; appended from job threads
+        self._notes: collections.deque[tuple[int, StatusNote]] = collections.deque()
 
     def add(self, delivery: Delivery) -> None:
         self.pending.append(delivery)
         self._event.set()
+
+    def note(self, index: int, note: StatusNote) -> None:
+        """From any thread: write ``note`` to partition ``index`` with the next acks (within NOTE_DELAY).
+
+        No wake-up of the loop: a busy worker's acks carry the notes anyway,
+        and an idle one's ack loop looks every NOTE_DELAY.
+        """
+        self._notes.append((index, note))
+
+    def _take_notes(self) -> dict[int, list[StatusNote]]:
+        by_part: dict[int, list[StatusNote]] = {}
+        while self._notes:
+            index, note = self._notes.popleft()
+            by_part.setdefault(index, []).append(note)
+        return by_part
 
     async def run(self) -> None:
         """The ack loop: runs until cancelled (a cancelled batch goes back to ``pending``)."""
@@ -52,7 +77,10 @@ class Acker:
             try:
                 await asyncio.wait_for(self._event.wait(), self._until_retry())
             except TimeoutError:
-                pass  # a host's acks are due to be tried again
+                pass  # a host's acks are due to be tried again, or notes to be looked for
+            if not self.pending and not self._notes:
+                self._event.clear()
+                continue
             if len(self.pending) < ACK_BATCH:
                 # Let more successes join this round trip; a job's ack waits at
                 # most ACK_DELAY, which widens the duplicate window after a
@@ -61,31 +89,35 @@ class Acker:
             self._event.clear()
             await self.send()
 
-    def _until_retry(self) -> float | None:
-        """Seconds until the next host's acks are due again; None when none wait."""
+    def _until_retry(self) -> float:
+        """Seconds until the next host's acks are due again, or until notes are looked for."""
         if not self._retry_at:
-            return None
-        return max(0.0, min(self._retry_at.values()) - time.monotonic())
+            return NOTE_DELAY
+        return min(NOTE_DELAY, max(0.0, min(self._retry_at.values()) - time.monotonic()))
 
     async def send(self) -> None:
         """Ack what finished, one pipeline per Redis host, side by side."""
-        if not self.pending:
+        if not self.pending and not self._notes:
             return
         now = time.monotonic()
         batch, self.pending = self.pending, []
-        by_part: dict[int, list[Delivery]] = {}
+        notes = self._take_notes()
+        by_part: dict[int, list[Delivery]] = {i: [] for i in notes}
         for d in batch:
             by_part.setdefault(d.shard, []).append(d)
         waiting = [d for i, b in by_part.items() if self._retry_at.get(i, 0.0) > now for d in b]
         due = {i: b for i, b in by_part.items() if self._retry_at.get(i, 0.0) <= now}
+        self._notes.extend((i, n) for i in by_part if i not in due for n in notes.get(i, ()))
         idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
         try:
             results = await asyncio.gather(
-                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms) for i, b in due.items()),
+                *(self._parts[i].store.ack(b, idempotency_ms=idempotency_ms, notes=notes.get(i, ()))
+                  for i, b in due.items()),
                 return_exceptions=True,
             )
         except asyncio.CancelledError:
             self.pending[:0] = batch  # stopping: the final flush sends them
+            self._notes.extend((i, n) for i in due for n in notes.get(i, ()))
             raise
         for (index, part_batch), result in zip(due.items(), results, strict=True):
             if not isinstance(result, BaseException):
@@ -102,6 +134,7 @@ class Acker:
                 exc_info=None if isinstance(result, (RedisError, OSError)) else result,
             )
             waiting.extend(part_batch)
+            self._notes.extend((index, n) for n in notes.get(index, ()))
         self.pending[:0] = waiting
 
     async def flush(self, abandon: Callable[[], bool]) -> None:
@@ -112,9 +145,9 @@ class Acker:
         """
         for _ in range(FINAL_ACK_ATTEMPTS):
             await self.send()
-            if not self.pending or abandon():
+            if (not self.pending and not self._notes) or abandon():
                 break
-            await asyncio.sleep(max(0.01, self._until_retry() or 0.0))
+            await asyncio.sleep(max(0.01, self._until_retry()))
         if self.pending:
             logger.warning(
                 "giving up on %d ack(s) at shutdown: those jobs ran, but will run again "

@@ -7,18 +7,21 @@ then ``call`` or ``acall``; the ``Outcome`` goes to settling (``settle.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import traceback as traceback_module
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import close_old_connections
 
 from .. import metrics, outcome
 from ..envelope import Envelope, MalformedEnvelope, decode
-from ..exceptions import Cancelled, TimeLimitExceeded
+from ..exceptions import Cancelled, ResultNotSerializable, TimeLimitExceeded
 from ..message import Message
 from ..registry import Consumer
 from ..stores.base import Delivery
+from ..stores.notes import StatusNote
 
 
 @dataclass(slots=True)
@@ -39,6 +42,10 @@ class Outcome:
     duration: float = 0.0  # seconds the consumer ran
     cancelled: bool = False  # cancelled before it started, or it raised Cancelled: acked, not retried
     cancel: threading.Event | None = None  # set while it runs if its message is cancelled (Message.cancelled)
+    result: str | None = None  # the return value's JSON, when the consumer keeps it (result_ttl)
+    # the status note of this attempt's start (jobs.py), repeated in the note that ends it: a
+    # retry or dead letter is written at once, maybe before the acker carried the start
+    start: StatusNote | None = None
 
     @property
     def runnable(self) -> bool:
@@ -76,12 +83,26 @@ def prepare(delivery: Delivery, consumer: Consumer) -> Outcome:
     return result
 
 
+def kept(result: Outcome, value: Any) -> None:
+    """Keep the consumer's return value as JSON where it asked to (``result_ttl``); one JSON
+    cannot hold raises ResultNotSerializable, which fails the attempt like any exception."""
+    if not result.consumer.result_ttl:
+        return
+    try:
+        result.result = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ResultNotSerializable(
+            f"{result.consumer.name} returned a {type(value).__name__} that JSON cannot hold ({exc}); "
+            "return plain values (str, int, float, bool, None, list, dict with str keys)."
+        ) from None
+
+
 def call(result: Outcome) -> None:
     """In a job thread: run a plain consumer; its exception is its outcome."""
     channel = result.delivery.channel
     started = metrics.job_started(channel, result.envelope.sent_at)
     try:
-        result.consumer.func(Message(result.envelope, result.attempt, result.cancel))
+        kept(result, result.consumer.func(Message(result.envelope, result.attempt, result.cancel)))
         result.ok = True
     except (Exception, TimeLimitExceeded) as exc:  # the time limit's exception (worker/time_limits.py) too
         failed(result, exc)
@@ -109,7 +130,7 @@ async def acall(result: Outcome, time_limit: float | None = None) -> None:
     limit = asyncio.timeout(time_limit)
     try:
         async with limit:
-            await result.consumer.func(Message(result.envelope, result.attempt, result.cancel))
+            kept(result, await result.consumer.func(Message(result.envelope, result.attempt, result.cancel)))
         result.ok = True
     except TimeoutError as exc:
         # The limit's own timeout, not one the consumer raised itself.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import queue
 import threading
@@ -28,9 +29,11 @@ from collections.abc import Callable
 import tenacity
 from redis.exceptions import RedisError
 
+from .. import tracking
 from ..conf import settings
 from ..registry import Consumer
 from ..stores.base import Delivery
+from ..stores.notes import StatusNote
 from . import attempt, lifeline, time_limits
 from .attempt import Outcome
 from .outage import redis_retrying, retry_redis
@@ -44,6 +47,17 @@ OUTCOME_BATCH = 16
 
 _STOP = object()  # tells a job thread to exit
 
+_current = threading.local()  # in a job thread: the worker's loop and id (``running_in``)
+
+
+def running_in() -> tuple[asyncio.AbstractEventLoop, str] | None:
+    """In a job thread: (the worker's event loop, the worker's id); None anywhere else.
+
+    A plain consumer that must run a coroutine on the worker's loop (the
+    django.tasks backend's async tasks) hands it there and waits.
+    """
+    return getattr(_current, "worker", None)
+
 
 class JobThreads:
     """Plain consumers' threads, and the outcome queue back to the loop."""
@@ -55,6 +69,8 @@ class JobThreads:
         charge: Callable[[Delivery], bool],
         settle: Callable[[Outcome], None],
         running: Running,
+        started: Callable[[Outcome], None],
+        worker_id: str = "",
     ):
         self._count = count
         self._consumers = consumers
@@ -63,6 +79,8 @@ class JobThreads:
         self._running = running  # what runs now, under its time limit (time_limits.py)
         self._spawned = 0
         self._on_death = None
+        self._started = started
+        self._worker_id = worker_id
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._outcomes: collections.deque[Outcome] = collections.deque()
@@ -99,6 +117,7 @@ class JobThreads:
         self._queue.put(delivery)
 
     def _main(self) -> None:
+        _current.worker = (self._loop, self._worker_id)
         while True:
             delivery = self._queue.get()
             if delivery is _STOP:
@@ -109,10 +128,12 @@ class JobThreads:
             result = attempt.prepare(delivery, self._consumers[delivery.channel])
             if delivery.reclaimed and result.runnable:
                 result.skipped = not self._charge(delivery)
-            # The consumer's exceptions are its outcome; anything that
-            # escapes here ends the thread, and lifeline.py the process.
-            if result.runnable and not time_limits.run_in_thread(self._running, result):
-                return  # abandoned past its time limit: replaced, its outcome reported for it
+            if result.runnable:
+                self._started(result)
+                # The consumer's exceptions are its outcome; anything that
+                # escapes here ends the thread, and lifeline.py the process.
+                if not time_limits.run_in_thread(self._running, result):
+                    return  # abandoned past its time limit: replaced, its outcome reported for it
             self._report(result)
 
     def _report(self, result: Outcome) -> None:
@@ -175,11 +196,13 @@ class AsyncRunners:
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
         running: Running,
+        started: Callable[[Outcome], None],
     ):
         self._count = count
         self._consumers = consumers
         self._charge = charge  # async: whether a reclaimed delivery may start
         self._settle = settle
+        self._started = started
         self._stopping = stopping
         self._running = running
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -208,6 +231,7 @@ class AsyncRunners:
             if delivery.reclaimed and result.runnable:
                 result.skipped = not await self._charge(delivery)
             if result.runnable:
+                self._started(result)
                 await time_limits.run_on_loop(self._running, result)
             self._settle(result)
 
@@ -238,18 +262,23 @@ class Jobs:
         consumer_name: str,
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
+        note: Callable[[int, StatusNote], None],
         too_many_stuck: Callable[[int], None] = lambda stuck: None,
     ):
         """``too_many_stuck(n)`` is called (from the watchdog's thread) once n job threads are stuck."""
         self._consumers = consumers
         self._partitions = partitions
         self._consumer_name = consumer_name
+        self._note = note  # from any thread: a status note for the batched ack (acker.py)
+        self._worker_json = json.dumps(consumer_name)  # our id in every start note (tracking.start_note)
         has_sync = any(not c.is_async for c in consumers.values())
         has_async = any(c.is_async for c in consumers.values())
         self.running = Running()
-        self._threads = JobThreads(concurrency if has_sync else 0, consumers, self._charge, settle, self.running)
+        self._threads = JobThreads(
+            concurrency if has_sync else 0, consumers, self._charge, settle, self.running, self._started, consumer_name
+        )
         self._runners = AsyncRunners(
-            concurrency if has_async else 0, consumers, self._acharge, settle, stopping, self.running
+            concurrency if has_async else 0, consumers, self._acharge, settle, stopping, self.running, self._started
         )
         self.watchdog: time_limits.Watchdog | None = None
         if any(not c.is_async and c.time_limit is not None for c in consumers.values()):
@@ -299,6 +328,13 @@ class Jobs:
     def unstarted(self) -> list[Delivery]:
         """After ``finish``: what was leased and never started, to hand back."""
         return [*self._threads.unstarted(), *self._runners.unstarted()]
+
+    def _started(self, result: Outcome) -> None:
+        """From a job thread or runner, as an attempt starts: its status note, sent with the next acks."""
+        ttl_ms = result.consumer.status_ms
+        if ttl_ms:
+            result.start = tracking.start_note(result.envelope.id, result.attempt, self._worker_json, ttl_ms)
+            self._note(result.delivery.shard, result.start)
 
     def _charge(self, delivery: Delivery) -> bool:
         """From a job thread: record that a reclaimed delivery starts (one round trip).

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from .. import deadletter, metrics, outcome
+from .. import deadletter, metrics, outcome, tracking
 from ..conf import settings
 from ..models import FailedMessage
 from ..stores.base import Delivery
@@ -78,6 +78,10 @@ class Settler:
         if result.ok:
             self._tally.processed += 1
             metrics.processed(delivery.channel)
+            if ttl_ms := result.consumer.status_ms:  # written with the ack
+                delivery.note = _with_start(result, tracking.end_note(
+                    result.envelope.id, tracking.SUCCEEDED, ttl_ms, attempt=result.attempt, result=result.result
+                ))
             self._leases.finished(delivery)
             return
         task = asyncio.ensure_future(self._settle_failure(result))
@@ -119,6 +123,8 @@ class Settler:
             return
         if result.worker_lost:
             lost = outcome.lost_with_worker(envelope, result.attempt - 1, delivery.deliveries)
+            last = lost.errors[-1]
+            delivery.note = _failed_note(result, result.attempt - 1, (last["type"], last["message"], None))
             await self.dead_letter(
                 delivery, lost, outcome.WORKER_LOST, consumer=result.consumer.name,
                 attempts=result.attempt - 1, max_attempts=result.max_attempts,
@@ -128,7 +134,9 @@ class Settler:
         failure = outcome.after_failure(
             envelope, result.attempt, result.max_attempts, result.exc, result.traceback, result.consumer.backoff
         )
+        error = (failure.error_type, str(result.exc) or failure.error_type, result.traceback)
         if failure.dead_letter:
+            delivery.note = _failed_note(result, result.attempt, error)
             await self.dead_letter(
                 delivery, failure.envelope, failure.reason, consumer=result.consumer.name,
                 attempts=result.attempt, max_attempts=result.max_attempts,
@@ -144,6 +152,8 @@ class Settler:
             failure.envelope.encode(),
             int(failure.delay * 1000),
             idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
+            note=_with_start(result, tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms))
+            if (ttl_ms := result.consumer.status_ms) else None,
             attempts=20,
         )
         metrics.retried(delivery.channel)
@@ -169,3 +179,18 @@ class Settler:
         store = self._partitions[delivery.shard].store
         await retry_redis(store.ack, [delivery], outcome="failed", attempts=20)
         metrics.dead_lettered(delivery.channel)
+
+
+def _failed_note(result: Outcome, attempt: int, error):
+    """The status note of a dead letter: ``failed``, with the ``error`` of the attempt that ended it."""
+    ttl_ms = result.consumer.status_ms
+    if not ttl_ms:
+        return None
+    return _with_start(result, tracking.end_note(result.envelope.id, tracking.FAILED, ttl_ms, attempt=attempt, error=error))
+
+
+def _with_start(result: Outcome, note):
+    """``note`` carrying the attempt's start too (the same fields as its start note: writing both is harmless)."""
+    if result.start is not None:
+        note.fields.update(result.start.fields)
+    return note

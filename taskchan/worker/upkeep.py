@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 
 from .. import metrics
-from ..stores.base import Delivery, Partition, message_id_of
+from ..envelope import message_id_of
+from ..stores.base import Delivery, Partition
 from .leases import Leases
 from .partitions import Partitions
 from .running import Running

@@ -172,7 +172,7 @@ class Worker:
         self._settler = Settler(self._partitions, self._leases, self._bookkeeping, self.tally)
         self._jobs = Jobs(
             self._consumers, self.concurrency, self._partitions, self.consumer_name, self._settled,
-            self._stopping, too_many_stuck=self._too_many_stuck,
+            self._stopping, self._acker.note, too_many_stuck=self._too_many_stuck,
         )
         self._gate = Gate(
             self._consumers, self.store, self.consumer_name, self._jobs.submit,

@@ -46,14 +46,24 @@ async def store(request):
         s.client.close()
 
 
-@pytest.fixture(params=[*STORES, "sharded"])
-def layer_kind(request):
-    """Configure this process's channel layer: the Redis layer, the in-memory one, the
-    Redis layer sharding taskchan channels over two Redis servers, or on a Redis Cluster."""
+#: the layouts that keep status records: not the cluster (docs/status.md)
+STATUS_LAYOUTS = ["redis", "memory", "sharded"]
+
+
+def configure_layer(request):
+    """Configure this process's channel layer for ``request.param``: the Redis layer, the
+    in-memory one, the Redis layer sharding taskchan channels over two Redis servers, or
+    on a Redis Cluster."""
     request.getfixturevalue({
         "redis": "use_redis_layer", "memory": "use_memory_layer", "cluster": "use_cluster_layer",
     }.get(request.param, "use_sharded_layer"))
     return request.param
+
+
+@pytest.fixture(params=[*STORES, "sharded"])
+def layer_kind(request):
+    """Every layout (``configure_layer``)."""
+    return configure_layer(request)
 
 
 @pytest.fixture

@@ -164,3 +164,22 @@ def near_limit(message):
     while time.monotonic() < deadline:
         time.sleep(0.002)
     record(message)
+
+
+@taskchan.consumer("taskchan.c.result", result_ttl=600)
+def keeps_result(message):
+    """Keeps its return value: the content's numbers added up, or an object JSON cannot hold."""
+    record(message)
+    if message.content.get("unserializable"):
+        return {"when": object()}
+    return {"sum": sum(message.content.get("numbers", []))}
+
+
+GATE = threading.Event()  # a test sets it to let taskchan.c.gated finish
+
+
+@taskchan.consumer("taskchan.c.gated")
+def gated(message):
+    """Runs until a test opens GATE (so the test can see it running)."""
+    record(message)
+    GATE.wait(20)

@@ -116,7 +116,7 @@ def test_cancel_accepts_an_id_at_its_longest(use_memory_layer):
 
 @given(st.one_of(st.text(max_size=50), st.just("[" * 100_000), st.just('{"id": 7}'), st.just('{"id": "abc"}')))
 def test_message_id_of_reads_any_text_without_raising(raw):
-    from taskchan.stores.base import message_id_of
+    from taskchan.envelope import message_id_of
 
     message_id = message_id_of(raw)
     assert message_id is None or isinstance(message_id, str)

@@ -1,0 +1,122 @@
+"""Running a Django task in a taskchan worker: the consumer of every ``taskchan.tasks.*`` channel.
+
+``register`` declares it for a queue's channel (the backend does, for each of
+its QUEUES, in every process that loads the backend: ``apps.py`` loads the
+configured ones at start-up, so ``runworker`` finds them).  ``run_task`` runs
+one task: Django's signals ``task_started`` and ``task_finished``, the context
+for ``takes_context`` tasks, an ``async def`` task handed to the worker's event
+loop, and the return value kept as JSON in the status record
+(``result_ttl``: TASKCHAN_RESULT_TTL).  A task that raises is retried by
+taskchan as any consumer is, with the task's ``max_attempts`` (carried in the
+message) and its ``backoff`` (``task_backoff``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import traceback
+from inspect import iscoroutinefunction
+
+from asgiref.sync import async_to_sync
+from django.conf import settings as django_settings
+from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+
+from ..conf import settings
+from ..exceptions import ResultNotSerializable
+from ..outcome import error_type
+from ..registry import consumer
+from ..retry import DEFAULT_BACKOFF
+from ..worker.jobs import running_in
+from .results import load_task
+
+#: the path every taskchan backend in TASKS is named by
+BACKEND_PATH = "taskchan.backend.TaskchanBackend"
+
+
+def register(channel: str) -> None:
+    """Declare ``run_task`` the consumer of ``channel`` (a queue's), keeping results TASKCHAN_RESULT_TTL."""
+    consumer(channel, backoff=task_backoff, result_ttl=settings.RESULT_TTL)(run_task)
+
+
+def register_configured() -> None:
+    """Load every taskchan backend in TASKS, which registers its queues' consumers (``apps.py``)."""
+    for alias, params in getattr(django_settings, "TASKS", {}).items():
+        if isinstance(params, dict) and params.get("BACKEND") == BACKEND_PATH:
+            task_backends[alias]
+
+
+def task_backoff(state) -> float:
+    """The wait before a retry: the task's ``backoff``, else its backend's OPTIONS, else taskchan's default.
+
+    ``state.args[0]`` is the message's envelope (``retry.decide``).
+    """
+    wait = None
+    if state.args:
+        content = state.args[0].content
+        try:
+            task = load_task(content["task"])
+            wait = getattr(task, "backoff", None) or task_backends[content["backend"]].backoff
+        except Exception:  # the task or its backend is gone: taskchan's default wait
+            wait = None
+    return (wait or DEFAULT_BACKOFF)(state)
+
+
+def _now_from(timestamp: float) -> datetime.datetime:
+    when = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return when if django_settings.USE_TZ else timezone.make_naive(when)
+
+
+def _call(task, result: TaskResult, args, kwargs):
+    if task.takes_context:
+        args = [TaskContext(task_result=result), *args]
+    if not iscoroutinefunction(task.func):
+        return task.func(*args, **kwargs)
+    where = running_in()
+    if where is None:  # not in a worker's job thread (a test calling run_task): a loop of its own
+        return async_to_sync(task.func)(*args, **kwargs)
+    # On the worker's loop, as its async consumers run; this job thread waits for it.
+    return asyncio.run_coroutine_threadsafe(task.func(*args, **kwargs), where[0]).result()
+
+
+def _set(result: TaskResult, **values) -> None:
+    for name, value in values.items():
+        object.__setattr__(result, name, value)
+
+
+def run_task(message):
+    """Run the task ``message`` carries; its JSON return value is the message's result."""
+    content = message.content
+    task = load_task(content["task"]).using(queue_name=content.get("queue"), priority=content.get("priority"))
+    sender = type(task_backends[content["backend"]])
+    where = running_in()
+    started = timezone.now()
+    result = TaskResult(
+        task=task, id=message.id, status=TaskResultStatus.RUNNING, enqueued_at=_now_from(message.sent_at),
+        started_at=started, last_attempted_at=started, finished_at=None,
+        args=content["args"], kwargs=content["kwargs"], backend=content["backend"],
+        errors=[], worker_ids=[where[1] if where else "local"] * message.attempt,
+    )
+    task_started.send(sender=sender, task_result=result)
+    try:
+        value = _call(task, result, content["args"], content["kwargs"])
+        try:
+            value = normalize_json(value)
+        except TypeError as exc:
+            raise ResultNotSerializable(
+                f"task {task.module_path} returned a {type(value).__name__} that JSON cannot hold ({exc})"
+            ) from None
+    except Exception as exc:
+        max_attempts = message.envelope.max_attempts or settings.MAX_ATTEMPTS
+        if message.attempt >= max_attempts:  # no retry follows: the task has finished
+            result.errors.append(TaskError(exception_class_path=error_type(exc), traceback=traceback.format_exc()))
+            _set(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())
+            task_finished.send(sender=sender, task_result=result)
+        raise
+    _set(result, status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now(), _return_value=value)
+    task_finished.send(sender=sender, task_result=result)
+    return value

@@ -1,0 +1,36 @@
+"""Status notes: updates of a message's status record that ride in a step taken anyway.
+
+The worker's batched ack, a retry's reschedule and a dead letter's ack carry
+them (``taskchan/tracking.py`` builds them; ``redis_status.py`` and the memory
+store write them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class StatusNote:
+    """Fields to merge into message ``message_id``'s status record (``P:st:ID``), which then
+    lives ``ttl_ms`` more.  What the fields mean is ``taskchan/tracking.py``'s business: a store
+    only merges them (HSET) and sets the lifetime, in the step it is given them with."""
+
+    message_id: str
+    fields: dict[str, str]
+    ttl_ms: int
+
+
+def merged_notes(notes) -> list[StatusNote]:
+    """``notes`` with those of one message merged (a start and a success acked together: one write)."""
+    by_id: dict[str, StatusNote] = {}
+    for note in notes:
+        if note is None:
+            continue
+        seen = by_id.get(note.message_id)
+        if seen is None:
+            by_id[note.message_id] = StatusNote(note.message_id, dict(note.fields), note.ttl_ms)
+        else:
+            seen.fields.update(note.fields)
+            seen.ttl_ms = max(seen.ttl_ms, note.ttl_ms)
+    return list(by_id.values())

@@ -1,0 +1,40 @@
+"""Message status records on one Redis (``P:st:ID``, ``keys.py``): written inside other steps, read whole.
+
+A record is never written by a round trip of its own: send.lua starts it, and
+the worker's updates ride in pipelines that already go to Redis (the batched
+ack, a retry's reschedule).  What the fields mean is ``taskchan/tracking.py``'s;
+this module only merges them and keeps the record alive.
+"""
+
+from __future__ import annotations
+
+from .codec import Unreadable
+from .notes import merged_notes
+
+
+async def queue_notes(pipe, script, keys, notes) -> None:
+    """Add the notes (merged per message) to ``pipe``: one ``status.lua`` call for them all."""
+    merged = merged_notes(notes)
+    if not merged:
+        return
+    record_keys, args = [], []
+    for note in merged:
+        record_keys.append(keys.status(note.message_id))
+        args += (int(note.ttl_ms), len(note.fields))
+        for item in note.fields.items():
+            args += item
+    await script(keys=record_keys, args=args, client=pipe)
+
+
+class RedisStatus:
+    """Mixed into ``RedisStore``: reading one record."""
+
+    async def status_record(self, message_id):
+        client, _ = self._aclient()
+        record = await client.hgetall(self.keys.status(message_id))
+        if "x" in record:  # the sender's text, sealed like envelopes
+            try:
+                record["x"] = self.codec.unseal(record["x"])
+            except Unreadable:
+                del record["x"]
+        return record or None

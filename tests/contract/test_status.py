@@ -1,0 +1,157 @@
+"""Every message's status (``taskchan.status``), on every layer, through an in-process worker.
+
+The record is written inside steps taken anyway (send.lua, the batched ack, a
+retry's reschedule): these tests read it back after each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+import taskchan
+from taskchan.conf import settings as taskchan_settings
+from taskchan.stores.configured import get_store
+from taskchan.stores.redis import RedisStore
+from taskchan.worker import Worker
+from tests.contract import consumers
+from tests.contract.conftest import STATUS_LAYOUTS, configure_layer, run_burst
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=STATUS_LAYOUTS)
+def layer_kind(request):
+    """The layouts that keep status records; the cluster's own test is test_status.py's last."""
+    return configure_layer(request)
+
+
+def test_unknown_id_reads_unknown(layer_store):
+    found = taskchan.status("0" * 32)
+    assert found.state == "unknown" and found.channel is None and found.attempts == 0
+
+
+def test_queued_then_succeeded_with_worker_and_times(layer_store):
+    before = time.time()
+    message_id = taskchan.send("taskchan.c.ok", {"n": 1})
+    queued = taskchan.status(message_id)
+    assert (queued.state, queued.channel, queued.attempts) == ("queued", "taskchan.c.ok", 0)
+    assert before - 1 <= queued.enqueued_at.timestamp() <= time.time() + 1
+    assert queued.started_at is None and queued.finished_at is None
+    worker = run_burst(["taskchan.c.ok"])
+    done = taskchan.status(message_id)
+    assert (done.state, done.attempts, done.worker_ids) == ("succeeded", 1, [worker.id])
+    assert done.enqueued_at <= done.started_at <= done.finished_at
+    assert done.last_attempted_at == done.started_at
+    assert done.errors == [] and not done.has_result
+
+
+def test_delayed_send_reads_scheduled(layer_store):
+    message_id = taskchan.send("taskchan.c.ok", {"n": 1}, delay=60)
+    found = taskchan.status(message_id)
+    assert found.state == "scheduled"
+    assert 55 < found.due_at.timestamp() - time.time() <= 61
+
+
+def test_retries_then_failed_with_every_error(layer_store):
+    message_id = taskchan.send("taskchan.c.fail", {"n": 1})
+    run_burst(["taskchan.c.fail"])
+    found = taskchan.status(message_id)
+    assert (found.state, found.attempts, len(found.worker_ids)) == ("failed", 3, 3)
+    assert [e["attempt"] for e in found.errors] == [1, 2, 3]
+    assert {e["type"] for e in found.errors} == {"builtins.ValueError"}
+    assert found.errors[1]["message"] == "boom on attempt 2"
+    assert all("Traceback" in e["traceback"] and "ValueError" in e["traceback"] for e in found.errors)
+    assert found.finished_at is not None
+
+
+def test_retried_then_succeeded(layer_store):
+    message_id = taskchan.send("taskchan.c.flaky", {"succeed_on": 2})
+    run_burst(["taskchan.c.flaky"])
+    found = taskchan.status(message_id)
+    assert (found.state, found.attempts, [e["attempt"] for e in found.errors]) == ("succeeded", 2, [1])
+    assert found.started_at < found.last_attempted_at
+
+
+def test_result_kept_where_the_consumer_asks(layer_store):
+    message_id = taskchan.send("taskchan.c.result", {"numbers": [1, 2, 3]})
+    run_burst(["taskchan.c.result"])
+    found = taskchan.status(message_id)
+    assert found.state == "succeeded" and found.has_result and found.result == {"sum": 6}
+
+
+def test_a_result_json_cannot_hold_fails_the_attempt(layer_store):
+    message_id = taskchan.send("taskchan.c.result", {"unserializable": True})
+    run_burst(["taskchan.c.result"])
+    found = taskchan.status(message_id)
+    assert found.state == "failed" and not found.has_result
+    assert found.errors[-1]["type"] == "taskchan.exceptions.ResultNotSerializable"
+    assert "JSON cannot hold" in found.errors[-1]["message"]
+
+
+def test_running_is_seen_while_the_job_runs(layer_store):
+    consumers.GATE.clear()
+
+    async def main():
+        worker = Worker(["taskchan.c.gated"], store=get_store(), poll_interval=0.02, grace=5)
+        message_id = await taskchan.asend("taskchan.c.gated", {"n": 1})
+        task = asyncio.ensure_future(worker.arun())
+        try:
+            deadline = time.monotonic() + 10
+            while (found := await taskchan.astatus(message_id)).state != "running":
+                assert time.monotonic() < deadline, found
+                await asyncio.sleep(0.02)
+            assert found.worker_ids == [worker.id] and found.finished_at is None
+        finally:
+            consumers.GATE.set()
+            await asyncio.sleep(0.2)
+            worker.request_stop()
+            await asyncio.wait_for(task, 10)
+            await get_store().aclose()
+        return message_id
+
+    message_id = asyncio.run(main())
+    assert taskchan.status(message_id).state == "succeeded"
+
+
+def test_status_off_keeps_no_record_but_results_still_kept(layer_store, settings):
+    settings.TASKCHAN_STATUS_TTL = 0
+    plain = taskchan.send("taskchan.c.ok", {"n": 1})
+    kept = taskchan.send("taskchan.c.result", {"numbers": [2]})
+    run_burst(["taskchan.c.ok", "taskchan.c.result"])
+    assert taskchan.status(plain).state == "unknown"
+    assert taskchan.status(kept).result == {"sum": 2}
+
+
+def test_record_lives_status_ttl_after_its_last_write(use_redis_layer, settings):
+    settings.TASKCHAN_STATUS_TTL = 120
+    message_id = taskchan.send("taskchan.c.ok", {"n": 1})
+    store = get_store()
+    assert isinstance(store, RedisStore)
+    assert 110_000 < store.client.pttl(store.keys.status(message_id)) <= 120_000
+    kept = taskchan.send("taskchan.c.result", {"numbers": [2]})
+    run_burst(["taskchan.c.ok", "taskchan.c.result"])
+    assert 590_000 < store.client.pttl(store.keys.status(kept)) <= 600_000
+
+
+@pytest.mark.parametrize("value", [-1, float("inf"), float("nan"), "3600", True, None])
+def test_status_ttl_is_validated(settings, value):
+    settings.TASKCHAN_STATUS_TTL = value
+    with pytest.raises(ImproperlyConfigured, match="TASKCHAN_STATUS_TTL"):
+        _ = taskchan_settings.STATUS_TTL
+
+
+def test_a_cluster_keeps_no_record_and_send_many_still_stores_and_runs(use_cluster_layer):
+    """The documented limit (docs/status.md): on a Redis Cluster no record is kept, so every
+    message reads unknown before and after it ran, while send_many stores each message and
+    the worker runs it (one send each there: the cluster client pipelines no scripts)."""
+    ids = taskchan.send_many("taskchan.c.result", [{"numbers": [1, 2]}, {"numbers": [3]}])
+    assert len(set(ids)) == 2
+    assert {taskchan.status(i).state for i in ids} == {"unknown"}
+    run_burst(["taskchan.c.result"])
+    ran = {e["id"] for e in consumers.events("taskchan.c.result")}
+    assert ran == set(ids)
+    assert {taskchan.status(i).state for i in ids} == {"unknown"}
