@@ -69,6 +69,9 @@ class Gate:
         self._waiting: dict[str, collections.deque[Delivery]] = {ch: collections.deque() for ch in consumers}
         self._not_before: dict[str, float] = {}  # channel -> monotonic time its next admission may be tried
         self.paused: set[str] = set()
+        # Until the pauses are first read, nothing is read or started: a worker
+        # starting while its channel is paused must not run a batch first.
+        self._pauses_known = False
         self._holdings: dict[tuple, tuple[str, str, str]] = {}  # Delivery.key -> (channel, key, member)
         self._releases: list[tuple[str, str, str]] = []
         self._wake = asyncio.Event()
@@ -82,7 +85,7 @@ class Gate:
     def admit(self, deliveries: list[Delivery]) -> None:
         """Leased: start them now, or keep them waiting for the channel's limits or its resume."""
         for d in deliveries:
-            if d.channel in self._gated or d.channel in self.paused:
+            if d.channel in self._gated or d.channel in self.paused or not self._pauses_known:
                 self._waiting[d.channel].append(d)
                 self._wake.set()
             else:
@@ -95,7 +98,7 @@ class Gate:
         against the worker's bound on held work (``leases.py``), which stops the
         reads, and a full buffer lets the limit be reached when it frees up.
         """
-        return [c for c in channels if c not in self.paused]
+        return [c for c in channels if c not in self.paused] if self._pauses_known else []
 
     def done(self, delivery: Delivery) -> None:
         """Its job ended (any outcome): give its concurrency slot back."""
@@ -149,6 +152,8 @@ class Gate:
 
     def _ready(self, now: float) -> list[str]:
         """Channels with messages waiting, not paused, whose next try is due by ``now``."""
+        if not self._pauses_known:
+            return []
         return [
             c for c, waiting in self._waiting.items()
             if waiting and c not in self.paused and self._not_before.get(c, 0) <= now
@@ -190,6 +195,7 @@ class Gate:
         if paused != self.paused:
             logger.info("paused channels: %s", ", ".join(sorted(paused)) or "none")
         self.paused = paused
+        self._pauses_known = True
 
     async def _release(self) -> None:
         releases, self._releases = self._releases, []

@@ -17,6 +17,7 @@ import pytest
 
 import taskchan
 from tests.conftest import wait_for
+from tests.servers import STARTUP_TIMEOUT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +26,7 @@ FLOW = {"TASKCHAN_TEST_FLOW": "1"}
 
 def both_ready(client) -> None:
     """Both workers registered: a slow start would leave all the work to the other."""
-    wait_for(lambda: client.zcard("taskchan:w") == 2, timeout=30, message="two workers registered")
+    wait_for(lambda: client.zcard("taskchan:w") == 2, timeout=STARTUP_TIMEOUT, message="two workers registered")
 
 
 def runs(client, channel: str) -> list[tuple[str, dict, float, float, int]]:
@@ -34,7 +35,7 @@ def runs(client, channel: str) -> list[tuple[str, dict, float, float, int]]:
 
 def test_a_one_second_schedule_fires_every_slot_once_across_three_workers_and_a_kill(use_redis_layer, redis_client, worker):
     workers = [worker("taskchan.flow.tick", **FLOW) for _ in range(3)]
-    wait_for(lambda: len(runs(redis_client, "taskchan.flow.tick")) >= 5, timeout=30, message="five slots")
+    wait_for(lambda: len(runs(redis_client, "taskchan.flow.tick")) >= 5, timeout=STARTUP_TIMEOUT, message="five slots")
     workers[0].signal(signal.SIGKILL)  # mid-run: the other two go on firing every slot
     killed_at = time.time()
     wait_for(lambda: max(r[2] for r in runs(redis_client, "taskchan.flow.tick")) > killed_at + 5, timeout=30,
@@ -102,7 +103,7 @@ def test_pause_holds_messages_across_a_worker_start_and_resume_releases_them(use
     taskchan.pause("taskchan.flow.plain", by="test")
     ids = {taskchan.send("taskchan.flow.plain", {"n": n}) for n in range(5)}  # sends are accepted
     proc = worker("taskchan.flow.plain", **FLOW)
-    wait_for(lambda: redis_client.zcard("taskchan:w") == 1, timeout=30, message="the worker registered")
+    wait_for(lambda: redis_client.zcard("taskchan:w") == 1, timeout=STARTUP_TIMEOUT, message="the worker registered")
     time.sleep(2.5)
     assert runs(redis_client, "taskchan.flow.plain") == []
 
@@ -126,7 +127,7 @@ def test_a_killed_workers_concurrency_slot_frees_itself_when_its_lease_lapses(us
     short = {**FLOW, "TASKCHAN_VISIBILITY_TIMEOUT": "2"}
     first = worker("taskchan.flow.hold", **short)
     stuck = taskchan.send("taskchan.flow.hold", {"seconds": 60})
-    wait_for(lambda: redis_client.llen("f:hold:started") == 1, timeout=30, message="the first job started")
+    wait_for(lambda: redis_client.llen("f:hold:started") == 1, timeout=STARTUP_TIMEOUT, message="the first job started")
     first.signal(signal.SIGKILL)  # holding the channel's only slot
     waiting = taskchan.send("taskchan.flow.hold", {"seconds": 0})
 
@@ -134,7 +135,7 @@ def test_a_killed_workers_concurrency_slot_frees_itself_when_its_lease_lapses(us
 
     # Its slot lapsed with its lease: the second worker runs both (the killed
     # job again, as attempt 2, and the one that waited for the slot).
-    wait_for(lambda: len(runs(redis_client, "taskchan.flow.hold")) == 2, timeout=30, message="both ran")
+    wait_for(lambda: len(runs(redis_client, "taskchan.flow.hold")) == 2, timeout=STARTUP_TIMEOUT, message="both ran")
     assert {r[0] for r in runs(redis_client, "taskchan.flow.hold")} == {stuck, waiting}
     spans = sorted((r[2], r[3]) for r in runs(redis_client, "taskchan.flow.hold"))
     assert spans[0][1] <= spans[1][0]  # one at a time still

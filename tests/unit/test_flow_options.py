@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import taskchan
@@ -32,6 +32,7 @@ anything = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=-10, max_value=MAX_COUNT + 10), st.sampled_from("smhdx/ "))
 @example(1, "s")
 @example(MAX_COUNT, "h")
@@ -49,6 +50,7 @@ def test_a_rate_string_parses_to_its_count_and_period_or_is_refused(count, unit)
             parse_rate(text)
 
 
+@settings(deadline=None)
 @given(anything)
 @example(" 10/s")
 @example("10/s\n")
@@ -60,6 +62,7 @@ def test_anything_else_as_a_rate_is_refused(value):
         parse_rate(value)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=-5, max_value=MAX_INTERVAL + 5))
 @example(0)
 @example(1)
@@ -77,6 +80,7 @@ def test_an_interval_is_whole_seconds_within_bounds_and_its_slots_are_its_multip
             parse_schedule(seconds)
 
 
+@settings(deadline=None)
 @given(anything)
 @example(timedelta(seconds=1.5))
 @example(True)
@@ -119,6 +123,7 @@ def test_a_slot_is_iso_8601_utc():
     assert slot_iso(datetime(2026, 12, 1, 7, 5, tzinfo=UTC).timestamp()) == "2026-12-01T07:05:00Z"
 
 
+@settings(deadline=None)
 @given(anything)
 @example(0)
 @example(1)
@@ -164,6 +169,7 @@ def test_a_consumer_keeps_its_flow_options():
         unregister("taskchan.c.flowing")
 
 
+@settings(deadline=None)
 @given(st.one_of(st.text(max_size=MAX_CONCURRENCY_KEY_CHARS + 2), st.integers(), st.booleans(), st.none(), st.floats()))
 @example("x" * MAX_CONCURRENCY_KEY_CHARS)
 @example("x" * (MAX_CONCURRENCY_KEY_CHARS + 1))
