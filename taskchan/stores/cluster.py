@@ -82,6 +82,29 @@ def _cluster_options(retry_class) -> dict:
     }
 
 
+class _AsyncCluster(redis.asyncio.cluster.RedisCluster):
+    """redis.asyncio's cluster client, whose recovery from CLUSTERDOWN (a failover) only re-reads
+    the slot map: redis-py's closes every connection of the client, under the other tasks
+    using them (a worker's fetchers, upkeep and acker run side by side), which then fail
+    with TypeError mid-write and end the worker.  Such a TypeError (redis-py 8.1 still
+    raises some while a master dies) is a connection error here."""
+
+    async def aclose(self) -> None:
+        self._initialize = True  # the slot map is read again before the next command
+
+    async def execute_command(self, *args, **kwargs):
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except TypeError as exc:
+            # redis.asyncio (8.1) writing to a connection another task's failover
+            # handling just closed: a connection error, retried like one.
+            raise RedisConnectionError(f"connection closed under the call ({exc})") from exc
+
+    async def close_connections(self) -> None:
+        """What redis-py's ``aclose`` does: the store's ``aclose`` calls this."""
+        await super().aclose()
+
+
 class ClusterStore(RedisStore):
     """The reliable store on a Redis Cluster: ``nodes`` are URLs of any of its nodes."""
 
@@ -141,7 +164,7 @@ class ClusterStore(RedisStore):
         loop = asyncio.get_running_loop()
         entry = self._async.get(loop)
         if entry is None:
-            client = redis.asyncio.cluster.RedisCluster.from_url(
+            client = _AsyncCluster.from_url(
                 self.url, startup_nodes=self._startup(redis.asyncio.cluster.ClusterNode),
                 **_cluster_options(redis.asyncio.retry.Retry), **self.options,
             )
@@ -155,7 +178,7 @@ class ClusterStore(RedisStore):
             await client.aclose()
         entry = self._async.pop(loop, None)
         if entry:
-            await entry[0].aclose()
+            await entry[0].close_connections()
 
     def _master(self, host: str, port: int) -> redis.Redis:
         client = self._masters.get((host, port))
@@ -317,7 +340,10 @@ class ClusterStore(RedisStore):
         # Redirections come back as replies: redis-py's own re-sending of a
         # pipeline's redirected commands fails inside redis-py (8.1, TypeError)
         # while a slot moves, so each such channel is read again on its own.
-        replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
+        try:
+            replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
+        except TypeError as exc:  # as in _AsyncCluster.execute_command
+            raise RedisConnectionError(f"connection closed under the call ({exc})") from exc
         deliveries, missing = [], []
         for channel, reply in zip(channels, replies, strict=True):
             if isinstance(reply, (AskError, TryAgainError)):  # MOVED too: a kind of ASK in redis-py
