@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 import taskchan
-from project.consumers import FAILING_CHANNEL
+from project.consumers import FAILING_CHANNEL, LONG_CHANNEL
 from project.models import DemoResult
 from taskchan.models import FailedMessage
 
@@ -79,3 +79,26 @@ def job_status(request, message_id):
             "finished_at": result.finished_at.isoformat(),
         }
     )
+
+
+#: most steps the long job may be asked for
+MAX_STEPS = 20
+
+
+@require_POST
+def submit_long_job(request):
+    """Queue the long job (``{"steps": 1..20, "fail": bool}``, JSON); answer 202 with its id
+    and the token the page watches it with (``taskchan.progress_token``)."""
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _bad_request("The body is not valid JSON.")
+    if not isinstance(payload, dict):
+        return _bad_request("The body must be a JSON object.")
+    steps = payload.get("steps", 5)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+        return _bad_request(f"'steps' must be a whole number from 1 to {MAX_STEPS}.")
+    fail = payload.get("fail") is True
+    # The failing one is not retried, so that the page shows its failure at once.
+    message_id = taskchan.send(LONG_CHANNEL, {"steps": steps, "fail": fail}, max_attempts=1 if fail else None)
+    return JsonResponse({"id": message_id, "token": taskchan.progress_token(message_id, max_age=600)}, status=202)

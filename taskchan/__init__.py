@@ -28,6 +28,9 @@ _EXPORTS = {
     "status": "taskchan.tracking",
     "astatus": "taskchan.tracking",
     "MessageStatus": "taskchan.tracking",
+    # Progress
+    "progress_token": "taskchan.progress.token",
+    "report_progress": "taskchan.progress.report",
     # Consuming
     "consumer": "taskchan.registry",
     "Message": "taskchan.message",
@@ -55,6 +58,9 @@ __all__ = [
     "status",
     "astatus",
     "MessageStatus",
+    # Progress
+    "progress_token",
+    "report_progress",
     # Consuming
     "consumer",
     "Message",
@@ -106,5 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .message import Message
     from .outbox import send_on_commit
     from .producer import asend, send
+    from .progress.report import report_progress
+    from .progress.token import progress_token
     from .registry import consumer
     from .tracking import MessageStatus, astatus, status

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "POLL_INTERVAL": (0.1, (int, float), "seconds between checks for due delayed/retried messages"),
     "OUTBOX_RELAY_AFTER": (5.0, (int, float), "seconds after which a worker relays an un-relayed send_on_commit"),
     "STATUS_TTL": (3600, (int, float), "seconds every message's status record is kept after its last change (0: none)"),
+    "PROGRESS_INTERVAL": (0.2, (int, float), "seconds between a worker's flushes of its jobs' latest progress"),
+    "PROGRESS_CHECK": (2.0, (int, float), "seconds between a progress watcher's reads of an unfinished message's status"),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",
@@ -37,6 +39,8 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
 
 #: numeric settings that must be finite and >= 0 (a lifetime, where 0 means off)
 NON_NEGATIVE = frozenset({"STATUS_TTL"})
+#: numeric settings that must be finite and > 0 (a period)
+POSITIVE = frozenset({"PROGRESS_INTERVAL", "PROGRESS_CHECK"})
 
 
 class Settings:
@@ -59,10 +63,11 @@ class Settings:
             not isinstance(value, kind)
             or (isinstance(value, bool) and kind is not bool)
             or (name in NON_NEGATIVE and not 0 <= value < float("inf"))
+            or (name in POSITIVE and not 0 < value < float("inf"))
         ):
             raise ImproperlyConfigured(
                 f"TASKCHAN_{name} must be {_type_names(kind)}"
-                f"{' (finite and >= 0)' if name in NON_NEGATIVE else ''}, got {value!r}. "
+                f"{' (finite and >= 0)' if name in NON_NEGATIVE else ' (finite and > 0)' if name in POSITIVE else ''}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
         self._cache[name] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 
 from .envelope import Envelope
+from .progress.report import checked, current_slot
 
 
 class ReplyChannel:
@@ -36,11 +37,28 @@ class Message:
     number, from 1.  ``reply_channel`` is None unless the sender gave one.
     """
 
-    __slots__ = ("envelope", "attempt")
+    __slots__ = ("envelope", "attempt", "_slot")
 
     def __init__(self, envelope: Envelope, attempt: int):
         self.envelope = envelope
         self.attempt = attempt
+        # The running attempt's progress slot (taskchan/progress/report.py), kept
+        # so that progress() works from any thread the consumer hands ``message`` to.
+        slot = current_slot.get()
+        self._slot = slot if slot is not None and slot.message_id == envelope.id else None
+
+    def progress(self, current, total=None, note=None) -> bool:
+        """Report how far this attempt is: ``current`` of ``total`` (None: unknown), with a short ``note``.
+
+        Cheap to call in a tight loop: only the latest value is kept, and the
+        worker sends it on every TASKCHAN_PROGRESS_INTERVAL (and as the
+        attempt ends) to the status record and to every browser watching
+        (docs/progress.md).  Bad arguments raise ``taskchan.InvalidOption``.
+        True when reported; False where no worker runs this attempt (a test
+        calling the consumer directly), where it does nothing.
+        """
+        value = checked(current, total, note)
+        return self._slot.put(value) if self._slot is not None else False
 
     @property
     def content(self) -> dict:

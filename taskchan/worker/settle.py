@@ -48,6 +48,8 @@ class Tally:
 
 
 class Settler:
+    progress = None  # the worker's ProgressHub (taskchan/progress/hub.py): last progress, outcome pushes
+
     def __init__(self, partitions: Partitions, leases: Leases, bookkeeping: Executor, tally: Tally):
         self._partitions = partitions
         self._leases = leases
@@ -76,10 +78,14 @@ class Settler:
         if result.ok:
             self._tally.processed += 1
             metrics.processed(delivery.channel)
+            last, reported = self._last_progress(result)
             if ttl_ms := result.consumer.status_ms:  # written with the ack
                 delivery.note = tracking.end_note(
                     result.envelope.id, tracking.SUCCEEDED, ttl_ms, attempt=result.attempt, result=result.result
                 )
+                delivery.note.fields.update(last)
+            if reported:  # pushed to its watchers once acked
+                self.progress.succeeded(delivery, result.envelope.id, result.result)
             self._leases.finished(delivery)
             return
         task = asyncio.ensure_future(self._settle_failure(result))
@@ -107,19 +113,32 @@ class Settler:
                 error=f"could not be retried ({type(exc).__name__}: {exc})",
             )
 
+    def _last_progress(self, result: Outcome) -> tuple[dict, bool]:
+        """The attempt's last progress (status fields), taken before its outcome is written."""
+        if self.progress is None or result.envelope is None:
+            return {}, False
+        return self.progress.finish(result.envelope.id)
+
+    def _with(self, note, fields: dict):
+        if note is not None:
+            note.fields.update(fields)
+        return note
+
     async def _failure(self, result: Outcome) -> None:
         delivery, envelope = result.delivery, result.envelope
+        last, _ = self._last_progress(result)
         if result.malformed is not None:
             await self.dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=result.malformed)
             return
         if result.worker_lost:
             lost = outcome.lost_with_worker(envelope, result.attempt - 1, delivery.deliveries)
-            last = lost.errors[-1]
-            delivery.note = _failed_note(result, result.attempt - 1, (last["type"], last["message"], None))
+            error = (lost.errors[-1]["type"], lost.errors[-1]["message"], None)
+            delivery.note = _failed_note(result, result.attempt - 1, error)
             await self.dead_letter(
                 delivery, lost, outcome.WORKER_LOST, consumer=result.consumer.name,
                 attempts=result.attempt - 1, max_attempts=result.max_attempts,
             )
+            self._pushed("failed", envelope.id, result.attempt - 1, *error[:2])
             return
         self._tally.failed += 1
         failure = outcome.after_failure(
@@ -127,11 +146,12 @@ class Settler:
         )
         error = (failure.error_type, str(result.exc) or failure.error_type, result.traceback)
         if failure.dead_letter:
-            delivery.note = _failed_note(result, result.attempt, error)
+            delivery.note = self._with(_failed_note(result, result.attempt, error), last)
             await self.dead_letter(
                 delivery, failure.envelope, failure.reason, consumer=result.consumer.name,
                 attempts=result.attempt, max_attempts=result.max_attempts,
             )
+            self._pushed("failed", envelope.id, result.attempt, *error[:2])
             return
         logger.info(
             "retrying channel=%s message=%s attempt=%d/%d in %.2fs error=%s",
@@ -143,11 +163,17 @@ class Settler:
             failure.envelope.encode(),
             int(failure.delay * 1000),
             idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
-            note=tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms)
+            note=self._with(tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms), last)
             if (ttl_ms := result.consumer.status_ms) else None,
             attempts=20,
         )
         metrics.retried(delivery.channel)
+        self._pushed("retrying", envelope.id, result.attempt, *error[:2], failure.delay)
+
+    def _pushed(self, what: str, *args) -> None:
+        """Tell the message's watchers how the attempt ended, now that its status is written."""
+        if self.progress is not None:
+            getattr(self.progress, what)(*args)
 
     async def dead_letter(
         self, delivery: Delivery, envelope, reason: str, *, error="", consumer="", attempts=0, max_attempts=None

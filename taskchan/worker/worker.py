@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import registry
 from ..conf import settings
+from ..progress.hub import ProgressHub
 from ..registry import Consumer
 from ..stores.base import Delivery, StoreBase
 from ..stores.configured import get_store
@@ -165,6 +166,9 @@ class Worker:
             self._partitions, self._leases, self._bookkeeping, refresh=self._refresh_partitions,
             burst=self.burst, poll_interval=self.poll_interval, stopping=self._stopping,
         )
+        self._progress = ProgressHub(self._acker.note)  # progress reports and outcome pushes
+        self._settler.progress = self._jobs.progress = self._progress
+        self._acker.on_acked = self._progress.acked
         self._reclaim_lock = asyncio.Lock()  # one partition's reclaim at a time (upkeep.py)
         self._fetchers: dict[int, asyncio.Task] = {}
         self._upkeep: dict[int, asyncio.Task] = {}
@@ -177,6 +181,7 @@ class Worker:
         self._runner_tasks = self._jobs.start(self._watched, self._died)
         self._acker_task = self._watched(self._acker.run(), "taskchan-ack")
         self._maintenance_task = self._watched(self._maintenance.run(), "taskchan-maintenance")
+        self._progress_task = self._watched(self._progress.run(), "taskchan-progress")
 
     async def _stop(self) -> bool:
         """The stop order; False if running jobs were left to lapse."""
@@ -192,13 +197,14 @@ class Worker:
         self._acker_task.cancel()
         await asyncio.gather(self._acker_task, return_exceptions=True)
         await self._acker.flush(lambda: self._abandon)
+        await self._progress.close()  # the outcomes those acks settled, to their watchers
         return clean
 
     async def _close(self, clean: bool) -> None:
         """After the stop (or a failure during it): end every loop, deregister, wait for the database thread."""
         tasks = (
             *self._fetchers.values(), *self._upkeep.values(), self._acker_task, self._maintenance_task,
-            *self._runner_tasks,
+            self._progress_task, *self._runner_tasks,
         )
         for task in tasks:
             task.cancel()
