@@ -30,6 +30,9 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "STATUS_TTL": (3600, (int, float), "seconds every message's status record is kept after its last change (0: none)"),
     "PROGRESS_INTERVAL": (0.2, (int, float), "seconds between a worker's flushes of its jobs' latest progress"),
     "PROGRESS_CHECK": (2.0, (int, float), "seconds between a progress watcher's reads of an unfinished message's status"),
+    "PROGRESS_WEBSOCKET": (
+        "/progress/", str, "path the project routes ProgressConsumer at (the admin overview's live refresh; '': poll)",
+    ),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
     "DEAD_LETTERS_DECRYPTED": (
         False, bool, "whether dead letters' content is stored decrypted when the layer has symmetric_encryption_keys",

@@ -33,6 +33,8 @@ from .report import Slot, current_slot
 
 #: seconds to wait at stop for the last events to be pushed
 DRAIN_TIMEOUT = 2.0
+#: least seconds between two "changed" pushes to the admin overview's watchers
+OVERVIEW_EVERY = 1.0
 
 
 def _dumps(value) -> str:
@@ -46,6 +48,8 @@ class ProgressHub:
         self._notes: dict[str, StatusNote] = {}  # each slot's last queued ``p`` note, to update at finish
         self._dirty: collections.deque[Slot] = collections.deque()  # appended from job threads
         self._after_ack: dict[int, dict] = {}  # id(delivery) -> its success event
+        self._changed = False  # something the admin overview shows changed (an attempt started or ended)
+        self._overview_at = 0.0  # monotonic time of the last "changed" push
         self.pusher = Pusher()
         self.pusher.bind()
 
@@ -55,6 +59,7 @@ class ProgressHub:
         """From the job's thread or task, as the attempt starts: its slot, where its reports go."""
         slot = Slot(message_id, attempt, shard, ttl_ms, dirty=self._dirty.append)
         self._slots[message_id] = slot
+        self._changed = True
         current_slot.set(slot)
         if attempt > 1:  # a retry, or a rerun after its worker died: say so
             event = {"type": "started", "id": message_id, "attempt": attempt, "at": time.time()}
@@ -64,6 +69,7 @@ class ProgressHub:
         """On the loop, as the attempt settles: (status fields with its last progress, whether it
         reported any).  The last value is pushed now, before the outcome."""
         slot = self._slots.pop(message_id, None)
+        self._changed = True
         if slot is None:
             return {}, False
         self._take(slot, close=True)
@@ -85,6 +91,7 @@ class ProgressHub:
             while True:
                 await asyncio.sleep(settings.PROGRESS_INTERVAL)
                 self.flush()
+                self._overview_changed()
         finally:
             pusher.cancel()
 
@@ -93,6 +100,15 @@ class ProgressHub:
             slot = self._dirty.popleft()
             if self._slots.get(slot.message_id) is slot:
                 self._take(slot)
+
+    def _overview_changed(self) -> None:
+        """At most every OVERVIEW_EVERY seconds while jobs start and end: staff watching the admin
+        overview fetch it again (one push per busy worker per second, none from an idle one)."""
+        now = time.monotonic()
+        if self._changed and now - self._overview_at >= OVERVIEW_EVERY:
+            self._changed = False
+            self._overview_at = now
+            self.pusher.push(events.OVERVIEW_GROUP, {"type": "changed", "id": None, "at": time.time()})
 
     def _take(self, slot: Slot, close: bool = False) -> None:
         value = slot.take(close)
