@@ -20,7 +20,9 @@ field     meaning                                          written by
 ``done``  how it ended: ``succeeded``, ``failed``          the ack of a success or a dead letter
 ``fin``   finished at, unix s                              same
 ``r``     the consumer's return value, JSON                a success, when the consumer keeps it
-``p``     progress, JSON (reserved for progress reports)   not written yet
+``p``     the last progress report, JSON ``{current,       the worker's batched ack (a note per
+          total, note, attempt, at}``                      TASKCHAN_PROGRESS_INTERVAL), and the
+                                                           outcome's note (taskchan/progress/)
 ========  ===============================================  =====================================
 
 No field is ever written by a round trip of its own: send.lua starts the
@@ -81,7 +83,7 @@ class MessageStatus:
     worker_ids: list[str] = field(default_factory=list)  # the worker of each attempt that started, in order
     result: Any = None  # the consumer's JSON return value, where kept (``has_result``)
     has_result: bool = False
-    progress: Any = None  # reserved for progress reports
+    progress: Any = None  # the last message.progress(): {current, total, note, attempt, at} (docs/progress.md)
 
 
 # -- how long records live ------------------------------------------------------
