@@ -40,6 +40,7 @@ CHANNELS = {
     "taskchan": (TASKCHAN_CHANNEL,),
     "encrypted": (TASKCHAN_CHANNEL,),
     "nostatus": (TASKCHAN_CHANNEL,),
+    "progress": (TASKCHAN_CHANNEL,),
     "handoff": (HANDOFF_CHANNEL,),
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,

@@ -34,6 +34,8 @@ RATIOS = {
     # What keeping every message's status costs (--only taskchan,nostatus): status on / off.
     "taskchan/status off end-to-end": ("taskchan", "nostatus", ("end_to_end", "jobs_per_s")),
     "taskchan/status off send": ("taskchan", "nostatus", ("send_only", "send_per_s")),
+    # What progress reporting costs (--only taskchan,progress): 100 progress calls per job / none.
+    "taskchan/progress end-to-end": ("taskchan", "progress", ("end_to_end", "jobs_per_s")),
 }
 #: Redis commands named per row in the CPU table (the busiest by Redis time).
 COMMANDS_SHOWN = 5

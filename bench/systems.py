@@ -32,6 +32,7 @@ from bench.processes import ROOT
 #: "encrypted": taskchan with the layer's symmetric_encryption_keys (--encrypted).
 SYSTEMS = (
     "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus",
+    "progress",
 )
 DEFAULT_SYSTEMS = ("ceiling", "raw", "celery", "taskchan", "handoff")
 #: The row every end-to-end figure is divided by (the "of ceiling" column).
@@ -47,9 +48,10 @@ LABELS = {
     "sharded": "taskchan, 4 channels, 2 Redis",
     "encrypted": "taskchan, encrypted",
     "nostatus": "taskchan, status off",
+    "progress": "taskchan, 100 progress calls/job",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
-DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus")
+DJANGO_SYSTEMS = ("taskchan", "handoff", "relay", "multi", "sharded", "encrypted", "nostatus", "progress")
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
 #: "asgi", taskchan "taskchan" (taskchan/stores/keys.py), kombu the queue name.
@@ -60,6 +62,7 @@ QUEUED = {
     "taskchan": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "encrypted": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "nostatus": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "progress": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     **{
@@ -91,7 +94,9 @@ def environments(redis_url: str, workdir: Path, second_url: str | None = None) -
             "handoff": handoff, "relay": handoff,
             "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted"),
             # what keeping every message's status costs: the same row with it off
-            "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0")}  # fmt: skip
+            "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0"),
+            # what progress reporting costs: the same job reporting 100 times (bench/jobs.py)
+            "progress": dict(taskchan, BENCH_PROGRESS_CALLS="100")}  # fmt: skip
     if second_url:
         envs["sharded"] = dict(
             taskchan,

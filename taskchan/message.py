@@ -5,7 +5,7 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 
 from .envelope import Envelope
-from .progress.report import checked, current_slot
+from .progress.report import check, current_slot
 
 
 class ReplyChannel:
@@ -57,8 +57,8 @@ class Message:
         True when reported; False where no worker runs this attempt (a test
         calling the consumer directly), where it does nothing.
         """
-        value = checked(current, total, note)
-        return self._slot.put(value) if self._slot is not None else False
+        check(current, total, note)
+        return self._slot.put(current, total, note) if self._slot is not None else False
 
     @property
     def content(self) -> dict:

@@ -32,8 +32,8 @@ class DirectSlot(Slot):
         super().__init__(message_id, attempt, 0, 0)
         self.sent_at = 0.0
 
-    def put(self, value: dict) -> bool:
-        if not super().put(value):
+    def put(self, current, total=None, note=None) -> bool:
+        if not super().put(current, total, note):
             return False
         if time.monotonic() - self.sent_at >= settings.PROGRESS_INTERVAL:
             self.send(self.take())

@@ -14,6 +14,8 @@ Every event is a JSON object with ``type`` and ``id`` (the message id):
 ``succeeded``  ``result`` (None where the consumer keeps none), ``has_result``
 ``failed``     ``attempt``, ``error`` (``Type: message``, never the traceback)
 ``retrying``   ``attempt`` (that failed), ``error``, ``next_at`` (unix s)
+               (each of these three: ``progress``, the attempt's last
+               ``progress`` event, when it had not been pushed yet)
 ``changed``    ``at``; ``id`` None: to the admin overview's group, at most
                once a second per busy worker (``hub.py``)
 =============  ==============================================================

@@ -9,7 +9,8 @@ and the outcome pushed to watchers once the status record says so.
   of its own) and is pushed to the message's group (``push.py``).
 - As the attempt settles (``finish``, on the loop, in ``settle.py``) its last
   value is taken whatever the period, merged into the outcome's own status
-  note, and pushed before the outcome.
+  note, and pushed with the outcome (its ``progress`` field: one push, not
+  two, for a job shorter than the period).
 - The outcome is pushed after the status record has it: a success once its
   ack landed (``acked``, called by the acker), a retry once rescheduled, a
   dead letter once acked.  Successes are pushed for messages that reported
@@ -48,6 +49,7 @@ class ProgressHub:
         self._notes: dict[str, StatusNote] = {}  # each slot's last queued ``p`` note, to update at finish
         self._dirty: collections.deque[Slot] = collections.deque()  # appended from job threads
         self._after_ack: dict[int, dict] = {}  # id(delivery) -> its success event
+        self._last: dict[str, dict] = {}  # message id -> last progress not pushed yet, for its outcome event
         self._changed = False  # something the admin overview shows changed (an attempt started or ended)
         self._overview_at = 0.0  # monotonic time of the last "changed" push
         self.pusher = Pusher()
@@ -67,12 +69,13 @@ class ProgressHub:
 
     def finish(self, message_id: str) -> tuple[dict[str, str], bool]:
         """On the loop, as the attempt settles: (status fields with its last progress, whether it
-        reported any).  The last value is pushed now, before the outcome."""
+        reported any).  A last value not pushed yet goes with the outcome's event."""
         slot = self._slots.pop(message_id, None)
         self._changed = True
         if slot is None:
             return {}, False
-        self._take(slot, close=True)
+        if slot.take(close=True) is not None:
+            self._last[message_id] = slot.value
         queued = self._notes.pop(message_id, None)
         if slot.value is None:
             return {}, False
@@ -110,8 +113,8 @@ class ProgressHub:
             self._overview_at = now
             self.pusher.push(events.OVERVIEW_GROUP, {"type": "changed", "id": None, "at": time.time()})
 
-    def _take(self, slot: Slot, close: bool = False) -> None:
-        value = slot.take(close)
+    def _take(self, slot: Slot) -> None:
+        value = slot.take()
         if value is None:
             return
         if slot.ttl_ms:
@@ -129,7 +132,7 @@ class ProgressHub:
 
     def succeeded(self, delivery, message_id: str, result_json: str | None) -> None:
         """A success of a message that reported progress: pushed once its ack lands."""
-        self._after_ack[id(delivery)] = events.succeeded_event(message_id, result_json)
+        self._after_ack[id(delivery)] = self._with_last(events.succeeded_event(message_id, result_json))
 
     def acked(self, deliveries) -> None:
         """Called by the acker once ``deliveries``' acks (and status notes) are written."""
@@ -142,11 +145,17 @@ class ProgressHub:
 
     def failed(self, message_id: str, attempt: int, exc_type: str, message: str) -> None:
         """A dead letter, once acked."""
-        self.pusher.push(
-            events.group_name(message_id), events.failed_event(message_id, attempt, exc_type, message)
-        )
+        event = self._with_last(events.failed_event(message_id, attempt, exc_type, message))
+        self.pusher.push(events.group_name(message_id), event)
 
     def retrying(self, message_id: str, attempt: int, exc_type: str, message: str, delay: float) -> None:
         """A failed attempt, once rescheduled."""
         event = events.retrying_event(message_id, attempt, exc_type, message, time.time() + delay)
-        self.pusher.push(events.group_name(message_id), event)
+        self.pusher.push(events.group_name(message_id), self._with_last(event))
+
+    def _with_last(self, event: dict) -> dict:
+        """The outcome's event, with the attempt's last progress when it was not pushed yet."""
+        last = self._last.pop(event["id"], None)
+        if last is not None:
+            event["progress"] = events.progress_event(event["id"], last)
+        return event

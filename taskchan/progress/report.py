@@ -27,12 +27,24 @@ MAX_NOTE = 200
 
 
 def checked(current: Any, total: Any = None, note: Any = None) -> dict:
-    """The progress value ``{"current", "total", "note"}``, or InvalidOption saying what is wrong.
+    """The progress value ``{"current", "total", "note"}``, or InvalidOption saying what is wrong."""
+    check(current, total, note)
+    return {"current": current, "total": total, "note": note}
 
-    ``current``: a finite number >= 0 (int or float, not bool); ``total``:
-    None or a finite number > 0, with ``current <= total``; ``note``: None or
-    a string of at most MAX_NOTE characters.
-    """
+
+_FAST = (int, float)
+
+
+def check(current: Any, total: Any = None, note: Any = None) -> None:
+    """Raise InvalidOption unless ``current`` is a finite number >= 0 (int or float, not bool),
+    ``total`` None or a finite number > 0 with ``current <= total``, and ``note`` None or a string
+    of at most MAX_NOTE characters.  (Called in tight loops: the common case first.)"""
+    if (
+        type(current) in _FAST and 0 <= current < math.inf
+        and (total is None or (type(total) in _FAST and current <= total < math.inf and total > 0))
+        and (note is None or (type(note) is str and len(note) <= MAX_NOTE))
+    ):
+        return
     if not _number(current) or current < 0:
         raise InvalidOption(f"progress current must be a finite number >= 0, got {current!r}")
     if total is not None:
@@ -45,11 +57,12 @@ def checked(current: Any, total: Any = None, note: Any = None) -> dict:
             raise InvalidOption(f"progress note must be a string or None, got {type(note).__name__}")
         if len(note) > MAX_NOTE:
             raise InvalidOption(f"progress note is {len(note)} characters; at most {MAX_NOTE}")
-    return {"current": current, "total": total, "note": note}
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # an int is finite (isfinite overflows on huge ones)
 
 
 @dataclass(slots=True, eq=False)
@@ -61,29 +74,36 @@ class Slot:
     shard: int
     ttl_ms: int  # the status record's lifetime (0: no record)
     dirty: Any = None  # called once when a value arrives that the hub has not taken yet
-    value: dict | None = None
+    raw: tuple | None = None  # (current, total, note, at): a dict is built only when taken
     pending: bool = False
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def put(self, value: dict) -> bool:
-        """Keep ``value`` as the latest; False when the attempt has already settled."""
+    def put(self, current, total=None, note=None) -> bool:
+        """Keep a checked value as the latest; False when the attempt has already settled."""
         with self.lock:
             if self.closed:
                 return False
-            self.value = {**value, "attempt": self.attempt, "at": time.time()}
+            self.raw = (current, total, note, time.time())
             first, self.pending = not self.pending, True
         if first and self.dirty is not None:
             self.dirty(self)
         return True
 
+    @property
+    def value(self) -> dict | None:
+        """The latest value (taken or not), or None when none was reported."""
+        raw = self.raw
+        if raw is None:
+            return None
+        return {"current": raw[0], "total": raw[1], "note": raw[2], "attempt": self.attempt, "at": raw[3]}
+
     def take(self, close: bool = False) -> dict | None:
         """The value not taken yet (None when none); ``close``: later puts are refused."""
         with self.lock:
-            value = self.value if self.pending else None
-            self.pending = False
+            pending, self.pending = self.pending, False
             self.closed = self.closed or close
-            return value
+        return self.value if pending else None
 
 
 #: the attempt running in this thread or task (set by the worker as it starts)
@@ -97,6 +117,6 @@ def report_progress(current, total=None, note=None) -> bool:
     True when a running attempt took it; False outside one (a function called
     directly, a test), where it is a no-op so the same code runs anywhere.
     """
-    value = checked(current, total, note)
+    check(current, total, note)
     slot = current_slot.get()
-    return slot.put(value) if slot is not None else False
+    return slot.put(current, total, note) if slot is not None else False

@@ -34,7 +34,11 @@ async def watched_run(channel: str, content: dict, **burst) -> tuple[str, list[d
         except TimeoutError:
             break
         assert message["type"] == LAYER_TYPE
-        seen.append(message["event"])
+        event = message["event"]
+        if "progress" in event:  # an outcome carries the last value when it was not pushed yet
+            seen.append(event["progress"])
+            event = {k: v for k, v in event.items() if k != "progress"}
+        seen.append(event)
         if message["event"]["type"] in ("succeeded", "failed"):
             break
     await layer.group_discard(group_name(message_id), me)

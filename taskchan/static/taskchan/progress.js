@@ -127,6 +127,7 @@
       if (event.id !== undefined && event.id !== messageId) return;
       if (event.type === "error") { show("refused", describe(event, attempt)); return; }
       if (done) return;  // nothing after the outcome (a late check, a duplicate)
+      if (event.progress && event.type !== "state") apply(event.progress);  // an outcome's last value
       if (event.type === "state") {
         attempt = Math.max(attempt, event.attempt || 0);
         if (event.state === "succeeded") {
