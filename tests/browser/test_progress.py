@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import expect
@@ -169,16 +170,21 @@ def test_forged_foreign_and_expired_tokens_are_refused(request, devserver):
 
 
 def test_worker_killed_mid_job_shows_retrying_then_the_rerun(request, daphne_redis, worker):
-    first = worker(LONG, args=("--concurrency", "1"))
+    import taskchan
+
+    workers = {w.pid: w for w in (worker(LONG, args=("--concurrency", "1")), worker(LONG))}
     with browser_page(request.node.name) as (page, errors):
-        run_long_job(page, daphne_redis, steps=8)
+        run_long_job(page, daphne_redis, steps=6)
         status = page.locator("#long-status")
         reached(page, 2)
+        with ThreadPoolExecutor(1) as other:  # status() runs a loop: not in Playwright's thread
+            [running_on] = other.submit(taskchan.status, status.get_attribute("data-id")).result().worker_ids
+        first = workers.pop(int(running_on.split(":")[1]))
         first.signal(signal.SIGKILL)
         first.wait()
-        worker(LONG)  # reclaims it once its lease (visibility_timeout=3) lapses
+        # The other worker reclaims it once its lease (visibility_timeout=3) lapses.
         expect(status).to_have_text(re.compile(r"^(Retrying: attempt 2 started|attempt 2: .*)$"))
         expect(status).to_have_attribute("data-state", "succeeded")
         result = json.loads(status.text_content().removeprefix("Done: "))
-        assert result["attempt"] == 2
+        assert result["attempt"] == 2 and result["worker_pid"] == next(iter(workers))
         assert errors == []
