@@ -134,11 +134,11 @@ class Settler:
             lost = outcome.lost_with_worker(envelope, result.attempt - 1, delivery.deliveries)
             error = (lost.errors[-1]["type"], lost.errors[-1]["message"], None)
             delivery.note = _failed_note(result, result.attempt - 1, error)
-            await self.dead_letter(
+            if await self.dead_letter(
                 delivery, lost, outcome.WORKER_LOST, consumer=result.consumer.name,
                 attempts=result.attempt - 1, max_attempts=result.max_attempts,
-            )
-            self._pushed("failed", envelope.id, result.attempt - 1, *error[:2])
+            ):
+                self._pushed("failed", envelope.id, result.attempt - 1, *error[:2])
             return
         self._tally.failed += 1
         failure = outcome.after_failure(
@@ -147,11 +147,11 @@ class Settler:
         error = (failure.error_type, str(result.exc) or failure.error_type, result.traceback)
         if failure.dead_letter:
             delivery.note = self._with(_failed_note(result, result.attempt, error), last)
-            await self.dead_letter(
+            if await self.dead_letter(
                 delivery, failure.envelope, failure.reason, consumer=result.consumer.name,
                 attempts=result.attempt, max_attempts=result.max_attempts,
-            )
-            self._pushed("failed", envelope.id, result.attempt, *error[:2])
+            ):
+                self._pushed("failed", envelope.id, result.attempt, *error[:2])
             return
         logger.info(
             "retrying channel=%s message=%s attempt=%d/%d in %.2fs error=%s",
@@ -177,8 +177,8 @@ class Settler:
 
     async def dead_letter(
         self, delivery: Delivery, envelope, reason: str, *, error="", consumer="", attempts=0, max_attempts=None
-    ) -> None:
-        """Write the FailedMessage row, then (only then) ack the message."""
+    ) -> bool:
+        """Write the FailedMessage row, then (only then) ack the message; False when the row was not written."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(
@@ -192,10 +192,11 @@ class Settler:
             # The row is not written, so the message must not be acked: its
             # lease lapses and the next delivery tries to dead-letter it again.
             logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
-            return
+            return False
         store = self._partitions[delivery.shard].store
         await retry_redis(store.ack, [delivery], outcome="failed", attempts=20)
         metrics.dead_lettered(delivery.channel)
+        return True
 
 
 def _failed_note(result: Outcome, attempt: int, error):
