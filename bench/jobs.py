@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import taskchan
 from bench.common import (
     LIMITED_CHANNEL,
@@ -12,9 +14,14 @@ from bench.common import (
     record_done,
 )
 
+#: the "progress" row: each job reports this many times (message.progress) before it is done
+PROGRESS_CALLS = int(os.environ.get("BENCH_PROGRESS_CALLS", "0"))
+
 
 @taskchan.consumer(TASKCHAN_CHANNEL, max_attempts=3)
 def noop(message) -> None:
+    for i in range(1, PROGRESS_CALLS + 1):
+        message.progress(i, PROGRESS_CALLS)
     record_done(message.content)
 
 

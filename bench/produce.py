@@ -45,6 +45,7 @@ CHANNELS = {
     "encrypted": (TASKCHAN_CHANNEL,),
     "timelimit": (TIME_LIMITED_CHANNEL,),
     "nostatus": (TASKCHAN_CHANNEL,),
+    "progress": (TASKCHAN_CHANNEL,),
     "handoff": (HANDOFF_CHANNEL,),
     "relay": (RELAY_CHANNEL,),
     "multi": SPREAD_CHANNELS,

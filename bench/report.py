@@ -50,6 +50,8 @@ RATIOS = {
     "dtasks/threadmill send": ("dtasks", "threadmill", ("send_only", "send_per_s")),
     "dtasks/django-tasks-redis send": ("dtasks", "dtredis", ("send_only", "send_per_s")),
     "dtasks/django-tasks-db send": ("dtasks", "dtdb", ("send_only", "send_per_s")),
+    # What progress reporting costs (--only taskchan,progress): 100 progress calls per job / none.
+    "taskchan/progress end-to-end": ("taskchan", "progress", ("end_to_end", "jobs_per_s")),
 }
 #: Redis commands named per row in the CPU table (the busiest by Redis time).
 COMMANDS_SHOWN = 5

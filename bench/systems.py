@@ -38,7 +38,7 @@ from bench.processes import ROOT
 #: replica each); "durable": the same with TASKCHAN_SEND_REPLICAS = 1.
 SYSTEMS = (
     "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted",
-    "timelimit", "rated", "limited", "nostatus", "dtasks", "threadmill", "dtredis", "dtdb",
+    "timelimit", "rated", "limited", "nostatus", "progress", "dtasks", "threadmill", "dtredis", "dtdb",
 )
 #: Rows whose taskchan store is the bench's Redis Cluster.
 CLUSTER_SYSTEMS = ("cluster", "durable")
@@ -69,11 +69,12 @@ LABELS = {
     "threadmill": "django.tasks: threadmill",
     "dtredis": "django.tasks: django-tasks-redis",
     "dtdb": "django.tasks: django-tasks-db (PostgreSQL)",
+    "progress": "taskchan, 100 progress calls/job",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
 DJANGO_SYSTEMS = (
     "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted", "timelimit", "rated",
-    "limited", "nostatus", "dtasks", "threadmill", "dtredis", "dtdb",
+    "limited", "nostatus", "progress", "dtasks", "threadmill", "dtredis", "dtdb",
 )
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
@@ -87,6 +88,7 @@ QUEUED = {
     "timelimit": ("xlen", "taskchan:q:" + TIME_LIMITED_CHANNEL),
     "nostatus": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "dtasks": ("xlen", "taskchan:q:taskchan.tasks." + DTASKS_QUEUE),
+    "progress": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     "rated": ("xlen", "taskchan:q:" + RATED_CHANNEL),
@@ -125,6 +127,8 @@ def environments(
             "encrypted": dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_encrypted"),
             # what keeping every message's status costs: the same row with it off
             "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0"),
+            # what progress reporting costs: the same job reporting 100 times (bench/jobs.py)
+            "progress": dict(taskchan, BENCH_PROGRESS_CALLS="100"),
             **{system: dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_dtasks", BENCH_DTASKS=which,
                             BENCH_PG_URL=PG_URL)
                for system, which in DTASKS_SYSTEMS.items()}}  # fmt: skip

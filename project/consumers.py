@@ -7,6 +7,7 @@ app is autodiscovered), which registers ``reverse_text`` for ``taskchan.demo``.
 
 import logging
 import os
+import time
 
 import tenacity
 from asgiref.sync import async_to_sync
@@ -102,3 +103,26 @@ def always_fails(message):
         f"demo job failed on purpose (attempt {message.attempt} of 2): "
         f"could not process {message.content.get('text')!r}"
     )
+
+
+#: the demo's long job: a few steps, each reported, so that the page shows a live bar
+LONG_CHANNEL = "taskchan.demo-long"
+#: seconds each step of the long job takes (a person sees the bar move)
+STEP_SECONDS = 0.5
+
+
+# visibility_timeout: a worker killed mid-job hands it on within seconds (the
+# lease of a running job is renewed by heartbeats, so a short one is safe).
+@taskchan.consumer(LONG_CHANNEL, max_attempts=3, visibility_timeout=3, result_ttl=3600)
+def long_job(message):
+    """``{"steps": n, "fail": bool}``: n steps of STEP_SECONDS, each reported with
+    ``message.progress``; with ``fail`` the third step raises.  Returns a small dict,
+    kept with the status (``result_ttl``) and shown by the page."""
+    steps = message.content.get("steps", 5)
+    message.progress(0, steps, "starting")
+    for step in range(1, steps + 1):
+        time.sleep(STEP_SECONDS)
+        if message.content.get("fail") and step == 3:
+            raise RuntimeError(f"the long job failed on purpose at step {step} of {steps}")
+        message.progress(step, steps, f"step {step} of {steps}")
+    return {"steps": steps, "attempt": message.attempt, "worker_pid": os.getpid()}

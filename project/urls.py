@@ -9,6 +9,7 @@ from taskchan.metrics import metrics_view
 urlpatterns = [
     path("", views.index, name="index"),
     path("jobs/", views.submit_job, name="submit-job"),
+    path("jobs/long/", views.submit_long_job, name="submit-long-job"),
     path("jobs/<str:message_id>/", views.job_status, name="job-status"),
     path("admin/", admin.site.urls),
     # Prometheus scrape target: no login; restrict it at the proxy (docs/configuration.md).

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 import taskchan
-from project.consumers import FAILING_CHANNEL
+from project.consumers import FAILING_CHANNEL, LONG_CHANNEL
 from project.models import DemoResult
 from taskchan.models import FailedMessage
 
@@ -25,6 +25,17 @@ def _bad_request(message):
     return JsonResponse({"error": message}, status=400)
 
 
+def _json_body(request):
+    """The request's JSON object, or the 400 response saying why there is none."""
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _bad_request("The body is not valid JSON.")
+    if not isinstance(payload, dict):
+        return _bad_request("The body must be a JSON object.")
+    return payload
+
+
 @require_POST
 def submit_job(request):
     """Queue ``{"text": ...}`` on ``taskchan.demo``; answer 202 with the message id.
@@ -34,12 +45,9 @@ def submit_job(request):
     raises: it is retried once and then kept as a dead letter in the admin.
     """
     if request.content_type == "application/json":
-        try:
-            payload = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            return _bad_request("The body is not valid JSON.")
-        if not isinstance(payload, dict):
-            return _bad_request("The body must be a JSON object.")
+        payload = _json_body(request)
+        if isinstance(payload, JsonResponse):
+            return payload
     else:
         payload = request.POST
     text = payload.get("text")
@@ -114,3 +122,23 @@ def task_result(request, result_id):
     if result.status == "SUCCESSFUL":
         body["return_value"] = result.return_value
     return JsonResponse(body)
+
+
+#: most steps the long job may be asked for
+MAX_STEPS = 20
+
+
+@require_POST
+def submit_long_job(request):
+    """Queue the long job (``{"steps": 1..20, "fail": bool}``, JSON); answer 202 with its id
+    and the token the page watches it with (``taskchan.progress_token``)."""
+    payload = _json_body(request)
+    if isinstance(payload, JsonResponse):
+        return payload
+    steps = payload.get("steps", 5)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+        return _bad_request(f"'steps' must be a whole number from 1 to {MAX_STEPS}.")
+    fail = payload.get("fail") is True
+    # The failing one is not retried, so that the page shows its failure at once.
+    message_id = taskchan.send(LONG_CHANNEL, {"steps": steps, "fail": fail}, max_attempts=1 if fail else None)
+    return JsonResponse({"id": message_id, "token": taskchan.progress_token(message_id, max_age=600)}, status=202)

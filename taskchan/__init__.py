@@ -30,6 +30,9 @@ _EXPORTS = {
     "status": "taskchan.tracking",
     "astatus": "taskchan.tracking",
     "MessageStatus": "taskchan.tracking",
+    # Progress
+    "progress_token": "taskchan.progress.token",
+    "report_progress": "taskchan.progress.report",
     # Consuming
     "consumer": "taskchan.registry",
     "Message": "taskchan.message",
@@ -67,6 +70,9 @@ __all__ = [
     "status",
     "astatus",
     "MessageStatus",
+    # Progress
+    "progress_token",
+    "report_progress",
     # Consuming
     "consumer",
     "Message",
@@ -132,5 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .message import Message
     from .outbox import send_on_commit
     from .producer import asend, send
+    from .progress.report import report_progress
+    from .progress.token import progress_token
     from .registry import consumer
     from .tracking import MessageStatus, astatus, status

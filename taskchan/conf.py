@@ -33,6 +33,11 @@ DEFAULTS: dict[str, tuple[Any, type | tuple[type, ...], str]] = {
     "RESULT_TTL": (
         86400, (int, float), "seconds a django.tasks result (the taskchan backend's) is kept after its last change",
     ),
+    "PROGRESS_INTERVAL": (0.2, (int, float), "seconds between a worker's flushes of its jobs' latest progress"),
+    "PROGRESS_CHECK": (2.0, (int, float), "seconds between a progress watcher's reads of an unfinished message's status"),
+    "PROGRESS_WEBSOCKET": (
+        "/progress/", str, "path the project routes ProgressConsumer at (the admin overview's live refresh; '': poll)",
+    ),
     "KEY_PREFIX": ("taskchan", str, "prefix of every Redis key taskchan writes"),
     "TIME_LIMIT": (None, (int, float, type(None)), "seconds a job may run before it is interrupted (None: no limit)"),
     "STUCK_AFTER": (10.0, (int, float), "seconds a job thread may go on past its time limit before it is abandoned"),
@@ -55,6 +60,8 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
 }
 #: numeric settings that must be finite and >= 0 (a lifetime, where 0 means off)
 NON_NEGATIVE = frozenset({"STATUS_TTL", "RESULT_TTL"})
+#: numeric settings that must be finite and > 0 (a period)
+POSITIVE = frozenset({"PROGRESS_INTERVAL", "PROGRESS_CHECK"})
 
 
 class Settings:
@@ -77,10 +84,11 @@ class Settings:
             not isinstance(value, kind)
             or (isinstance(value, bool) and kind is not bool)
             or (name in NON_NEGATIVE and not 0 <= value < float("inf"))
+            or (name in POSITIVE and not 0 < value < float("inf"))
         ):
             raise ImproperlyConfigured(
                 f"TASKCHAN_{name} must be {_type_names(kind)}"
-                f"{' (finite and >= 0)' if name in NON_NEGATIVE else ''}, got {value!r}. "
+                f"{' (finite and >= 0)' if name in NON_NEGATIVE else ' (finite and > 0)' if name in POSITIVE else ''}, got {value!r}. "
                 f"It is the {_meaning}; the default is {default!r}."
             )
         problem = _bounds_problem(name, value)

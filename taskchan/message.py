@@ -6,6 +6,7 @@ from asgiref.sync import async_to_sync
 
 from .envelope import Envelope
 from .exceptions import Cancelled
+from .progress.report import check, current_slot
 
 
 class ReplyChannel:
@@ -39,12 +40,16 @@ class Message:
     called (the worker learns it once per lease renewal period).
     """
 
-    __slots__ = ("envelope", "attempt", "_cancel")
+    __slots__ = ("envelope", "attempt", "_cancel", "_slot")
 
     def __init__(self, envelope: Envelope, attempt: int, cancel=None):
         self.envelope = envelope
         self.attempt = attempt
         self._cancel = cancel  # a threading.Event the worker sets, or None (never cancelled)
+        # The running attempt's progress slot (taskchan/progress/report.py), kept
+        # so that progress() works from any thread the consumer hands ``message`` to.
+        slot = current_slot.get()
+        self._slot = slot if slot is not None and slot.message_id == envelope.id else None
 
     @property
     def cancelled(self) -> bool:
@@ -55,6 +60,21 @@ class Message:
         """Raise ``taskchan.Cancelled`` if the message was cancelled: the attempt then ends as cancelled."""
         if self.cancelled:
             raise Cancelled()
+
+    def progress(self, current, total=None, note=None) -> bool:
+        """Report how far this attempt is: ``current`` of ``total`` (None: unknown), with a short ``note``.
+
+        Cheap to call in a tight loop: only the latest value is kept, and the
+        worker sends it on every TASKCHAN_PROGRESS_INTERVAL (and as the
+        attempt ends) to the status record and to every browser watching
+        (docs/progress.md).  Bad arguments raise ``taskchan.InvalidOption``.
+        True when reported; False where no worker runs this attempt (a test
+        calling the consumer directly), where it does nothing.  A message cancelled
+        while it runs (``taskchan.cancel``) raises ``taskchan.Cancelled`` here.
+        """
+        self.check_cancelled()
+        check(current, total, note)
+        return self._slot.put(current, total, note) if self._slot is not None else False
 
     @property
     def content(self) -> dict:

@@ -20,7 +20,9 @@ field     meaning                                          written by
 ``done``  how it ended: ``succeeded``, ``failed``          the ack of a success or a dead letter
 ``fin``   finished at, unix s                              same
 ``r``     the consumer's return value, JSON                a success, when the consumer keeps it
-``p``     progress, JSON (reserved for progress reports)   not written yet
+``p``     the last progress report, JSON ``{current,       the worker's batched ack (a note per
+          total, note, attempt, at}``                      TASKCHAN_PROGRESS_INTERVAL), and the
+                                                           outcome's note (taskchan/progress/)
 ``x``     what the sender keeps (sealed like envelopes)    send.lua (``send_stored(record=)``;
                                                            the django.tasks backend: task, args)
 ========  ===============================================  =====================================
@@ -63,8 +65,9 @@ SCHEDULED = "scheduled"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+CANCELLED = "cancelled"  # taskchan.cancel: never run, or ended by Cancelled
 UNKNOWN = "unknown"
-STATES = (QUEUED, SCHEDULED, RUNNING, SUCCEEDED, FAILED, UNKNOWN)
+STATES = (QUEUED, SCHEDULED, RUNNING, SUCCEEDED, FAILED, CANCELLED, UNKNOWN)
 
 
 @dataclass(slots=True)
@@ -84,7 +87,7 @@ class MessageStatus:
     worker_ids: list[str] = field(default_factory=list)  # the worker of each attempt that started, in order
     result: Any = None  # the consumer's JSON return value, where kept (``has_result``)
     has_result: bool = False
-    progress: Any = None  # reserved for progress reports
+    progress: Any = None  # the last message.progress(): {current, total, note, attempt, at} (docs/progress.md)
     kept: str | None = None  # what the sender kept in the record (``x``), as text
 
 

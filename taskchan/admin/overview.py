@@ -11,6 +11,7 @@ from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from ..conf import settings
 from ..models import FailedMessage
 from .in_flight import in_flight_view
 from .overview_data import collect
@@ -54,6 +55,8 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "title": "Queue overview",
             "data": collect(failed_links=links),
             "data_url": reverse("admin:taskchan_queueoverview_data"),
+            # Where workers' "changed" pushes arrive (taskchan/progress/); polling stays the fallback.
+            "push_path": settings.PROGRESS_WEBSOCKET,
             # Links to pages this user may open, only.
             "failed_url": reverse("admin:taskchan_failedmessage_changelist") if links else "",
             "groups_url": reverse("admin:taskchan_failedmessage_groups") if links else "",

@@ -26,6 +26,7 @@ from ..consumer_table import get_consumer
 from ..envelope import Envelope, MalformedEnvelope, decode
 from ..message import Message
 from ..models import FailedMessage
+from ..progress import direct
 from ..registry import Consumer
 from ..stores.configured import get_store
 from .app import is_redis_store, visibility_timeout
@@ -78,12 +79,13 @@ def run(task, channel: str, raw: str, dead_letter: dict | None = None) -> None:
     if starts > 1 and outcome.lost_too_often(attempt.number, attempt.max_attempts):
         _dead_letter_lost(attempt, starts)
         return
-    message = Message(envelope, attempt.number)
     try:
-        if consumer.is_async:
-            async_to_sync(consumer.func)(message)
-        else:
-            consumer.func(message)
+        with direct.reporting(envelope.id, attempt.number):  # message.progress(): to its watchers
+            message = Message(envelope, attempt.number)
+            if consumer.is_async:
+                async_to_sync(consumer.func)(message)
+            else:
+                consumer.func(message)
     except Exception as exc:
         error, tb = exc, traceback_module.format_exc()
     else:

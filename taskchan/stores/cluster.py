@@ -216,9 +216,8 @@ class ClusterStore(RedisStore):
         else:
             self._registered[channel] = time.monotonic() + CHANNEL_REGISTRY_SECONDS
 
-    # Status records are not kept on a cluster yet (docs/status.md): a record
-    # named by the message id alone (``P:st:ID``) sits in another slot than its
-    # channel's keys, which every step of the message must share.
+    # No status records on a cluster yet (docs/status.md): ``P:st:ID``, named by the
+    # message alone, sits in another slot than its channel's keys, which a step must share.
     keeps_status = False
 
     async def status_record(self, message_id):
@@ -257,8 +256,7 @@ class ClusterStore(RedisStore):
                 await self._aclient()[0].sadd(self.keys.channels, channel)
 
     async def fire_slot(self, channel, raw, message_id, slot_ms, *, catch_up=False):
-        # fire.lua adds the channel to its slot's set (``P:c:{CH}``); the listing too, as a send does
-        await self._alist(channel)
+        await self._alist(channel)  # listed as a send's channel is (fire.lua adds it to ``P:c:{CH}``)
         return await super().fire_slot(channel, raw, message_id, slot_ms, catch_up=catch_up)
 
     def _on_master(self, key: str, call):

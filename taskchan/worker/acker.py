@@ -42,6 +42,8 @@ FINAL_ACK_ATTEMPTS = 8
 
 class Acker:
     def __init__(self, parts: dict[int, Partition]):
+        #: called with each host's deliveries once their acks (and notes) are written
+        self.on_acked: Callable[[list[Delivery]], None] | None = None
         self.pending: list[Delivery] = []  # finished, not yet acked (still leased: heartbeats cover them)
         self._parts = parts  # the worker's partitions, by index (shared, only ever added to)
         self._event = asyncio.Event()
@@ -123,6 +125,8 @@ class Acker:
             if not isinstance(result, BaseException):
                 self._retry_at.pop(index, None)
                 self._backoff.pop(index, None)
+                if self.on_acked is not None:
+                    self.on_acked(part_batch)
                 continue
             backoff = self._backoff.get(index, ACK_BACKOFF)
             self._retry_at[index] = time.monotonic() + backoff

@@ -254,6 +254,8 @@ class AsyncRunners:
 class Jobs:
     """Both kinds of runners behind one door: submit, start, finish at a stop, what never started."""
 
+    progress = None  # the worker's ProgressHub (taskchan/progress/hub.py): each attempt's slot
+
     def __init__(
         self,
         consumers: dict[str, Consumer],
@@ -332,6 +334,8 @@ class Jobs:
     def _started(self, result: Outcome) -> None:
         """From a job thread or runner, as an attempt starts: its status note, sent with the next acks."""
         ttl_ms = result.consumer.status_ms
+        if self.progress is not None:
+            self.progress.start(result.envelope.id, result.attempt, result.delivery.shard, ttl_ms)
         if ttl_ms:
             result.start = tracking.start_note(result.envelope.id, result.attempt, self._worker_json, ttl_ms)
             self._note(result.delivery.shard, result.start)

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from .. import deadletter, metrics, outcome, tracking
 from ..conf import settings
+from ..envelope import message_id_of
 from ..models import FailedMessage
 from ..stores.base import Delivery
 from .attempt import Outcome
@@ -50,6 +51,8 @@ class Tally:
 
 
 class Settler:
+    progress = None  # the worker's ProgressHub (taskchan/progress/hub.py): last progress, outcome pushes
+
     def __init__(self, partitions: Partitions, leases: Leases, bookkeeping: Executor, tally: Tally):
         self._partitions = partitions
         self._leases = leases
@@ -78,10 +81,14 @@ class Settler:
         if result.ok:
             self._tally.processed += 1
             metrics.processed(delivery.channel)
+            last, reported = self._last_progress(result)
             if ttl_ms := result.consumer.status_ms:  # written with the ack
                 delivery.note = _with_start(result, tracking.end_note(
                     result.envelope.id, tracking.SUCCEEDED, ttl_ms, attempt=result.attempt, result=result.result
                 ))
+                delivery.note.fields.update(last)
+            if reported:  # pushed to its watchers once acked
+                self.progress.succeeded(delivery, result.envelope.id, result.result)
             self._leases.finished(delivery)
             return
         task = asyncio.ensure_future(self._settle_failure(result))
@@ -109,26 +116,35 @@ class Settler:
                 error=f"could not be retried ({type(exc).__name__}: {exc})",
             )
 
+    def _last_progress(self, result: Outcome) -> tuple[dict, bool]:
+        """The attempt's last progress (status fields), taken before its outcome is written."""
+        if self.progress is None or result.envelope is None:
+            return {}, False
+        return self.progress.finish(result.envelope.id)
+
+    def _with(self, note, fields: dict):
+        if note is not None:
+            note.fields.update(fields)
+        return note
+
     async def _failure(self, result: Outcome) -> None:
         delivery, envelope = result.delivery, result.envelope
+        last, _ = self._last_progress(result)
         if result.cancelled:
-            logger.info("cancelled channel=%s message=%s", delivery.channel, envelope.id if envelope else "?")
-            store = self._partitions[delivery.shard].store
-            ms = int(settings.IDEMPOTENCY_WINDOW * 1000)  # a re-send with its key still finds it
-            await retry_redis(store.ack, [delivery], outcome="cancelled", idempotency_ms=ms, attempts=20)
-            metrics.cancelled(delivery.channel)
+            await self._cancelled(result, last)
             return
         if result.malformed is not None:
             await self.dead_letter(delivery, None, FailedMessage.Reason.MALFORMED, error=result.malformed)
             return
         if result.worker_lost:
             lost = outcome.lost_with_worker(envelope, result.attempt - 1, delivery.deliveries)
-            last = lost.errors[-1]
-            delivery.note = _failed_note(result, result.attempt - 1, (last["type"], last["message"], None))
-            await self.dead_letter(
+            error = (lost.errors[-1]["type"], lost.errors[-1]["message"], None)
+            delivery.note = _failed_note(result, result.attempt - 1, error)
+            if await self.dead_letter(
                 delivery, lost, outcome.WORKER_LOST, consumer=result.consumer.name,
                 attempts=result.attempt - 1, max_attempts=result.max_attempts,
-            )
+            ):
+                self._pushed("failed", envelope.id, result.attempt - 1, *error[:2])
             return
         self._tally.failed += 1
         failure = outcome.after_failure(
@@ -136,11 +152,12 @@ class Settler:
         )
         error = (failure.error_type, str(result.exc) or failure.error_type, result.traceback)
         if failure.dead_letter:
-            delivery.note = _failed_note(result, result.attempt, error)
-            await self.dead_letter(
+            delivery.note = self._with(_failed_note(result, result.attempt, error), last)
+            if await self.dead_letter(
                 delivery, failure.envelope, failure.reason, consumer=result.consumer.name,
                 attempts=result.attempt, max_attempts=result.max_attempts,
-            )
+            ):
+                self._pushed("failed", envelope.id, result.attempt, *error[:2])
             return
         logger.info(
             "retrying channel=%s message=%s attempt=%d/%d in %.2fs error=%s",
@@ -152,16 +169,38 @@ class Settler:
             failure.envelope.encode(),
             int(failure.delay * 1000),
             idempotency_ms=int(settings.IDEMPOTENCY_WINDOW * 1000),
-            note=_with_start(result, tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms))
+            note=self._with(
+                _with_start(result, tracking.retry_note(envelope.id, result.attempt, *error, failure.delay, ttl_ms)), last
+            )
             if (ttl_ms := result.consumer.status_ms) else None,
             attempts=20,
         )
         metrics.retried(delivery.channel)
+        self._pushed("retrying", envelope.id, result.attempt, *error[:2], failure.delay)
+
+    async def _cancelled(self, result: Outcome, last: dict) -> None:
+        """Cancelled before it started, or it raised Cancelled: acked (never retried), its record
+        reading ``cancelled`` (written with the ack)."""
+        delivery, envelope = result.delivery, result.envelope
+        message_id = envelope.id if envelope is not None else message_id_of(delivery.raw)
+        logger.info("cancelled channel=%s message=%s", delivery.channel, message_id or "?")
+        ttl_ms = tracking.record_ms(result.consumer.result_ttl if result.consumer is not None else None)
+        if message_id and ttl_ms:
+            delivery.note = self._with(tracking.end_note(message_id, tracking.CANCELLED, ttl_ms), last)
+        store = self._partitions[delivery.shard].store
+        ms = int(settings.IDEMPOTENCY_WINDOW * 1000)  # a re-send with its key still finds it
+        await retry_redis(store.ack, [delivery], outcome="cancelled", idempotency_ms=ms, attempts=20)
+        metrics.cancelled(delivery.channel)
+
+    def _pushed(self, what: str, *args) -> None:
+        """Tell the message's watchers how the attempt ended, now that its status is written."""
+        if self.progress is not None:
+            getattr(self.progress, what)(*args)
 
     async def dead_letter(
         self, delivery: Delivery, envelope, reason: str, *, error="", consumer="", attempts=0, max_attempts=None
-    ) -> None:
-        """Write the FailedMessage row, then (only then) ack the message."""
+    ) -> bool:
+        """Write the FailedMessage row, then (only then) ack the message; False when the row was not written."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(
@@ -175,10 +214,11 @@ class Settler:
             # The row is not written, so the message must not be acked: its
             # lease lapses and the next delivery tries to dead-letter it again.
             logger.exception("could not record dead letter for %s; leaving it leased", delivery.entry_id)
-            return
+            return False
         store = self._partitions[delivery.shard].store
         await retry_redis(store.ack, [delivery], outcome="failed", attempts=20)
         metrics.dead_lettered(delivery.channel)
+        return True
 
 
 def _failed_note(result: Outcome, attempt: int, error):

@@ -47,6 +47,7 @@ from redis.exceptions import RedisError
 
 from .. import registry
 from ..conf import settings
+from ..progress.hub import ProgressHub
 from ..registry import Consumer
 from ..stores.base import Delivery, StoreBase
 from ..stores.configured import get_store
@@ -185,6 +186,9 @@ class Worker:
             self._partitions, self._leases, self._bookkeeping, refresh=self._refresh_partitions,
             burst=self.burst, poll_interval=self.poll_interval, stopping=self._stopping,
         )
+        self._progress = ProgressHub(self._acker.note)  # progress reports and outcome pushes
+        self._settler.progress = self._jobs.progress = self._progress
+        self._acker.on_acked = self._progress.acked
         self._reclaim_lock = asyncio.Lock()  # one partition's reclaim at a time (upkeep.py)
         self._fetchers: dict[int, asyncio.Task] = {}
         self._upkeep: dict[int, asyncio.Task] = {}
@@ -201,6 +205,7 @@ class Worker:
             self._watched(self._gate.run(), "taskchan-gate"),
             *(self._watched(t.run(), f"taskchan-tick-{t.channel}") for t in self.tickers),
         ]
+        self._progress_task = self._watched(self._progress.run(), "taskchan-progress")
 
     async def _stop(self) -> bool:
         """The stop order; False if running jobs were left to lapse."""
@@ -217,13 +222,14 @@ class Worker:
         self._acker_task.cancel()
         await asyncio.gather(self._acker_task, return_exceptions=True)
         await self._acker.flush(lambda: self._abandon)
+        await self._progress.close()  # the outcomes those acks settled, to their watchers
         return clean
 
     async def _close(self, clean: bool) -> None:
         """After the stop (or a failure during it): end every loop, deregister, wait for the database thread."""
         tasks = (
             *self._fetchers.values(), *self._upkeep.values(), self._acker_task, self._maintenance_task,
-            *self._runner_tasks, *self._flow_tasks,
+            self._progress_task, *self._runner_tasks, *self._flow_tasks,
         )
         for task in tasks:
             task.cancel()

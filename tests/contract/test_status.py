@@ -141,7 +141,7 @@ def test_record_lives_status_ttl_after_its_last_write(use_redis_layer, settings)
 def test_status_ttl_is_validated(settings, value):
     settings.TASKCHAN_STATUS_TTL = value
     with pytest.raises(ImproperlyConfigured, match="TASKCHAN_STATUS_TTL"):
-        _ = taskchan_settings.STATUS_TTL
+        taskchan_settings.STATUS_TTL  # noqa: B018  (reading it is the check)
 
 
 def test_a_cluster_keeps_no_record_and_send_many_still_stores_and_runs(use_cluster_layer):
@@ -155,3 +155,13 @@ def test_a_cluster_keeps_no_record_and_send_many_still_stores_and_runs(use_clust
     ran = {e["id"] for e in consumers.events("taskchan.c.result")}
     assert ran == set(ids)
     assert {taskchan.status(i).state for i in ids} == {"unknown"}
+
+
+def test_a_cancelled_message_never_runs_and_reads_cancelled(layer_store):
+    message_id = taskchan.send("taskchan.c.ok", {"n": 1})
+    kept = taskchan.send("taskchan.c.ok", {"n": 2})
+    taskchan.cancel(message_id)
+    run_burst(["taskchan.c.ok"])
+    assert {e["id"] for e in consumers.events("taskchan.c.ok")} == {kept}
+    assert taskchan.status(message_id).state == "cancelled"
+    assert taskchan.status(kept).state == "succeeded"

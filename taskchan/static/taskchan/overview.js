@@ -1,11 +1,17 @@
-// The queue overview: fetches data-url every data-refresh-ms and rebuilds the two tables from the
-// JSON (text only, never HTML), without reloading the page.
+// The queue overview: fetches data-url and rebuilds the two tables from the JSON (text only, never
+// HTML), without reloading the page.  When data-push-path names the websocket where workers push
+// "changed" (taskchan/progress/), it fetches on each push and polls only every PUSHED_FACTOR times
+// data-refresh-ms as a fallback; without the socket (refused, not routed, dropped) it polls every
+// data-refresh-ms, and tries the socket again with backoff.
 (function () {
   "use strict";
   var root = document.getElementById("content-main");
   var every = parseInt(root.dataset.refreshMs, 10) || 3000;
   var updated = document.getElementById("taskchan-updated");
   var errorLine = document.getElementById("taskchan-overview-error");
+  var PUSHED_FACTOR = 4;
+  var pushed = false;  // the socket is subscribed: polling is only the fallback
+  var timer = null, inFlight = false, again = false;
 
   function row(data) {
     var tr = document.createElement("tr");
@@ -64,7 +70,14 @@
     errorLine.hidden = !data.error;
   }
 
+  function schedule(ms) {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(refresh, ms);
+  }
+
   function refresh() {
+    if (inFlight) { again = true; return; }  // a push during a fetch: fetch once more after it
+    inFlight = true;
     fetch(root.dataset.url, {credentials: "same-origin", cache: "no-store", headers: {"Accept": "application/json"}})
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
@@ -75,7 +88,33 @@
         errorLine.textContent = "Could not refresh (" + err.message + "); trying again.";
         errorLine.hidden = false;
       })
-      .finally(function () { window.setTimeout(refresh, every); });
+      .finally(function () {
+        inFlight = false;
+        if (again) { again = false; schedule(0); } else { schedule(pushed ? every * PUSHED_FACTOR : every); }
+      });
+  }
+
+  function listen(delay) {
+    var path = root.dataset.pushPath;
+    if (!path || !window.WebSocket) { return; }
+    var scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    var socket = new WebSocket(scheme + "://" + window.location.host + path);
+    socket.addEventListener("open", function () {
+      socket.send(JSON.stringify({type: "subscribe", overview: true}));
+    });
+    socket.addEventListener("message", function (message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      if (event.type === "subscribed") { pushed = true; root.dataset.pushed = "1"; delay = 1000; refresh(); }
+      if (event.type === "changed") { refresh(); }
+    });
+    socket.addEventListener("close", function (event) {
+      pushed = false;
+      root.dataset.pushed = "0";
+      schedule(every);
+      if (event.code === 4403 || event.code === 4404) { return; }  // refused or not routed: poll only
+      window.setTimeout(function () { listen(Math.min(delay * 2, 30000)); }, delay);
+    });
   }
 
   // "hide idle channels": a class on the table, remembered in this browser
@@ -89,5 +128,6 @@
   hideIdle.addEventListener("change", applyHideIdle);
   applyHideIdle();
 
-  window.setTimeout(refresh, every);
+  schedule(every);
+  listen(1000);
 }());
