@@ -169,13 +169,19 @@ def test_a_durable_send_through_sentinel_returns_once_the_replica_has_it(redis_s
              timeout=15, message="the replica to sync")
     sentinel = start_sentinel(spawn, master.port)
     settings.CHANNEL_LAYERS = sentinel_layers(sentinel.port)
+    # The master counts the replica for WAIT once it is online on the master's side too.
+    wait_for(lambda: (redis_lib.Redis(port=master.port).info("replication").get("slave0") or {}).get("state")
+             == "online", timeout=15, message="the master to see its replica online")
     settings.TASKCHAN_SEND_REPLICAS = 1
-    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.3
+    # Generous for the send that must succeed (a loaded machine answers slowly) ...
+    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 5.0
 
     message_id = taskchan.send(CHANNEL, {"n": 1})
     # Read at once from the replica: the send returned only once it had the message.
     assert message_id in replica.client.xrange(STREAM)[0][1]["m"]
 
+    # ... short for the one that must time out.
+    settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.3
     replica.proc.send_signal(signal.SIGSTOP)
     try:
         with pytest.raises(taskchan.SendNotReplicated, match="may or may not survive"):
