@@ -12,6 +12,8 @@ hand to Celery                  ``taskchan.retry_failedmessage``
 discard                         ``taskchan.delete_failedmessage``
 edit and retry                  ``taskchan.change_failedmessage`` and retry
 queue overview                  ``taskchan.view_queue_overview``
+status lookup of a message      ``taskchan.view_queue_overview``
+cancel (in flight, lookup)      ``taskchan.cancel_message``
 send_on_commit rows waiting     ``taskchan.view_outboxmessage``
 relay them now                  ``taskchan.change_outboxmessage``
 ==============================  =============================================
@@ -28,6 +30,10 @@ The modules:
 ``groups.py``        failures by channel and error, retry-all and discard-all
 ``overview.py``      ``QueueOverviewAdmin``: the queue overview page and its JSON
 ``overview_data.py`` what the overview shows, gathered from Redis and the database
+``in_flight.py``     one channel's leased messages, each with *Cancel*
+``lookup.py``        the status lookup of one message id, with *Cancel*
+``cancel.py``        the one cancel both pages use: permission, admin log, message
+``pause.py``         the overview's pause and resume buttons
 ``outbox.py``        ``OutboxMessageAdmin``: send_on_commit rows waiting, relay now
 ``html.py``          HTML pieces the pages share: ``<pre>`` blocks, times, links
 ===================  ==========================================================

@@ -33,6 +33,12 @@ def message_filter_url(message_id: str) -> str:
     return reverse("admin:taskchan_failedmessage_changelist") + "?" + urlencode({"message_id": message_id})
 
 
+def status_lookup_url(message_id: str = "") -> str:
+    """The status lookup page (``lookup.py``), showing ``message_id`` when one is given."""
+    url = reverse("admin:taskchan_queueoverview_lookup")
+    return f"{url}?{urlencode({'message_id': message_id})}" if message_id else url
+
+
 def change_url(row) -> str:
     """A failed message's detail page."""
     return reverse("admin:taskchan_failedmessage_change", args=[row.pk])

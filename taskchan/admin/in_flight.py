@@ -2,9 +2,9 @@
 
 Reached from the overview's "In flight" figure.  Viewing needs the overview's
 permission; cancelling needs ``taskchan.cancel_message`` and writes one
-admin-log entry per message (on the ``QueueOverview`` content type, the
-message id as the object).  A cancel here is ``taskchan.cancel``: the running
-job sees ``message.cancelled`` within one lease renewal period
+admin-log entry per message (``cancel.py``, shared with the status lookup).
+A cancel here is ``taskchan.cancel``: the running job sees
+``message.cancelled`` within one lease renewal period
 (``docs/time-limits-and-cancel.md``).
 """
 
@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import asyncio
 
-from django.contrib import messages
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from ..cancels import cancel, check_message_id
 from ..envelope import CHANNEL_NAME_RE
-from ..exceptions import InvalidOption, StoreUnavailable
-from ..models import QueueOverview
 from ..stores.configured import get_store
 from ..text import duration
+from .cancel import cancel_and_report, may_cancel
+from .html import status_lookup_url
 
 #: leased messages listed per channel (the oldest Redis lists first)
 LIMIT = 100
-CANCEL_PERMISSION = "taskchan.cancel_message"
 
 
 def read_in_flight(channel: str) -> list:
@@ -50,14 +45,15 @@ def in_flight_view(model_admin, request, channel: str):
         raise PermissionDenied
     if not CHANNEL_NAME_RE.match(channel):
         raise Http404("no such channel")
-    may_cancel = request.user.has_perm(CANCEL_PERMISSION)
+    cancel_allowed = may_cancel(request)
     if request.method == "POST":
-        if not may_cancel:
+        if not cancel_allowed:
             raise PermissionDenied
         cancel_and_report(request, request.POST.get("message_id"), channel)
         return HttpResponseRedirect(request.path)
     rows = [
         {"message_id": m.message_id or "", "entry_id": m.entry_id, "worker": m.worker,
+         "lookup_url": status_lookup_url(m.message_id) if m.message_id else "",
          "lease_age": duration(m.lease_age), "deliveries": m.deliveries}
         for m in read_in_flight(channel)
     ]
@@ -68,28 +64,7 @@ def in_flight_view(model_admin, request, channel: str):
         "channel": channel,
         "rows": rows,
         "limit": LIMIT,
-        "may_cancel": may_cancel,
+        "may_cancel": cancel_allowed,
         "overview_url": reverse("admin:taskchan_queueoverview_changelist"),
     }
     return TemplateResponse(request, "admin/taskchan/queueoverview/in_flight.html", context)
-
-
-def cancel_and_report(request, message_id, channel: str) -> None:
-    """Cancel one message, log it in the admin log and tell the user how it went."""
-    try:
-        cancel(check_message_id(message_id))
-    except (InvalidOption, StoreUnavailable) as exc:
-        messages.error(request, f"Nothing was cancelled: {exc}")
-        return
-    LogEntry.objects.create(
-        user_id=request.user.pk,
-        content_type_id=ContentType.objects.get_for_model(QueueOverview).pk,
-        object_id=message_id,
-        object_repr=f"message {message_id} on {channel}"[:200],
-        action_flag=CHANGE,
-        change_message=f"Cancelled message {message_id} on {channel}.",
-    )
-    messages.success(
-        request, f"Message {message_id} is cancelled: it stops at its next check of message.cancelled, "
-        "or never starts if it has not yet.",
-    )

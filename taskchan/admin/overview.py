@@ -13,7 +13,9 @@ from django.urls import path, reverse
 
 from ..conf import settings
 from ..models import FailedMessage
+from .html import status_lookup_url
 from .in_flight import in_flight_view
+from .lookup import lookup_view
 from .overview_data import collect
 from .pause import may_pause, pause_view
 
@@ -43,12 +45,13 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                 name="taskchan_queueoverview_in_flight",
             ),
             path("pause/", wrap(lambda request: pause_view(self, request)), name="taskchan_queueoverview_pause"),
+            path("lookup/", wrap(lambda request: lookup_view(self, request)), name="taskchan_queueoverview_lookup"),
         ]
 
     def overview_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        links = may_view_failed(self, request)
+        links = self.may_view_failed(request)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -62,15 +65,16 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "groups_url": reverse("admin:taskchan_failedmessage_groups") if links else "",
             # The pause and resume buttons, for users with their permission only.
             "pause_url": reverse("admin:taskchan_queueoverview_pause") if may_pause(request) else "",
+            # The status lookup needs what this page needs: every viewer gets the link.
+            "lookup_url": status_lookup_url(),
         }
         return TemplateResponse(request, "admin/taskchan/queueoverview/overview.html", context)
 
     def data_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return JsonResponse(collect(failed_links=may_view_failed(self, request)))
+        return JsonResponse(collect(failed_links=self.may_view_failed(request)))
 
-
-def may_view_failed(model_admin, request) -> bool:
-    """Whether the failed-message pages would open for this user (the admin's own check)."""
-    return model_admin.admin_site.get_model_admin(FailedMessage).has_view_permission(request)
+    def may_view_failed(self, request) -> bool:
+        """Whether the failed-message pages would open for this user (the admin's own check)."""
+        return self.admin_site.get_model_admin(FailedMessage).has_view_permission(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import re
 import uuid
 
 import pytest
@@ -36,6 +37,13 @@ CHANGELIST = "/admin/taskchan/failedmessage/"
 GROUPS = CHANGELIST + "groups/"
 OVERVIEW = "/admin/taskchan/queueoverview/"
 OVERVIEW_DATA = OVERVIEW + "data/"
+LOOKUP = OVERVIEW + "lookup/"
+
+
+def shown_state(response) -> str | None:
+    """The state the status lookup page shows (None: no message shown)."""
+    found = re.search(r'id="taskchan-state">([^<]*)<', response.content.decode())
+    return found.group(1) if found else None
 
 
 def detail_url(row) -> str:
