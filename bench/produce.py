@@ -158,6 +158,33 @@ def produce_taskchan(
     return produce_sync(send, count, target, rate, latency)
 
 
+#: messages per send_many() call in the "sendmany" row
+SEND_MANY_CHUNK = 1000
+
+
+def produce_send_many(count: int, target: int, rate: float, latency: bool) -> dict:
+    """The taskchan row's jobs stored with ``send_many`` in chunks; paced per chunk in the latency run."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+
+    django.setup()
+    import taskchan
+
+    pacer = Pacer(rate)
+    waited, cpu, t_first = run_queue_wait(os.getpid()), time.process_time(), time.time()
+    for start in range(0, count, SEND_MANY_CHUNK):
+        if (wait := pacer.delay(start)) > 0:
+            time.sleep(wait)
+        end = min(start + SEND_MANY_CHUNK, count)
+        taskchan.send_many(TASKCHAN_CHANNEL, [make_content(i, target, latency) for i in range(start, end)])
+    t_last, cpu, waited = (
+        time.time(),
+        time.process_time() - cpu,
+        run_queue_wait(os.getpid()) - waited,
+    )
+    return result(t_first, t_last, count, cpu, waited)
+
+
 def produce_dtasks(count: int, target: int, rate: float, latency: bool) -> dict:
     """``noop.enqueue(content)`` per job: Django's task API, whichever backend TASKS names."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings_dtasks")
@@ -171,7 +198,7 @@ def produce_dtasks(count: int, target: int, rate: float, latency: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("system", choices=["ceiling", "raw", "celery", *CHANNELS, *DTASKS_SYSTEMS])
+    parser.add_argument("system", choices=["ceiling", "raw", "celery", "sendmany", *CHANNELS, *DTASKS_SYSTEMS])
     parser.add_argument("--count", type=int, required=True, help="jobs to send")
     parser.add_argument(
         "--target", type=int, required=True, help="the job count that ends the phase"
@@ -188,6 +215,8 @@ def main() -> None:
         out = asyncio.run(produce_raw(*params))
     elif args.system == "celery":
         out = produce_celery(*params)
+    elif args.system == "sendmany":
+        out = produce_send_many(*params)
     elif args.system in DTASKS_SYSTEMS:
         out = produce_dtasks(*params)
     else:

@@ -50,6 +50,9 @@ RATIOS = {
     "dtasks/threadmill send": ("dtasks", "threadmill", ("send_only", "send_per_s")),
     "dtasks/django-tasks-redis send": ("dtasks", "dtredis", ("send_only", "send_per_s")),
     "dtasks/django-tasks-db send": ("dtasks", "dtdb", ("send_only", "send_per_s")),
+    # Bulk sending (--only taskchan,sendmany): send_many in chunks against a loop of send().
+    "send_many/send loop send": ("sendmany", "taskchan", ("send_only", "send_per_s")),
+    "send_many/send loop end-to-end": ("sendmany", "taskchan", ("end_to_end", "jobs_per_s")),
     # What progress reporting costs (--only taskchan,progress): 100 progress calls per job / none.
     "taskchan/progress end-to-end": ("taskchan", "progress", ("end_to_end", "jobs_per_s")),
 }

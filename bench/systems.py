@@ -38,7 +38,7 @@ from bench.processes import ROOT
 #: replica each); "durable": the same with TASKCHAN_SEND_REPLICAS = 1.
 SYSTEMS = (
     "ceiling", "raw", "celery", "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted",
-    "timelimit", "rated", "limited", "nostatus", "progress", "dtasks", "threadmill", "dtredis", "dtdb",
+    "timelimit", "rated", "limited", "nostatus", "progress", "sendmany", "dtasks", "threadmill", "dtredis", "dtdb",
 )
 #: Rows whose taskchan store is the bench's Redis Cluster.
 CLUSTER_SYSTEMS = ("cluster", "durable")
@@ -70,11 +70,12 @@ LABELS = {
     "dtredis": "django.tasks: django-tasks-redis",
     "dtdb": "django.tasks: django-tasks-db (PostgreSQL)",
     "progress": "taskchan, 100 progress calls/job",
+    "sendmany": "taskchan, send_many",
 }
 #: Systems whose processes run under Django (and need its throw-away database).
 DJANGO_SYSTEMS = (
     "taskchan", "handoff", "relay", "multi", "sharded", "cluster", "durable", "encrypted", "timelimit", "rated",
-    "limited", "nostatus", "progress", "dtasks", "threadmill", "dtredis", "dtdb",
+    "limited", "nostatus", "progress", "sendmany", "dtasks", "threadmill", "dtredis", "dtdb",
 )
 #: Where each system holds queued jobs (Redis command, key...), to check that a
 #: send-only run stored every job it sent. Default prefixes: channels_redis
@@ -89,6 +90,7 @@ QUEUED = {
     "nostatus": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "dtasks": ("xlen", "taskchan:q:taskchan.tasks." + DTASKS_QUEUE),
     "progress": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
+    "sendmany": ("xlen", "taskchan:q:" + TASKCHAN_CHANNEL),
     "handoff": ("llen", CELERY_QUEUE),
     "relay": ("xlen", "taskchan:q:" + RELAY_CHANNEL),
     "rated": ("xlen", "taskchan:q:" + RATED_CHANNEL),
@@ -129,6 +131,8 @@ def environments(
             "nostatus": dict(taskchan, TASKCHAN_STATUS_TTL="0"),
             # what progress reporting costs: the same job reporting 100 times (bench/jobs.py)
             "progress": dict(taskchan, BENCH_PROGRESS_CALLS="100"),
+            # the taskchan row's jobs stored by send_many in chunks (bench/produce.py)
+            "sendmany": taskchan,
             **{system: dict(taskchan, DJANGO_SETTINGS_MODULE="bench.settings_dtasks", BENCH_DTASKS=which,
                             BENCH_PG_URL=PG_URL)
                for system, which in DTASKS_SYSTEMS.items()}}  # fmt: skip

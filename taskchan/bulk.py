@@ -23,8 +23,10 @@ from redis.exceptions import ResponseError
 from . import metrics
 from .conf import settings
 from .consumer_table import handed_off_consumer
-from .exceptions import TaskchanError
-from .producer import checked_outgoing, send_stored, status_ms
+from .handoff import app as handoff_app
+from .outgoing import build_many
+from .priority import check_priority
+from .producer import send_stored, status_ms
 from .stores.base import ProducerStore
 from .stores.configured import get_store
 from .transient import TRANSIENT, send_failure, send_retrying
@@ -66,22 +68,24 @@ def send_many(
     max_attempts: int | None = None,
     reply_channel: str | None = None,
     store: ProducerStore | None = None,
+    priority: int = 0,
 ) -> list[str]:
     """Send every dict of ``contents`` to ``channel`` with the same options; their ids, in order.
 
     All are checked first (as ``send()`` checks one); a bad one raises the
     error ``send()`` would, its message prefixed with its position, and
-    nothing is stored.  No idempotency key: a key names one message.
+    nothing is stored.  No idempotency key: a key names one message.  ``priority``
+    applies to every one (``send()``'s).
     """
-    outgoing = []
-    for position, content in enumerate(contents):
-        try:
-            outgoing.append(checked_outgoing(channel, content, delay, max_attempts, None, reply_channel))
-        except TaskchanError as exc:
-            raise type(exc)(f"contents[{position}]: {exc}") from exc
-    if handed_off_consumer(channel) is not None:  # published to Celery, one by one, as send() does
-        return [send_stored(channel, o.raw, o.envelope.id, delay_ms=o.delay_ms, store=store) for o in outgoing]
-    return send_many_stored([(channel, o.raw, o.envelope.id, {"delay_ms": o.delay_ms}) for o in outgoing], store)
+    check_priority(priority)
+    delay_ms, built = build_many(  # the ids are asked for after every check
+        channel, contents, delay, max_attempts, reply_channel, lambda ch: (store or get_store()).new_message_id(ch)
+    )
+    if (consumer := handed_off_consumer(channel)) is not None:  # published to Celery, one by one, as send() does
+        handoff_app.check(consumer, delay)
+        return [send_stored(channel, raw, message_id, delay_ms=delay_ms, store=store) for message_id, raw in built]
+    options = {"delay_ms": delay_ms, "priority": priority}
+    return send_many_stored([(channel, raw, message_id, options) for message_id, raw in built], store)
 
 
 async def asend_many(channel: str, contents: list[dict[str, Any]], **options) -> list[str]:
