@@ -18,13 +18,15 @@ import re
 from typing import Any
 
 import tenacity
+from redis.exceptions import ResponseError
 
 from .conf import settings
-from .exceptions import InvalidOption, StoreUnavailable
+from .exceptions import InvalidOption, StoreRefused, StoreUnavailable
 from .stores.configured import get_store
 from .transient import TRANSIENT, send_retrying
 
-#: what a message id looks like: taskchan's are 32 hex digits (uuid4); anything
+#: what a message id looks like: taskchan's are 32 hex digits (uuid4), plus ``-`` and a hash
+#: slot's tag on a Redis Cluster (``stores/slot_tags.py``); anything
 #: of these characters up to this length is accepted, so ids of other senders can be cancelled too
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
@@ -50,6 +52,13 @@ def _unavailable(store, exc: BaseException) -> StoreUnavailable:
     )
 
 
+def _refused(store, exc: ResponseError) -> StoreRefused:
+    return StoreRefused(
+        f"Could not cancel the message: {store!r} refused it ({exc}). The message is not cancelled; "
+        "a WRONGTYPE error means the cancel markers' key holds something else (docs/troubleshooting.md)."
+    )
+
+
 def cancel(message_id: str) -> None:
     """Cancel ``message_id``: if queued or scheduled it never runs; if running, ``message.cancelled`` turns true.
 
@@ -62,6 +71,8 @@ def cancel(message_id: str) -> None:
         send_retrying(tenacity.Retrying)(store.cancel, message_id, _ttl_ms())
     except TRANSIENT as exc:
         raise _unavailable(store, exc) from exc
+    except ResponseError as exc:
+        raise _refused(store, exc) from exc
 
 
 async def acancel(message_id: str) -> None:
@@ -72,6 +83,8 @@ async def acancel(message_id: str) -> None:
         await send_retrying(tenacity.AsyncRetrying)(store.acancel, message_id, _ttl_ms())
     except TRANSIENT as exc:
         raise _unavailable(store, exc) from exc
+    except ResponseError as exc:
+        raise _refused(store, exc) from exc
 
 
 def is_cancelled(message_id: str) -> bool:

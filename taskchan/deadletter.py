@@ -126,6 +126,7 @@ def record(
     max_attempts: int | None = None,
     error: str = "",
     ran_under_celery: bool = False,
+    priority: int = 0,
 ):
     """Write (or update, for a repeated dead-lettering) the FailedMessage row.
 
@@ -139,6 +140,7 @@ def record(
         message_id = malformed_id(channel, entry_id)
     if ran_under_celery:  # the Celery hand-off's dead letters (handoff/celery_side.py)
         fields["ran_under_celery"] = True
+    fields["priority"] = priority  # its level in the store: a retry from the admin sends it again at it
     close_old_connections()
     try:
         try:

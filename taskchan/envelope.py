@@ -3,7 +3,7 @@
 An envelope travels through Redis as one JSON string.  Its fields:
 
 ``v``   format version (1)
-``id``  message id, a uuid4 hex string; the same across retries
+``id``  message id, a uuid4 hex string (``-TAG`` after it on a cluster); the same across retries
 ``ch``  channel name
 ``c``   the content dict the producer sent
 ``n``   attempts already made before this delivery (0 when first sent)
@@ -225,9 +225,9 @@ class Envelope:
     traceback: str | None = None
 
     @classmethod
-    def new(cls, channel, content, *, max_attempts=None, idempotency_key=None, reply_channel=None):
+    def new(cls, channel, content, *, max_attempts=None, idempotency_key=None, reply_channel=None, message_id=None):
         return cls(
-            id=uuid.uuid4().hex,
+            id=message_id or uuid.uuid4().hex,
             channel=channel,
             content=content,
             max_attempts=max_attempts,

@@ -51,6 +51,7 @@ class FailedMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     max_attempts = models.PositiveIntegerField(null=True, blank=True)
     reply_channel = models.CharField(max_length=255, blank=True)
+    priority = models.SmallIntegerField(default=0, help_text="its priority (send(priority=)); a retry keeps it")
     retried_at = models.DateTimeField(null=True, blank=True)
     retried_as = models.CharField(max_length=64, blank=True, help_text="id of the message it was re-sent as")
     ran_under_celery = models.BooleanField(

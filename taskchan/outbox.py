@@ -105,6 +105,10 @@ def sweep(limit: int = 200, using=None) -> int:
 
     cutoff = timezone.now() - timedelta(seconds=settings.OUTBOX_RELAY_AFTER)
     rows = list(OutboxMessage.objects.using(using).filter(created_at__lt=cutoff)[:limit])
+    if not rows:
+        # Nothing to relay: no delete either.  Its transaction would wait for the
+        # write lock on SQLite (up to the database's timeout) while anything else writes.
+        return 0
     relayable, one_by_one = [], 0
     for row in rows:
         if unrelayable(row) or handed_off_consumer(row.channel) is not None:
@@ -121,5 +125,6 @@ def sweep(limit: int = 200, using=None) -> int:
     except Exception:
         logger.exception("outbox: relay of %d row(s) failed; a worker will retry them", len(items))
         return one_by_one
-    OutboxMessage.objects.using(using).filter(pk__in=[row.pk for row in relayable]).delete()
+    if relayable:
+        OutboxMessage.objects.using(using).filter(pk__in=[row.pk for row in relayable]).delete()
     return one_by_one + len(relayable)

@@ -22,6 +22,7 @@ from .consumer_table import get_consumer, handed_off_consumer
 from .handoff import app as handoff_app
 from .handoff import publish as handoff_publish
 from .outgoing import Outgoing, build_outgoing
+from .priority import check_priority
 from .stores.base import ProducerStore
 from .stores.configured import get_store
 from .tracking import record_ms
@@ -31,10 +32,15 @@ logger = logging.getLogger("taskchan.producer")
 
 
 def checked_outgoing(
-    channel, content, delay=None, max_attempts=None, idempotency_key=None, reply_channel=None
+    channel, content, delay=None, max_attempts=None, idempotency_key=None, reply_channel=None, store=None
 ) -> Outgoing:
-    """``build_outgoing``, plus the hand-off's door checks for a channel that hands off to Celery."""
-    outgoing = build_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    """``build_outgoing``, plus the hand-off's door checks for a channel that hands off to Celery.
+    The id is ``store``'s (the configured one's by default): on a cluster it names the channel's slot."""
+
+    def new_id(channel):  # after the input checks: a bad message is refused as such first
+        return (store or get_store()).new_message_id(channel)
+
+    outgoing = build_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel, new_id)
     if (consumer := handed_off_consumer(channel)) is not None:
         handoff_app.check(consumer, delay)
     return outgoing
@@ -46,8 +52,9 @@ def status_ms(channel: str) -> int:
     return consumer.status_ms if consumer is not None else record_ms()
 
 
-def _store_options(channel, delay_ms, idempotency_key, record) -> dict:
+def _store_options(channel, delay_ms, idempotency_key, record, priority=0) -> dict:
     options = {
+        "priority": priority,
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,
         "idempotency_ms": int(settings.IDEMPOTENCY_WINDOW * 1000),
@@ -58,17 +65,21 @@ def _store_options(channel, delay_ms, idempotency_key, record) -> dict:
     return options
 
 
-def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None) -> str:
+def send_stored(
+    channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None, priority=0
+) -> str:
     """Store an already validated envelope, retrying a Redis that does not answer.
 
-    ``record``: text kept in the message's status record (``tracking.py``, field ``x``).
+    ``record``: text kept in the message's status record (``tracking.py``, field ``x``);
+    ``priority``: its level (checked by ``priority.check_priority``).  A channel handed off
+    to Celery has no levels: Celery's broker orders its messages.
     """
     store = store or get_store()
     if (consumer := handed_off_consumer(channel)) is not None and handoff_app.active(store):
         return handoff_publish.publish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(channel, delay_ms, idempotency_key, record)
+    options = _store_options(channel, delay_ms, idempotency_key, record, priority)
     try:
         try:
             return metrics.sent(channel, store.send(channel, raw, message_id, **options))
@@ -80,14 +91,14 @@ def send_stored(channel, raw, message_id, *, delay_ms=0, idempotency_key=None, s
 
 
 async def asend_stored(
-    channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None
+    channel, raw, message_id, *, delay_ms=0, idempotency_key=None, store=None, record=None, priority=0
 ) -> str:
     store = store or get_store()
     if (consumer := handed_off_consumer(channel)) is not None and handoff_app.active(store):
         return await handoff_publish.apublish(
             consumer, raw, message_id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
         )
-    options = _store_options(channel, delay_ms, idempotency_key, record)
+    options = _store_options(channel, delay_ms, idempotency_key, record, priority)
     try:
         try:
             return metrics.sent(channel, await store.asend(channel, raw, message_id, **options))
@@ -109,9 +120,12 @@ def send(
     idempotency_key: str | None = None,
     reply_channel: str | None = None,
     store: ProducerStore | None = None,
+    priority: int = 0,
 ) -> str:
     """Send ``content`` to ``channel``; return the message id once it is safely stored.
 
+    ``priority`` (-100 to 100, default 0): a message waiting on ``channel`` is
+    leased before every one of lower priority (``docs/sending.md``).
     ``delay`` (seconds) runs it no earlier than that; ``max_attempts``
     overrides the consumer's; a second send with the same ``idempotency_key``
     while the first is pending or within TASKCHAN_IDEMPOTENCY_WINDOW after it
@@ -120,8 +134,13 @@ def send(
     InvalidOption: ValueError/TypeError subclasses), StoreUnavailable when Redis
     stays down and StoreRefused when it refuses the write; nothing is stored then.
     """
-    envelope, delay_ms, raw = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
-    return send_stored(channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store)
+    check_priority(priority)
+    envelope, delay_ms, raw = checked_outgoing(
+        channel, content, delay, max_attempts, idempotency_key, reply_channel, store
+    )
+    return send_stored(
+        channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store, priority=priority
+    )
 
 
 async def asend(
@@ -133,9 +152,13 @@ async def asend(
     idempotency_key: str | None = None,
     reply_channel: str | None = None,
     store: ProducerStore | None = None,
+    priority: int = 0,
 ) -> str:
     """``send`` for async code (consumers, views): same arguments, same guarantees."""
-    envelope, delay_ms, raw = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    check_priority(priority)
+    envelope, delay_ms, raw = checked_outgoing(
+        channel, content, delay, max_attempts, idempotency_key, reply_channel, store
+    )
     return await asend_stored(
-        channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store
+        channel, raw, envelope.id, delay_ms=delay_ms, idempotency_key=idempotency_key, store=store, priority=priority
     )

@@ -57,6 +57,7 @@ from .bulk import send_many_stored
 from .envelope import Envelope, encode_content, validate_channel
 from .exceptions import CannotResend, TaskchanError
 from .handoff.dead_letter import publish_dead_letter
+from .priority import check_priority
 from .producer import send
 from .registry import get_consumer
 from .sealed import is_sealed
@@ -129,8 +130,10 @@ def resend_one(row: FailedMessage, content: dict | None = None) -> str:
     raises.
     """
     if content is None:
-        return _resend_locked(row, cannot_retry, lambda locked: send(locked.channel, locked.content))
-    return _resend_locked(row, already_retried, lambda locked: send(locked.channel, content))
+        return _resend_locked(
+            row, cannot_retry, lambda locked: send(locked.channel, locked.content, priority=locked.priority)
+        )
+    return _resend_locked(row, already_retried, lambda locked: send(locked.channel, content, priority=locked.priority))
 
 
 def edit_and_resend(row: FailedMessage, content: dict) -> str:
@@ -143,7 +146,7 @@ def edit_and_resend(row: FailedMessage, content: dict) -> str:
             locked.original_content = locked.content
         locked.content = content
         locked.save(update_fields=["content", "original_content"])
-        return send(locked.channel, content)
+        return send(locked.channel, content, priority=locked.priority)
 
     return _resend_locked(row, already_retried, edit_and_send)
 
@@ -214,10 +217,10 @@ def resend_many(rows: Iterable[FailedMessage], *, store: StoreBase | None = None
     try:
         with transaction.atomic(using=router.db_for_write(queryset.model)):
             locked = queryset.select_for_update().order_by("pk")
-            batch, handed_off = _build_batch(locked, result)
+            batch, handed_off = _build_batch(locked, result, store)
             for row in handed_off:
                 try:
-                    row.retried_as = send(row.channel, row.content, store=store)
+                    row.retried_as = send(row.channel, row.content, store=store, priority=row.priority)
                 except (TaskchanError, ValueError, TypeError, ImproperlyConfigured) as exc:
                     result.skipped.append((row, str(exc)))
                 else:
@@ -227,7 +230,7 @@ def resend_many(rows: Iterable[FailedMessage], *, store: StoreBase | None = None
                 row.retried_at = now
             _mark_retried(result.sent, now)
             if batch:
-                send_many_stored([(channel, raw, message_id, {}) for channel, raw, message_id in batch], store)
+                send_many_stored([(ch, raw, message_id, {"priority": p}) for ch, raw, message_id, p in batch], store)
     except BaseException:
         for row in result.sent:
             row.retried_as, row.retried_at = "", None
@@ -235,10 +238,10 @@ def resend_many(rows: Iterable[FailedMessage], *, store: StoreBase | None = None
     return result
 
 
-def _build_batch(rows, result: ResendResult) -> tuple[list[tuple[str, str, str]], list[FailedMessage]]:
+def _build_batch(rows, result: ResendResult, store) -> tuple[list[tuple[str, str, str, int]], list[FailedMessage]]:
     """Check each row as send() would and build its envelope; fill ``result``.
 
-    Returns the ``(channel, envelope, id)`` triples to write, and the rows of
+    Returns the ``(channel, envelope, id, priority)`` items to write, and the rows of
     channels that hand off to Celery (sent one by one through ``send()``).
     """
     batch, handed_off = [], []
@@ -252,12 +255,13 @@ def _build_batch(rows, result: ResendResult) -> tuple[list[tuple[str, str, str]]
             continue
         try:
             validate_channel(row.channel)
+            check_priority(row.priority)
             content_json = encode_content(row.content)
         except (TaskchanError, ValueError, TypeError) as exc:
             result.skipped.append((row, str(exc)))
             continue
-        envelope = Envelope.new(row.channel, row.content)
-        batch.append((row.channel, envelope.encode(content_json), envelope.id))
+        envelope = Envelope.new(row.channel, row.content, message_id=store.new_message_id(row.channel))
+        batch.append((row.channel, envelope.encode(content_json), envelope.id, row.priority))
         row.retried_as = envelope.id
         result.sent.append(row)
     return batch, handed_off

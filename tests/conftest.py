@@ -209,7 +209,15 @@ class Process:
         self.proc.wait(10)
 
     def wait(self, timeout=30) -> int:
-        return self.proc.wait(timeout)
+        """Its exit status; past ``timeout`` an AssertionError with its log and every thread's stack."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGUSR2)  # tests/settings.py: faulthandler writes the stacks to the log
+            time.sleep(1)
+            raise AssertionError(
+                f"{self.proc.args[2:]} still running after {timeout} s; its log and stacks:\n{self.output()[-20000:]}"
+            ) from None
 
     @property
     def running(self) -> bool:

@@ -201,6 +201,14 @@ def adm_fail_once(message):
     _mark("t:done", message)
 
 
+@taskchan.consumer("taskchan.adm.keep", max_attempts=1, result_ttl=600)
+def adm_keep(message):
+    """Reports progress 3 of 3 with content["note"], marks done, and returns content["result"] (kept)."""
+    message.progress(3, 3, message.content.get("note", "all done"))
+    _mark("t:done", message)
+    return message.content.get("result")
+
+
 # --- consumers of the sharding tests (tests/integration/test_sharding.py) ----
 # Eight channels, so that two Redis hosts each are home to some (see
 # taskchan.stores.sharded.shard_index): d, f and h on the first, the rest on the second.

@@ -7,10 +7,16 @@ layers with ``use_redis_layer``.  Worker subprocesses started by tests read
 created) from their environment.
 """
 
+import faulthandler
 import os
+import signal
 
 from project.settings import *  # noqa: F403
 from project.settings import BASE_DIR, DATABASES
+
+# A test that waits too long for a subprocess sends it SIGUSR2 to have every
+# thread's stack written to its log (conftest.Process.wait) before it fails.
+faulthandler.register(signal.SIGUSR2, all_threads=True)
 
 TASKCHAN_CONSUMER_MODULES = ["tests.jobs", "tests.limits_jobs"]
 if os.environ.get("TASKCHAN_TEST_FLOW"):

@@ -8,6 +8,9 @@ Every capability flag is true, and means here:
   loop (``runner.py``).
 - ``supports_get_result``: the message's status record (``taskchan/tracking.py``)
   is the result, readable from any process for TASKCHAN_RESULT_TTL.
+- ``supports_priority``: ``task.priority`` (-100 to 100, Django's bounds and
+  taskchan's) is the message's priority: a task waiting on its queue runs
+  before every one of lower priority (``taskchan/priority.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 
 from .. import tracking
-from ..exceptions import TaskchanError
+from ..exceptions import NotATaskchanLayer, TaskchanError
 from ..producer import asend_stored, checked_outgoing, send_stored
 from . import results, runner
 from .task import TaskchanTask, channel_of, check_queue_name, check_retry_options
@@ -37,7 +40,7 @@ class TaskchanBackend(BaseTaskBackend):
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
-    supports_priority = False  # until taskchan.send(priority=) orders work
+    supports_priority = True
 
     def __init__(self, alias, params):
         super().__init__(alias, params)
@@ -86,6 +89,8 @@ class TaskchanBackend(BaseTaskBackend):
                 channel_of(task.queue_name), content, delay,
                 getattr(task, "max_attempts", None) or self.max_attempts,
             )
+        except NotATaskchanLayer:  # the store, asked for the task's id: not the task's fault
+            raise
         except (TaskchanError, ValueError, TypeError) as exc:
             raise InvalidTask(str(exc)) from exc
         return outgoing, json.dumps(content, ensure_ascii=False, separators=(",", ":")), args, kwargs
@@ -103,7 +108,7 @@ class TaskchanBackend(BaseTaskBackend):
         outgoing, record, args, kwargs = self._prepare(task, args, kwargs)
         message_id = send_stored(
             outgoing.envelope.channel, outgoing.raw, outgoing.envelope.id, delay_ms=outgoing.delay_ms,
-            record=record,
+            record=record, priority=task.priority,
         )
         return self._enqueued(task, message_id, args, kwargs)
 
@@ -111,7 +116,7 @@ class TaskchanBackend(BaseTaskBackend):
         outgoing, record, args, kwargs = self._prepare(task, args, kwargs)
         message_id = await asend_stored(
             outgoing.envelope.channel, outgoing.raw, outgoing.envelope.id, delay_ms=outgoing.delay_ms,
-            record=record,
+            record=record, priority=task.priority,
         )
         return self._enqueued(task, message_id, args, kwargs)
 

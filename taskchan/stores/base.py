@@ -17,6 +17,7 @@ deliveries that may have started count as attempts.  ``tests/contract/`` runs th
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from .flow_base import FlowStore
@@ -115,6 +116,10 @@ class ProducerStore:
     """
 
     # -- sending --------------------------------------------------------------
+
+    def new_message_id(self, channel: str) -> str:
+        """A fresh id for a message to ``channel``: 32 hex digits (a cluster's name its slot too)."""
+        return uuid.uuid4().hex
 
     def send(
         self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,

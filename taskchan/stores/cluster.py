@@ -18,11 +18,12 @@ map after a failover; what they cannot do is done here:
   (``partitions``); after a resharding or a failover the channel is also read
   by its new master's fetcher (partitions are only ever added to), and every
   call goes wherever the slot is now;
-- one read over several channels cannot be one XREADGROUP (one slot per
-  command): ``fetch`` pipelines one non-blocking read per channel and, when
-  all are empty, blocks briefly on one channel in turn;
+- one read over several channels cannot be one script (one slot per
+  script): ``fetch`` sends one non-blocking fetch.lua per channel side by side
+  and, when all are empty, blocks briefly on one channel in turn;
 - scripts cannot be pipelined by the cluster client: they are sent side by
   side instead;
+- status records: ``cluster_status.py``;
 - a durable send (``replicas.py``) needs its script and WAIT on one
   connection to the master of the channel's slot: ``_on_master`` follows the
   redirections itself.
@@ -43,12 +44,13 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
-from redis.exceptions import AskError, MovedError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import AskError, MovedError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import replicas
 from .base import Partition
+from .cluster_status import ClusterStatus
 from .codec import PLAIN, Codec
 from .hosts import CONNECTION_OPTIONS, without_password
 from .keys import GROUP, ClusterKeys
@@ -105,7 +107,7 @@ class _AsyncCluster(redis.asyncio.cluster.RedisCluster):
         await super().aclose()
 
 
-class ClusterStore(RedisStore):
+class ClusterStore(ClusterStatus, RedisStore):
     """The reliable store on a Redis Cluster: ``nodes`` are URLs of any of its nodes."""
 
     def __init__(self, nodes: list[str], prefix: str = "taskchan", codec: Codec = PLAIN):
@@ -216,24 +218,12 @@ class ClusterStore(RedisStore):
         else:
             self._registered[channel] = time.monotonic() + CHANNEL_REGISTRY_SECONDS
 
-    # No status records on a cluster yet (docs/status.md): ``P:st:ID``, named by the
-    # message alone, sits in another slot than its channel's keys, which a step must share.
-    keeps_status = False
-
-    async def status_record(self, message_id):
-        return None
-
-    def _send_args(self, channel, raw, message_id, **options):
-        keys, args = super()._send_args(channel, raw, message_id, **{**options, "status_ms": 0, "record": None})
-        keys[3] = keys[1]  # send.lua's KEYS[4], the record: untouched without one, named in the channel's slot
-        return keys, args
-
     def send(self, channel, raw, message_id, **options) -> str:
         if self._registration_due(channel):
             # Before the send: a channel holding messages is listed (unless its master was down).
             with self._listing(channel):
                 self.client.sadd(self.keys.channels, channel)
-        keys, args = self._send_args(channel, raw, message_id, **options)
+        keys, args = self.send_args(channel, raw, message_id, **options)
         if replicas.wanted():
             return self._on_master(keys[0], lambda client, asking: replicas.send_waiting(
                 client, self._sync_send, keys, args, self, asking=asking
@@ -243,7 +233,7 @@ class ClusterStore(RedisStore):
     async def asend(self, channel, raw, message_id, **options) -> str:
         _, scripts = self._aclient()
         await self._alist(channel)
-        keys, args = self._send_args(channel, raw, message_id, **options)
+        keys, args = self.send_args(channel, raw, message_id, **options)
         if replicas.wanted():
             return await self._aon_master(keys[0], lambda master, asking: replicas.asend_waiting(
                 master, scripts["send"], keys, args, self, asking=asking
@@ -308,8 +298,7 @@ class ClusterStore(RedisStore):
         raise TryAgainError(f"the slot of {key!r} is moving ({REDIRECTS} redirections); try again")
 
     def send_many(self, items):
-        # The cluster client pipelines no scripts: one send each (the admin's
-        # bulk retry), each following its own redirections.
+        # The cluster client pipelines no scripts: one send each, following its redirections.
         return [self.send(channel, raw, message_id, **options) for channel, raw, message_id, options in items]
 
     # -- worker -------------------------------------------------------------
@@ -329,37 +318,24 @@ class ClusterStore(RedisStore):
         return parts
 
     async def fetch(self, channels, consumer, count, block_ms):
-        if len(channels) == 1:
-            return await super().fetch(channels, consumer, count, block_ms)
-        client, _ = self._aclient()
-        pipe = client.pipeline()
-        for channel in channels:
-            pipe.xreadgroup(GROUP, consumer, {self.keys.stream(channel): ">"}, count=count)
-        # Redirections come back as replies: redis-py's own re-sending of a
-        # pipeline's redirected commands fails inside redis-py (8.1, TypeError)
-        # while a slot moves, so each such channel is read again on its own.
-        try:
-            replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
-        except TypeError as exc:  # as in _AsyncCluster.execute_command
-            raise RedisConnectionError(f"connection closed under the call ({exc})") from exc
-        deliveries, missing = [], []
-        for channel, reply in zip(channels, replies, strict=True):
-            if isinstance(reply, (AskError, TryAgainError)):  # MOVED too: a kind of ASK in redis-py
-                deliveries += await super().fetch([channel], consumer, count, 0)
-            elif isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
-                missing.append(channel)  # deleted (FLUSHDB): recreated below
-            elif isinstance(reply, BaseException):
-                raise reply
-            else:
-                deliveries += [self._delivery(channel, i, f) for _, entries in reply or () for i, f in entries]
+        # One fetch.lua per channel (each on its slot's master), side by side;
+        # the cluster client follows each one's redirections.
+        client, scripts = self._aclient()
+        *replies, live = await asyncio.gather(*(
+            scripts["fetch"](keys=self._fetch_keys(c), args=[GROUP, consumer, int(count)]) for c in channels
+        ), self._live_markers_read(client), return_exceptions=True)
+        deliveries, missing, error = self._sorted_fetches(channels, replies)
         if missing:
             await self.prepare(missing)
+        if error is not None:
+            raise error  # what the others leased comes back by reclaim once its lease lapses
         if deliveries or not block_ms:
-            return deliveries
+            return await self._marked(deliveries, live)
         # All empty: wait on one of them, a different one each time.
         self._rotation = (self._rotation + 1) % len(channels)
         waited = channels[self._rotation]
-        return await super().fetch([waited], consumer, count, min(block_ms, MULTI_CHANNEL_BLOCK_MS))
+        wait_ms = block_ms if len(channels) == 1 else min(block_ms, MULTI_CHANNEL_BLOCK_MS)
+        return await self._wait_read([waited], consumer, count, wait_ms)
 
     async def values_of(self, keys):
         client, _ = self._aclient()
@@ -371,7 +347,7 @@ class ClusterStore(RedisStore):
     async def promote_all(self, channels):
         _, scripts = self._aclient()
         replies = await asyncio.gather(*(
-            scripts["promote"](keys=[self.keys.scheduled(c), self.keys.stream(c)], args=[500]) for c in channels
+            scripts["promote"](keys=self._promote_keys(c), args=[500]) for c in channels
         ))
         return sum(int(moved) for moved, _next_due in replies)
 

@@ -14,12 +14,24 @@ worker registry ``P:w`` (each worker registers on every host it reads).
 =========================  ======  ===================================  ==================================
 key                        type    lifetime                             written by
 =========================  ======  ===================================  ==================================
-``P:channels``             SET     forever (a few bytes per channel)    send.lua: every channel sent to
-``P:q:CH``                 STREAM  entries deleted when acked           send.lua, promote.lua, handback.lua
+``P:channels``             SET     forever (a few bytes per channel)    send.lua, send_many.lua: every
+                                                                         channel sent to
+``P:q:CH``                 STREAM  entries deleted when acked           send.lua, send_many.lua, promote.lua,
+                                                                         handback.lua
                                                                          (XADD); worker ack (XACK+XDEL)
   group ``workers``        group   with the stream                      worker start (XGROUP CREATE ... 0)
+``P:q:CH:pN``              STREAM  deleted by fetch.lua once empty      as ``P:q:CH``, for the messages of
+                                                                         priority N != 0 (-100..100); made
+  group ``workers``        group   with the stream                      with its group by send.lua or
+                                                                         promote.lua (XGROUP CREATE MKSTREAM)
+``P:lv:CH``                ZSET    members removed by fetch.lua when    send.lua, promote.lua: the levels N
+                                   their stream is empty                with a ``P:q:CH:pN`` (member and
+                                                                         score N); fetch.lua reads them
+                                                                         highest first
 ``P:s:CH``                 ZSET    members removed when promoted        send.lua (delay), reschedule.lua
-                                                                         (retries); score = due, unix ms
+                                                                         (retries); score = due, unix ms;
+                                                                         a member of priority N != 0 is
+                                                                         ``pN:`` + the envelope
 ``P:i:CH:KEY``             STRING  delay + window while pending; then   send.lua (SET NX), ack and
                                    TASKCHAN_IDEMPOTENCY_WINDOW          reschedule.lua (PEXPIRE);
                                                                         touch.lua (its lifetime, as it
@@ -76,6 +88,8 @@ share one hash slot and every script and command stays single-slot:
 cluster key                    type    as above, except
 =============================  ======  =========================================================
 ``P:q:{CH}``, ``P:s:{CH}``     STREAM, ZSET
+``P:q:{CH}:pN``, ``P:lv:{CH}``  STREAM, ZSET  a level's stream is named inside fetch, reclaim and
+                                       promote.lua from ``P:q:{CH}`` (KEYS[]): same tag, same slot
 ``P:i:{CH}:KEY``               STRING
 ``P:n:{CH}:OUTCOME:BUCKET``    STRING
 ``P:cel:{CH}:ID:N``            STRING  named by the channel too (a key of the message alone
@@ -91,6 +105,13 @@ cluster key                    type    as above, except
 ``P:cc:{CH}:KEY``,             ZSET,   concurrency slots, last schedule slot and pause, under its
 ``P:sched:{CH}``,              STRING, tag like its messages
 ``P:paused:{CH}``              STRING
+``P:st:{TAG}:ID``              HASH    the status record: a message sent to a cluster has an id
+                                       ``HEX-TAG`` whose TAG hashes to its channel's slot
+                                       (``slot_tags.py``), so send.lua writes the record in the
+                                       channel's slot and ``status(ID)`` names it from the id
+                                       alone; the worker's updates are HSET and PEXPIRE in its
+                                       ack pipeline (no status.lua: no scripts in a cluster
+                                       pipeline). An id of another shape has no record there
 =============================  ======  =========================================================
 
 **The rule for a new key on a cluster**: a key about one channel puts the
@@ -101,6 +122,8 @@ gets a tag of its own (``P:{x}``) and is never passed to a script with a
 channel's keys: write it with a command of its own.  Pipelines on a cluster
 may not carry scripts or MGET (redis-py refuses them): run those one by one.
 
+A Delivery's ``entry_id`` is the stream entry id, followed by ``~N`` for an
+entry of level N != 0 (``entry_level``): ids are unique per stream only.
 A stream entry has one field, ``m``: the envelope JSON (``taskchan.envelope``),
 or, when the layer has ``symmetric_encryption_keys``, that JSON sealed as a
 Fernet token (``codec.py``); so are the members of ``P:s:CH``.  Key names
@@ -115,6 +138,9 @@ the group is dropped when it stops cleanly, or, if it was killed, by
 """
 
 from __future__ import annotations
+
+from ..priority import MAX_PRIORITY
+from .slot_tags import tag_of
 
 GROUP = "workers"
 FIELD = "m"
@@ -132,6 +158,36 @@ def stats_bucket(now: float) -> int:
     return int(now // STATS_BUCKET_SECONDS)
 
 
+def entry_level(entry_id: str) -> tuple[str, int]:
+    """(stream entry id, priority level) of a Delivery's ``entry_id``: an entry of level N != 0
+    is named ``ID~N`` (ids are unique per stream only, and each level has its own)."""
+    stream_id, _, level = entry_id.partition("~")
+    return stream_id, int(level) if level else 0
+
+
+def leveled(stream_id: str, level: int) -> str:
+    """The Delivery ``entry_id`` of entry ``stream_id`` of level ``level`` (``entry_level``'s inverse)."""
+    return f"{stream_id}~{level}" if level else stream_id
+
+
+def listed_levels(members) -> list[int]:
+    """The levels a ``P:lv:CH`` reply lists (members that are no level, written around taskchan, left out)."""
+    if not isinstance(members, list):
+        return []  # a key of another type lists nothing
+    levels = []
+    for member in members:
+        text = member.decode() if isinstance(member, bytes) else str(member)
+        if text.lstrip("-").isdigit() and str(int(text)) == text and 0 < abs(int(text)) <= MAX_PRIORITY:
+            levels.append(int(text))
+    return levels
+
+
+def scheduled_member(sealed: str, level: int) -> str:
+    """A ``P:s:CH`` member: the sealed envelope, behind ``pN:`` for level N != 0 (promote.lua reads it;
+    neither JSON nor a Fernet token starts with ``p``)."""
+    return f"p{level}:{sealed}" if level else sealed
+
+
 class Keys:
     def __init__(self, prefix: str):
         self.prefix = prefix
@@ -141,6 +197,13 @@ class Keys:
 
     def stream(self, channel: str) -> str:
         return f"{self.prefix}:q:{channel}"
+
+    def lane(self, channel: str, level: int) -> str:
+        """The stream of ``channel``'s messages of priority ``level``: its own stream for 0."""
+        return f"{self.stream(channel)}:p{level}" if level else self.stream(channel)
+
+    def levels(self, channel: str) -> str:
+        return f"{self.prefix}:lv:{channel}"
 
     def scheduled(self, channel: str) -> str:
         return f"{self.prefix}:s:{channel}"
@@ -166,7 +229,8 @@ class Keys:
     def paused(self, channel: str) -> str:
         return f"{self.prefix}:paused:{channel}"
 
-    def status(self, message_id: str) -> str:
+    def status(self, message_id: str) -> str | None:
+        """The record of ``message_id``; None where no record can be named (a cluster's, below)."""
         return f"{self.prefix}:st:{message_id}"
 
     def celery_starts(self, message_id: str, attempts_before: int, channel: str = "") -> str:
@@ -193,6 +257,9 @@ class ClusterKeys(Keys):
 
     def scheduled(self, channel: str) -> str:
         return f"{self.prefix}:s:{{{channel}}}"
+
+    def levels(self, channel: str) -> str:
+        return f"{self.prefix}:lv:{{{channel}}}"
 
     def idempotency(self, channel: str, key: str) -> str:
         return f"{self.prefix}:i:{{{channel}}}:{key}"
@@ -223,3 +290,8 @@ class ClusterKeys(Keys):
 
     def channel_of_stream(self, key: str) -> str:
         return key[len(self.stream("")) - 1 : -1]
+
+    def status(self, message_id: str) -> str | None:
+        """``P:st:{TAG}:ID``, TAG read from the id (``slot_tags.py``); None for an id without one."""
+        tag = tag_of(message_id)
+        return None if tag is None else f"{self.prefix}:st:{{{tag}}}:{message_id}"

@@ -13,11 +13,11 @@ import heapq
 import itertools
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from ..envelope import message_id_of
 from .base import ChannelStats, Delivery, InFlight, StoreBase
-from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, stats_bucket
+from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, entry_level, stats_bucket
 from .memory_flow import FlowState, MemoryFlow
 from .notes import merged_notes
 
@@ -27,9 +27,10 @@ class _Channel:
 
     def __init__(self):
         self.entries: OrderedDict[str, str] = OrderedDict()  # entry id -> envelope, until acked
-        self.unread: deque[str] = deque()  # entry ids never delivered
+        # Heap of (-priority, seq, entry id) never delivered: the highest priority first, FIFO among equals.
+        self.unread: list[tuple[int, int, str]] = []
         self.pending: dict[str, list] = {}  # entry id -> [consumer, leased at (monotonic), deliveries]
-        self.scheduled: list[tuple[float, int, str]] = []  # heap of (due, seq, envelope)
+        self.scheduled: list[tuple[float, int, str, int]] = []  # heap of (due, seq, envelope, priority)
 
 
 class MemoryStore(MemoryFlow, StoreBase):
@@ -55,10 +56,11 @@ class MemoryStore(MemoryFlow, StoreBase):
             ch = self._channels[name] = _Channel()
         return ch
 
-    def _add(self, ch: _Channel, raw: str) -> None:
-        entry_id = f"{next(self._ids)}-0"
+    def _add(self, ch: _Channel, raw: str, level: int = 0) -> None:
+        seq = next(self._ids)
+        entry_id = f"{seq}-0~{level}" if level else f"{seq}-0"  # named as on Redis (keys.entry_level)
         ch.entries[entry_id] = raw
-        ch.unread.append(entry_id)
+        heapq.heappush(ch.unread, (-level, seq, entry_id))
 
     def _wake(self) -> None:
         for loop, event in list(self._waiters):
@@ -71,7 +73,7 @@ class MemoryStore(MemoryFlow, StoreBase):
 
     def send(
         self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
-        record=None,
+        record=None, priority=0,
     ):
         now = time.time()
         with self._lock:
@@ -85,9 +87,9 @@ class MemoryStore(MemoryFlow, StoreBase):
                 )
             ch = self._channel(channel)
             if delay_ms > 0:
-                heapq.heappush(ch.scheduled, (now + delay_ms / 1000, next(self._ids), raw))
+                heapq.heappush(ch.scheduled, (now + delay_ms / 1000, next(self._ids), raw, priority))
             else:
-                self._add(ch, raw)
+                self._add(ch, raw, priority)
             if status_ms > 0:  # the fields send.lua writes
                 now_ms = int(now * 1000)
                 fields = {"ch": channel, "q": str(now_ms), "due": str(now_ms + int(delay_ms))}
@@ -161,7 +163,7 @@ class MemoryStore(MemoryFlow, StoreBase):
             for name in channels:
                 ch = self._channel(name)
                 for _ in range(min(count, len(ch.unread))):
-                    entry_id = ch.unread.popleft()
+                    entry_id = heapq.heappop(ch.unread)[2]
                     ch.pending[entry_id] = [consumer, now, 1]
                     delivery = Delivery(name, entry_id, ch.entries[entry_id])
                     delivery.cancelled = self._is_cancelled(message_id_of(delivery.raw))
@@ -236,10 +238,11 @@ class MemoryStore(MemoryFlow, StoreBase):
             ch = self._channel(delivery.channel)
             if not self._finish(ch, delivery.entry_id):
                 return False
+            level = entry_level(delivery.entry_id)[1]  # the retry keeps its priority
             if delay_ms > 0:
-                heapq.heappush(ch.scheduled, (time.time() + delay_ms / 1000, next(self._ids), raw))
+                heapq.heappush(ch.scheduled, (time.time() + delay_ms / 1000, next(self._ids), raw, level))
             else:
-                self._add(ch, raw)
+                self._add(ch, raw, level)
             self._keep_key(delivery.channel, delivery.idempotency_key, idempotency_ms + delay_ms)
         self._wake()
         return True
@@ -250,7 +253,7 @@ class MemoryStore(MemoryFlow, StoreBase):
             for d in deliveries:
                 ch = self._channel(d.channel)
                 if self._finish(ch, d.entry_id):
-                    self._add(ch, d.raw)
+                    self._add(ch, d.raw, entry_level(d.entry_id)[1])
                     returned += 1
         self._wake()
         return returned
@@ -301,8 +304,8 @@ class MemoryStore(MemoryFlow, StoreBase):
         with self._lock:
             ch = self._channel(channel)
             while ch.scheduled and ch.scheduled[0][0] <= now and moved < limit:
-                _, _, raw = heapq.heappop(ch.scheduled)
-                self._add(ch, raw)
+                _, _, raw, level = heapq.heappop(ch.scheduled)
+                self._add(ch, raw, level)
                 moved += 1
             next_due = ch.scheduled[0][0] if ch.scheduled else None
         if moved:

@@ -26,22 +26,17 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-from . import replicas
+from . import redis_bulk, replicas
 from .base import Delivery, StoreBase
 from .codec import PLAIN, Codec, Unreadable
 from .hosts import CONNECTION_OPTIONS, client_options, sentinel_options, without_password
-from .keys import (
-    FIELD,
-    GROUP,
-    STATS_TTL_SECONDS,
-    Keys,
-    stats_bucket,
-)
+from .keys import FIELD, GROUP, STATS_TTL_SECONDS, Keys, entry_level, scheduled_member, stats_bucket
 from .redis_cancels import RedisCancels
 from .redis_flow import RedisFlow
 from .redis_handoff import RedisHandoff
+from .redis_leases import RedisLeases, by_level
 from .redis_readings import RedisReadings
-from .redis_status import RedisStatus, queue_notes
+from .redis_status import RedisStatus
 from .scripts import load_scripts
 
 _shared: dict[str, RedisStore] = {}
@@ -70,10 +65,7 @@ def _entry(channel: str, entry_id: str, fields: Any, deliveries: int = 1, reclai
     return Delivery(channel, entry_id, raw, deliveries, reclaimed, unreadable=why)
 
 
-class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFlow, StoreBase):
-    #: whether status records are written (``tracking.py``); not on a cluster (``cluster.py``)
-    keeps_status = True
-
+class RedisStore(RedisLeases, RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFlow, StoreBase):
     def __init__(self, host: Any, prefix: str = "taskchan", codec: Codec = PLAIN):
         # Every envelope is sealed on its way in and unsealed on its way out
         # (codec.py): above this class, text is always plain.
@@ -99,6 +91,7 @@ class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFl
         else:
             self.client = redis.Redis(**sync_options)
         self._sync_send = self.client.register_script(self._scripts["send"])
+        self._sync_send_many = self.client.register_script(self._scripts["send_many"])
         self._sync_charge = self.client.register_script(self._scripts["charge"])
         # redis.asyncio connections belong to the event loop that opened them.
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -150,53 +143,39 @@ class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFl
 
     # -- producer -----------------------------------------------------------
 
-    def _send_args(
+    def send_args(
         self, channel, raw, message_id, *, delay_ms=0, idempotency_key=None, idempotency_ms=0, status_ms=0,
-        record=None,
+        record=None, priority=0,
     ):
         keys = [
-            self.keys.stream(channel), self.keys.scheduled(channel), self.keys.channel_set(channel),
-            self.keys.status(message_id),
+            self.keys.lane(channel, priority), self.keys.scheduled(channel), self.keys.channel_set(channel),
+            self.keys.status(message_id), self.keys.levels(channel),
         ]
         if idempotency_key is not None:
             keys.append(self.keys.idempotency(channel, idempotency_key))
-        args = [self.codec.seal(raw), message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel]
-        return keys, [*args, int(status_ms), *(() if record is None else (self.codec.seal(record),))]
+        sealed = self.codec.seal(raw)
+        if delay_ms > 0:
+            sealed = scheduled_member(sealed, priority)
+        args = [sealed, message_id, int(delay_ms), int(idempotency_ms) + int(delay_ms), channel, int(status_ms)]
+        return keys, [*args, int(priority), *(() if record is None else (self.codec.seal(record),))]
 
     def send(self, channel, raw, message_id, **options):
-        keys, args = self._send_args(channel, raw, message_id, **options)
+        keys, args = self.send_args(channel, raw, message_id, **options)
         if replicas.wanted():
             return replicas.send_waiting(self.client, self._sync_send, keys, args, self)
         return self._sync_send(keys=keys, args=args)
 
     async def asend(self, channel, raw, message_id, **options):
-        keys, args = self._send_args(channel, raw, message_id, **options)
+        keys, args = self.send_args(channel, raw, message_id, **options)
         client, scripts = self._aclient()
         if replicas.wanted():
             return await replicas.asend_waiting(client, scripts["send"], keys, args, self)
         return await scripts["send"](keys=keys, args=args)
 
-    #: sends per pipeline in ``send_many``; 10,000 envelopes of a few hundred
-    #: bytes are a few MB, well within what one pipeline should carry
-    SEND_MANY_PIPELINE = 10_000
-
     def send_many(self, items):
-        # Bulk sends (send_many, the admin's bulk retry, the outbox sweep):
-        # one pipelined round trip per SEND_MANY_PIPELINE instead of one each.
-        ids = []
-        for start in range(0, len(items), self.SEND_MANY_PIPELINE):
-            pipe = self.client.pipeline(transaction=False)
-            for channel, raw, message_id, options in items[start : start + self.SEND_MANY_PIPELINE]:
-                keys, args = self._send_args(channel, raw, message_id, **options)
-                self._sync_send(keys=keys, args=args, client=pipe)
-            if replicas.wanted():  # one WAIT covers every send before it on this connection
-                pipe.execute_command(*replicas.wait_args())
-                replies = pipe.execute()
-                replicas.check_acknowledged(int(replies[-1]), self)
-                ids += replies[:-1]
-            else:
-                ids += pipe.execute()
-        return ids
+        # Bulk sends (send_many, the admin's bulk retry, the outbox sweep): one
+        # round trip per 10,000, a script call per channel's batch (redis_bulk.py).
+        return redis_bulk.send_many(self, self._sync_send, self._sync_send_many, items)
 
     # -- worker -------------------------------------------------------------
 
@@ -221,27 +200,6 @@ class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFl
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def fetch(self, channels, consumer, count, block_ms):
-        client, _ = self._aclient()
-        streams = {self.keys.stream(channel): ">" for channel in channels}
-        pipe = client.pipeline(transaction=False)  # the read and the cancel markers: one round trip
-        pipe.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms or None)
-        self._live_markers_read(pipe)
-        try:
-            reply, live = await pipe.execute()
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # The stream (and its group) was deleted, e.g. by FLUSHDB: recreate.
-            await self.prepare(channels)
-            return []
-        deliveries = []
-        for stream, entries in reply or ():
-            channel = self.keys.channel_of_stream(stream)
-            for entry_id, fields in entries:
-                deliveries.append(self._delivery(channel, entry_id, fields))
-        return await self._marked(deliveries, live)
-
     async def ack(self, deliveries, *, outcome="processed", idempotency_ms=0, notes=()):
         if not deliveries and not notes:
             return
@@ -252,18 +210,17 @@ class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFl
         bucket = stats_bucket(time.time())
         pipe = client.pipeline(transaction=False)
         for channel, batch in by_channel.items():
-            stream = self.keys.stream(channel)
-            ids = [d.entry_id for d in batch]
-            pipe.xack(stream, GROUP, *ids)
-            pipe.xdel(stream, *ids)
+            for level, ids in by_level(d.entry_id for d in batch).items():
+                stream = self.keys.lane(channel, level)  # each level's entries on its own stream
+                pipe.xack(stream, GROUP, *ids)
+                pipe.xdel(stream, *ids)
             counter = self.keys.counter(channel, outcome, bucket)
-            pipe.incrby(counter, len(ids))
+            pipe.incrby(counter, len(batch))
             pipe.expire(counter, STATS_TTL_SECONDS)
             for d in batch:
                 if d.idempotency_key is not None:
                     pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
-        if self.keeps_status:
-            await queue_notes(pipe, scripts["status"], self.keys, [*notes, *(d.note for d in deliveries)])
+        await self.queue_status(pipe, scripts, [*notes, *(d.note for d in deliveries)])
         for reply in await pipe.execute(raise_on_error=False):
             # A stream replaced by a key of another type holds nothing to ack
             # (the worker sets that channel aside); any other error fails the batch.
@@ -272,64 +229,27 @@ class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFl
 
     async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None):
         client, scripts = self._aclient()
-        keys = [self.keys.stream(delivery.channel), self.keys.scheduled(delivery.channel)]
+        stream_id, level = entry_level(delivery.entry_id)  # the retry keeps its level
+        keys = [self.keys.lane(delivery.channel, level), self.keys.scheduled(delivery.channel)]
         if delivery.idempotency_key is not None:
             keys.append(self.keys.idempotency(delivery.channel, delivery.idempotency_key))
-        args = [GROUP, delivery.entry_id, self.codec.seal(raw), int(delay_ms), int(idempotency_ms)]
-        if note is None or not self.keeps_status:
+        sealed = self.codec.seal(raw)
+        sealed = scheduled_member(sealed, level) if delay_ms > 0 else sealed
+        args = [GROUP, stream_id, sealed, int(delay_ms), int(idempotency_ms)]
+        if note is None:
             return bool(await scripts["reschedule"](keys=keys, args=args))
         pipe = client.pipeline(transaction=False)  # the status update rides in the same round trip
         await scripts["reschedule"](keys=keys, args=args, client=pipe)
-        await queue_notes(pipe, scripts["status"], self.keys, [note])
+        await self.queue_status(pipe, scripts, [note])
         return bool((await pipe.execute())[0])
 
-    async def hand_back(self, deliveries):
-        _, scripts = self._aclient()
-        returned = 0
-        by_channel: dict[str, list[str]] = {}
-        for d in deliveries:
-            # An entry that could not be unsealed goes back exactly as it was stored.
-            stored = d.raw if d.unreadable else self.codec.seal(d.raw)
-            by_channel.setdefault(d.channel, []).extend((d.entry_id, stored))
-        for channel, pairs in by_channel.items():
-            returned += await scripts["handback"](keys=[self.keys.stream(channel)], args=[GROUP, *pairs])
-        return returned
-
-    async def extend(self, channel, consumer, entry_ids):
-        if not entry_ids:
-            return []
-        _, scripts = self._aclient()
-        return await scripts["extend"](keys=[self.keys.stream(channel)], args=[GROUP, consumer, *entry_ids])
-
-    async def reclaim(self, channel, consumer, min_idle_ms, count):
-        _, scripts = self._aclient()
-        try:
-            reply = await scripts["reclaim"](
-                keys=[self.keys.stream(channel)], args=[GROUP, consumer, int(min_idle_ms), int(count)]
-            )
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                return []
-            raise
-        return [
-            self._delivery(channel, entry_id, fields, int(n), reclaimed=True) for entry_id, fields, n in reply
-        ]
-
-    def charge(self, delivery, consumer):
-        # Sync: called by a job thread right before it starts the job.
-        keys = [self.keys.stream(delivery.channel)]
-        return bool(self._sync_charge(keys=keys, args=[GROUP, consumer, delivery.entry_id, delivery.deliveries + 1]))
-
-    async def acharge(self, delivery, consumer):
-        _, scripts = self._aclient()
-        keys = [self.keys.stream(delivery.channel)]
-        args = [GROUP, consumer, delivery.entry_id, delivery.deliveries + 1]
-        return bool(await scripts["charge"](keys=keys, args=args))
+    def _promote_keys(self, channel) -> list[str]:
+        return [self.keys.scheduled(channel), self.keys.stream(channel), self.keys.levels(channel)]
 
     async def promote(self, channel, limit=500):
         _, scripts = self._aclient()
         moved, next_due = await scripts["promote"](
-            keys=[self.keys.scheduled(channel), self.keys.stream(channel)], args=[limit]
+            keys=self._promote_keys(channel), args=[limit]
         )
         return int(moved), (float(next_due) / 1000 if next_due else None)
 
@@ -339,18 +259,8 @@ class RedisStore(RedisCancels, RedisReadings, RedisStatus, RedisHandoff, RedisFl
         client, scripts = self._aclient()
         pipe = client.pipeline(transaction=False)
         for channel in channels:
-            await scripts["promote"](keys=[self.keys.scheduled(channel), self.keys.stream(channel)], args=[500], client=pipe)
+            await scripts["promote"](keys=self._promote_keys(channel), args=[500], client=pipe)
         return sum(int(moved) for moved, _next_due in await pipe.execute())
-
-    async def is_idle(self, channels):
-        client, _ = self._aclient()
-        pipe = client.pipeline(transaction=False)
-        for channel in channels:
-            # Acked entries are deleted, so the stream's length counts both the
-            # queued and the leased messages.
-            pipe.xlen(self.keys.stream(channel))
-            pipe.zcard(self.keys.scheduled(channel))
-        return not any(await pipe.execute())
 
     async def forget_idle_consumers(self, channel, min_idle_ms):
         _, scripts = self._aclient()

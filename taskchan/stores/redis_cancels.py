@@ -14,6 +14,7 @@ ZMSCORE per fetched batch (``cancelled``).
 
 from __future__ import annotations
 
+import logging
 import time
 
 from redis.exceptions import ResponseError
@@ -21,11 +22,16 @@ from redis.exceptions import ResponseError
 from ..envelope import message_id_of
 from .base import Delivery, InFlight
 from .codec import Unreadable
-from .keys import FIELD, GROUP
+from .keys import FIELD, GROUP, leveled, listed_levels
 
 #: live markers read along with each fetch; more than this and the batch is
 #: looked up with one ZMSCORE instead
 CANCEL_SCAN = 100
+#: seconds between the log lines saying ``P:x`` is not a sorted set
+GARBAGE_LOG_EVERY = 60.0
+
+logger = logging.getLogger("taskchan.worker")
+_garbage_logged_at = {"at": float("-inf")}
 
 
 def _now_ms() -> int:
@@ -62,19 +68,49 @@ class RedisCancels:
             return set()
         client, _ = self._aclient()
         now = _now_ms()
-        scores = await client.zmscore(self.keys.cancelled, ids)
+        try:
+            scores = await client.zmscore(self.keys.cancelled, ids)
+        except ResponseError as exc:
+            if self._markers_garbage(exc):
+                return set()
+            raise
         return {i for i, score in zip(ids, scores, strict=True) if score is not None and score > now}
 
-    def _live_markers_read(self, pipe) -> None:
-        """Queue, on a fetch's pipeline, the read of the live markers (``_marked`` takes its answer)."""
-        pipe.zrangebyscore(self.keys.cancelled, _now_ms(), "+inf", start=0, num=CANCEL_SCAN)
+    def _markers_garbage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says ``P:x`` holds another type (garbage written into Redis): then
+        no cancel can be read, and the worker works on without them, saying so once a minute.
+        ``cancel()`` itself raises on such a key, so the sender learns of it too."""
+        if not (isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE")):
+            return False
+        if time.monotonic() - _garbage_logged_at["at"] >= GARBAGE_LOG_EVERY:
+            _garbage_logged_at["at"] = time.monotonic()
+            logger.error(
+                "%s on %r is not a sorted set of cancel markers: cancels are not seen until it is "
+                "deleted (redis-cli DEL %s)", self.keys.cancelled, self, self.keys.cancelled,
+            )
+        return True
 
-    async def _marked(self, deliveries: list[Delivery], live: list[str]) -> list[Delivery]:
-        """Set ``cancelled`` on the deliveries whose message has a live marker."""
+    def _live_markers_read(self, pipe):
+        """Queue, on a fetch's pipeline, the read of the live markers (``_marked`` takes its answer);
+        given a client, the read itself (a coroutine)."""
+        return pipe.zrangebyscore(self.keys.cancelled, _now_ms(), "+inf", start=0, num=CANCEL_SCAN)
+
+    async def _marked(self, deliveries: list[Delivery], live) -> list[Delivery]:
+        """Set ``cancelled`` on the deliveries whose message has a live marker.
+
+        ``live`` is the pipelined read's answer: the live markers, or the error
+        it met; garbage at ``P:x`` counts as none, any other error (a slot
+        moving, on a cluster) has the batch looked up by id.
+        """
+        if isinstance(live, BaseException) and self._markers_garbage(live):
+            live = []
         if not live or not deliveries:
             return deliveries
         ids = {d: message_id_of(d.raw) for d in deliveries if d.unreadable is None}
-        cancelled = set(live) if len(live) < CANCEL_SCAN else await self.cancelled(ids.values())
+        if isinstance(live, list) and len(live) < CANCEL_SCAN:
+            cancelled = set(live)
+        else:
+            cancelled = await self.cancelled(ids.values())
         for d, message_id in ids.items():
             d.cancelled = message_id in cancelled
         return deliveries
@@ -82,12 +118,27 @@ class RedisCancels:
     async def in_flight(self, channel, limit):
         client, _ = self._aclient()
         try:
-            leases = await client.xpending_range(self.keys.stream(channel), GROUP, min="-", max="+", count=limit)
+            found = await client.zrange(self.keys.levels(channel), 0, -1)
+        except ResponseError:  # a listing written around taskchan lists nothing
+            found = []
+        # Every priority level's stream, highest first (the channel's own is level 0).
+        levels = sorted({0, *listed_levels(found)}, reverse=True)
+        out = []
+        for level in levels:
+            if len(out) < limit:
+                out += await self._in_flight_of(channel, level, limit - len(out))
+        return out
+
+    async def _in_flight_of(self, channel, level, limit) -> list[InFlight]:
+        client, _ = self._aclient()
+        stream = self.keys.lane(channel, level)
+        try:
+            leases = await client.xpending_range(stream, GROUP, min="-", max="+", count=limit)
         except ResponseError:  # no stream or group yet (or not a stream: nothing to list)
             return []
         pipe = client.pipeline(transaction=False)
         for lease in leases:
-            pipe.xrange(self.keys.stream(channel), lease["message_id"], lease["message_id"])
+            pipe.xrange(stream, lease["message_id"], lease["message_id"])
         out = []
         for lease, entries in zip(leases, await pipe.execute(), strict=True):
             fields = entries[0][1] if entries else {}
@@ -96,7 +147,7 @@ class RedisCancels:
             except Unreadable:
                 raw = ""
             out.append(InFlight(
-                channel, lease["message_id"], message_id_of(raw), lease["consumer"],
+                channel, leveled(lease["message_id"], level), message_id_of(raw), lease["consumer"],
                 lease["time_since_delivered"] / 1000, lease["times_delivered"],
             ))
         return out

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from ..envelope import CHANNEL_NAME_RE
 from .base import ChannelStats
-from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, GROUP, stats_bucket
+from .keys import BUCKETS_PER_HOUR, BUCKETS_PER_MINUTE, GROUP, listed_levels, stats_bucket
 
 
 def _worker_info(text: str | None) -> dict | None:
@@ -65,16 +65,21 @@ class RedisReadings:
                 # MGET as a plain command: a cluster pipeline refuses redis-py's mget()
                 # (its keys, one channel's, share one slot: see keys.py).
                 pipe.execute_command("MGET", *(self.keys.counter(channel, outcome, b) for b in last_hour))
+            pipe.zrange(self.keys.levels(channel), 0, -1)
         replies = await pipe.execute(raise_on_error=False)
+        levels = await self._level_figures(channels, [replies[i * 8 + 7] for i in range(len(channels))])
         result = []
         for i, channel in enumerate(channels):
-            length, summary, detail, scheduled, first, processed, failed = replies[i * 7 : i * 7 + 7]
+            length, summary, detail, scheduled, first, processed, failed = replies[i * 8 : i * 8 + 7]
             in_flight = summary["pending"] if isinstance(summary, dict) else 0
             idles = [row["time_since_delivered"] for row in detail] if isinstance(detail, list) else []
+            length = length if isinstance(length, int) else 0
+            for level_length, level_pending, level_idles in levels.get(channel, ()):
+                length, in_flight, idles = length + level_length, in_flight + level_pending, idles + level_idles
             result.append(
                 ChannelStats(
                     channel=channel,
-                    queued=max(0, (length or 0) - in_flight) if not isinstance(length, Exception) else 0,
+                    queued=max(0, length - in_flight),
                     in_flight=in_flight,
                     oldest_lease_age=max(idles) / 1000 if idles else None,
                     scheduled=scheduled or 0,
@@ -87,6 +92,30 @@ class RedisReadings:
             )
         return result
 
+    async def _level_figures(self, channels, listings) -> dict[str, list[tuple[int, int, list[int]]]]:
+        """(length, leased, lease idles) of each priority level's stream, by channel: a second
+        round trip, only when some channel uses priority (``stats`` reads the listings)."""
+        lanes = [(c, self.keys.lane(c, level)) for c, found in zip(channels, listings, strict=True)
+                 for level in listed_levels(found)]
+        if not lanes:
+            return {}
+        client, _ = self._aclient()
+        pipe = client.pipeline(transaction=False)
+        for _channel, lane in lanes:
+            pipe.xlen(lane)
+            pipe.xpending(lane, GROUP)
+            pipe.xpending_range(lane, GROUP, min="-", max="+", count=200)
+        replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, list[tuple[int, int, list[int]]]] = {}
+        for i, (channel, _lane) in enumerate(lanes):
+            length, summary, detail = replies[i * 3 : i * 3 + 3]
+            out.setdefault(channel, []).append((
+                length if isinstance(length, int) else 0,
+                summary["pending"] if isinstance(summary, dict) else 0,
+                [row["time_since_delivered"] for row in detail] if isinstance(detail, list) else [],
+            ))
+        return out
+
     async def replicas_per_master(self) -> dict[str, int]:
         """The master's connected replicas, by its name (compared with TASKCHAN_SEND_REPLICAS)."""
         client, _ = self._aclient()
@@ -95,15 +124,24 @@ class RedisReadings:
 
     async def lapsed_leases(self, channel, idle_ms, limit):
         client, _ = self._aclient()
-        try:
-            rows = await client.xpending_range(
-                self.keys.stream(channel), GROUP, min="-", max="+", count=int(limit), idle=int(idle_ms)
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            return 0
-        return len(rows)
+        pipe = client.pipeline(transaction=False)  # the channel's own stream and its levels' listing
+        pipe.xpending_range(self.keys.stream(channel), GROUP, min="-", max="+", count=int(limit), idle=int(idle_ms))
+        pipe.zrange(self.keys.levels(channel), 0, -1)
+        rows, levels = await pipe.execute(raise_on_error=False)
+        if isinstance(rows, ResponseError) and "NOGROUP" not in str(rows):
+            raise rows
+        lapsed = len(rows) if isinstance(rows, list) else 0
+        for level in listed_levels(levels):
+            if lapsed >= limit:
+                break
+            try:
+                lapsed += len(await client.xpending_range(
+                    self.keys.lane(channel, level), GROUP, min="-", max="+", count=int(limit) - lapsed,
+                    idle=int(idle_ms),
+                ))
+            except ResponseError:
+                pass  # a level's stream gone or written around taskchan: fetch.lua clears its listing
+        return lapsed
 
     async def workers(self):
         client, _ = self._aclient()

@@ -27,11 +27,18 @@ async def queue_notes(pipe, script, keys, notes) -> None:
 
 
 class RedisStatus:
-    """Mixed into ``RedisStore``: reading one record."""
+    """Mixed into ``RedisStore``: reading one record, and the updates' place in a step's pipeline
+    (a cluster's are ``cluster_status.py``'s)."""
+
+    async def queue_status(self, pipe, scripts, notes) -> None:
+        await queue_notes(pipe, scripts["status"], self.keys, notes)
 
     async def status_record(self, message_id):
+        key = self.keys.status(message_id)
+        if key is None:  # an id that names no record (on a cluster, one without a slot's tag)
+            return None
         client, _ = self._aclient()
-        record = await client.hgetall(self.keys.status(message_id))
+        record = await client.hgetall(key)
         if "x" in record:  # the sender's text, sealed like envelopes
             try:
                 record["x"] = self.codec.unseal(record["x"])

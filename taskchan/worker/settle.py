@@ -31,6 +31,7 @@ from ..conf import settings
 from ..envelope import message_id_of
 from ..models import FailedMessage
 from ..stores.base import Delivery
+from ..stores.keys import entry_level
 from .attempt import Outcome
 from .leases import Leases
 from .outage import retry_redis
@@ -208,6 +209,7 @@ class Settler:
                 lambda: deadletter.record(
                     channel=delivery.channel, entry_id=delivery.entry_id, reason=reason, envelope=envelope,
                     raw=delivery.raw, consumer=consumer, attempts=attempts, max_attempts=max_attempts, error=error,
+                    priority=entry_level(delivery.entry_id)[1],
                 ),
             )
         except Exception:

@@ -67,8 +67,10 @@ class Ticker:
 
     async def _fire(self, slot: float, *, catch_up: bool = False) -> None:
         channel = self._consumer.channel
-        outgoing = build_outgoing(channel, {"slot": slot_iso(slot)})
         home = self._store.home(channel)
+        # An id of the store's, as a send's: on a cluster it names the channel's slot, so the
+        # worker's status updates of the fired message land in a record status() can find.
+        outgoing = build_outgoing(channel, {"slot": slot_iso(slot)}, new_id=home.new_message_id)
         try:
             fired = await retry_redis(
                 home.fire_slot, channel, outgoing.raw, outgoing.envelope.id, int(slot * 1000),

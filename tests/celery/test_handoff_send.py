@@ -145,6 +145,17 @@ def test_delay_limit_follows_the_visibility_timeout(celery_settings, redis_clien
     assert len(queued_tasks(redis_client)) == 1
 
 
+def test_send_many_publishes_each_and_checks_the_delay_first(celery_settings, redis_client, settings):
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        taskchan.send_many(CH, [{"n": 1}, {"n": 2}], delay=31)
+    assert queued_tasks(redis_client) == []  # refused before any was published
+    ids = taskchan.send_many(CH, [{"n": 1}, {"n": 2}])
+    tasks = {t["id"]: decode(t["args"][1], CH).content for t in queued_tasks(redis_client)}
+    assert tasks == {ids[0]: {"n": 1}, ids[1]: {"n": 2}}
+    assert stream_len(redis_client) == 0
+
+
 def test_redis_layer_without_a_broker_is_refused(use_redis_layer, redis_client, settings):
     settings.CELERY_BROKER_URL = "memory://"
     with pytest.raises(ImproperlyConfigured, match="CELERY_BROKER_URL"):

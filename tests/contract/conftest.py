@@ -46,8 +46,8 @@ async def store(request):
         s.client.close()
 
 
-#: the layouts that keep status records: not the cluster (docs/status.md)
-STATUS_LAYOUTS = ["redis", "memory", "sharded"]
+#: the layouts that keep status records: every one
+STATUS_LAYOUTS = ["redis", "memory", "sharded", "cluster"]
 
 
 def configure_layer(request):

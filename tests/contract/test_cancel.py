@@ -9,11 +9,12 @@ import pytest
 
 import taskchan
 from taskchan.cancels import is_cancelled
+from taskchan.envelope import message_id_of
 from taskchan.models import FailedMessage
 from taskchan.stores.redis_cancels import CANCEL_SCAN
 from tests.contract import consumers
 from tests.contract.conftest import arun_burst, run_burst
-from tests.contract.test_store import CH, put
+from tests.contract.test_store import CH, CH2, put
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -27,6 +28,20 @@ async def test_fetch_marks_exactly_the_cancelled_deliveries(store):
     assert [d.cancelled for d in got] == [False, True]  # in send order
     assert await store.cancelled([kept, dropped, "unknown"]) == {dropped}
     assert store.is_cancelled(dropped) and not store.is_cancelled(kept)
+
+
+async def test_a_fetch_of_several_channels_marks_the_cancelled_deliveries(store):
+    """On a cluster this read is a pipeline of one XREADGROUP per channel: it reads the markers too."""
+    await store.prepare([CH, CH2])
+    kept, _ = await put(store)
+    dropped, _ = await put(store)
+    dropped2, _ = await put(store, channel=CH2)
+    kept2, _ = await put(store, channel=CH2)
+    await store.acancel(dropped, DAY_MS)
+    await store.acancel(dropped2, DAY_MS)
+    got = await store.fetch([CH, CH2], "A", 10, 0)
+    marked = {message_id_of(d.raw): d.cancelled for d in got}
+    assert marked == {kept: False, dropped: True, dropped2: True, kept2: False}
 
 
 async def test_more_live_markers_than_one_fetch_reads_are_still_all_found(store):

@@ -1,4 +1,4 @@
-"""Progress reports on every layer (Redis, in-memory, sharded), through an in-process worker.
+"""Progress reports on every layer (Redis, in-memory, sharded, cluster), through an in-process worker.
 
 A watcher joins the message's group on the configured channel layer before the
 worker runs, then reads what was pushed; the status record keeps the last value.
@@ -22,8 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(params=STATUS_LAYOUTS)
 def layer_kind(request):
-    """The layouts that keep status records, where the last progress is kept too (not the
-    cluster: docs/status.md)."""
+    """The layouts that keep status records (every one), where the last progress is kept too."""
     return configure_layer(request)
 
 

@@ -11,11 +11,15 @@ import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 
 import taskchan
 from taskchan.conf import settings as taskchan_settings
+from taskchan.outgoing import build_outgoing
+from taskchan.producer import send_stored
 from taskchan.stores.configured import get_store
 from taskchan.stores.redis import RedisStore
+from taskchan.stores.slot_tags import slot_of, tagged_id
 from taskchan.worker import Worker
 from tests.contract import consumers
 from tests.contract.conftest import STATUS_LAYOUTS, configure_layer, run_burst
@@ -25,7 +29,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(params=STATUS_LAYOUTS)
 def layer_kind(request):
-    """The layouts that keep status records; the cluster's own test is test_status.py's last."""
+    """Every layout: each keeps status records (the cluster's own tests are below)."""
     return configure_layer(request)
 
 
@@ -84,7 +88,8 @@ def test_result_kept_where_the_consumer_asks(layer_store):
 
 
 def test_a_result_json_cannot_hold_fails_the_attempt(layer_store):
-    message_id = taskchan.send("taskchan.c.result", {"unserializable": True})
+    # One attempt: the failure is the same on every attempt, and retries' backoff only adds time.
+    message_id = taskchan.send("taskchan.c.result", {"unserializable": True}, max_attempts=1)
     run_burst(["taskchan.c.result"])
     found = taskchan.status(message_id)
     assert found.state == "failed" and not found.has_result
@@ -144,17 +149,47 @@ def test_status_ttl_is_validated(settings, value):
         taskchan_settings.STATUS_TTL  # noqa: B018  (reading it is the check)
 
 
-def test_a_cluster_keeps_no_record_and_send_many_still_stores_and_runs(use_cluster_layer):
-    """The documented limit (docs/status.md): on a Redis Cluster no record is kept, so every
-    message reads unknown before and after it ran, while send_many stores each message and
-    the worker runs it (one send each there: the cluster client pipelines no scripts)."""
+def test_a_cluster_names_each_record_in_its_channels_slot_by_the_id(use_cluster_layer):
+    """On a Redis Cluster an id carries a tag of its channel's slot (``slot_tags.py``), so the
+    record sits with the channel's keys, send.lua writes it, and ``status(id)`` finds it from
+    the id alone; send_many (one send each there) and send_on_commit make such ids too."""
+    store = get_store()
     ids = taskchan.send_many("taskchan.c.result", [{"numbers": [1, 2]}, {"numbers": [3]}])
-    assert len(set(ids)) == 2
-    assert {taskchan.status(i).state for i in ids} == {"unknown"}
+    ids.append(taskchan.send("taskchan.c.result", {"numbers": [0, 3]}))
+    with transaction.atomic():  # the outbox row keeps the id it was given; the relay sends it
+        ids.append(taskchan.send_on_commit("taskchan.c.result", {"numbers": [1, 1, 1]}))
+    channel_slot = slot_of(store.keys.stream("taskchan.c.result"))
+    assert {slot_of(store.keys.status(i)) for i in ids} == {channel_slot}
+    assert {taskchan.status(i).state for i in ids} == {"queued"}
     run_burst(["taskchan.c.result"])
-    ran = {e["id"] for e in consumers.events("taskchan.c.result")}
-    assert ran == set(ids)
-    assert {taskchan.status(i).state for i in ids} == {"unknown"}
+    assert [taskchan.status(i).result for i in ids] == [{"sum": 3}] * 4
+    records = set(store.client.scan_iter(match=f"{store.keys.prefix}:st:*"))
+    assert records == {store.keys.status(i) for i in ids}
+
+
+@pytest.mark.parametrize("kind", ["untagged", "tagged for another slot"])
+def test_a_cluster_message_whose_id_names_no_slot_of_its_channel_is_stored_without_a_record(
+    use_cluster_layer, kind
+):
+    """An id made before (32 hex digits), or for another channel: the message is stored without
+    a record (send.lua stays on the channel's slot) and runs.  An untagged id names no record
+    and reads unknown throughout; one tagged for another slot gets what the worker writes (in
+    its ack pipeline, plain commands each sent to their slot): no channel, no enqueue time."""
+    store = get_store()
+    other_slot = (slot_of(store.keys.stream("taskchan.c.result")) + 1) % 16_384
+    message_id = "0123456789abcdef" * 2 if kind == "untagged" else tagged_id(other_slot)
+    outgoing = build_outgoing("taskchan.c.result", {"numbers": [5]}, new_id=lambda channel: message_id)
+    assert send_stored("taskchan.c.result", outgoing.raw, message_id) == message_id
+    assert taskchan.status(message_id).state == "unknown"
+    run_burst(["taskchan.c.result"])
+    assert {e["id"] for e in consumers.events("taskchan.c.result")} == {message_id}
+    found = taskchan.status(message_id)
+    records = list(store.client.scan_iter(match=f"{store.keys.prefix}:st:*"))
+    if kind == "untagged":
+        assert found.state == "unknown" and records == []
+    else:
+        assert (found.state, found.channel, found.enqueued_at, found.result) == ("succeeded", None, None, {"sum": 5})
+        assert records == [store.keys.status(message_id)]
 
 
 def test_a_cancelled_message_never_runs_and_reads_cancelled(layer_store):

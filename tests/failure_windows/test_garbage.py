@@ -29,6 +29,7 @@ import redis as redis_lib
 
 import taskchan
 from taskchan.deadletter import malformed_id
+from taskchan.exceptions import StoreRefused
 from taskchan.models import FailedMessage
 from taskchan.stores.keys import GROUP
 from tests.conftest import done_records, wait_for
@@ -176,6 +177,22 @@ def test_a_key_of_the_wrong_type_stops_its_own_channel_only(use_redis_layer, red
     # Quiet: the error is not repeated on every read.
     time.sleep(2)
     assert proc.output().count(f"channel {broken_stream} cannot be read") == 1
+    proc.signal(signal.SIGTERM)
+    assert wait_exit(proc, 30) == 0, proc.output()[-3000:]
+
+
+def test_garbage_at_the_cancel_markers_key_deafens_nothing(use_redis_layer, redis_client, worker):
+    """P:x is read with every fetch: a string there must not stop the reads (nor the lease renewals)."""
+    redis_client.set(KEYS.cancelled, "not a sorted set")
+    good = [taskchan.send(CH, {"n": n}) for n in range(5)]
+    proc = worker(CH, args=["--concurrency", "2"])
+    wait_for(lambda: len(done_records(redis_client)) >= 5 or not proc.running, timeout=60, message="good ones")
+    later = taskchan.send(CH, {"later": True})
+    wait_for(lambda: later in counts(done_records(redis_client)), timeout=30, message="a later message")
+    assert set(counts(done_records(redis_client))) == {*good, later}
+    assert proc.running and proc.output().count("is not a sorted set of cancel markers") == 1, proc.output()[-3000:]
+    with pytest.raises(StoreRefused, match="WRONGTYPE"):
+        taskchan.cancel(later)  # the sender learns of the garbage too
     proc.signal(signal.SIGTERM)
     assert wait_exit(proc, 30) == 0, proc.output()[-3000:]
 

@@ -10,6 +10,7 @@ master, and ``TASKCHAN_SEND_REPLICAS`` on a cluster and on a replicated Redis.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -24,8 +25,10 @@ import taskchan
 from taskchan.stores.cluster import ClusterStore
 from taskchan.stores.configured import get_store, redis_store
 from taskchan.stores.keys import ClusterKeys
+from taskchan.stores.slot_tags import tag_of
 from tests.conftest import done_records, layer_settings, on_store, wait_for
 from tests.jobs import SHARDED_CHANNELS
+from tests.servers import STARTUP_TIMEOUT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,18 +51,20 @@ def replica_of(cluster, master):
 
 def test_every_key_of_a_channel_is_in_its_slot_and_channels_spread_over_the_masters(use_cluster_layer):
     client = cluster_client(use_cluster_layer)
+    records = {}
     for channel in SHARDED_CHANNELS:
-        taskchan.send(channel, {"n": 1}, idempotency_key="once")
-        taskchan.send(channel, {"n": 2}, delay=60)
+        sent = [taskchan.send(channel, {"n": 1}, idempotency_key="once"), taskchan.send(channel, {"n": 2}, delay=60)]
+        records[channel] = {KEYS.status(message_id) for message_id in sent}
 
     keys = list(client.scan_iter(match="taskchan:*"))
     per_channel = {c: [k for k in keys if f"{{{c}}}" in k] for c in SHARDED_CHANNELS}
     for channel, mine in per_channel.items():
         # stream, schedule, idempotency key, the slot's channel set
         assert len(mine) == 4, mine
-        assert {client.keyslot(k) for k in mine} == {client.keyslot(KEYS.stream(channel))}
+        # and the status records, tagged by their ids (``slot_tags.py``)
+        assert {client.keyslot(k) for k in [*mine, *records[channel]]} == {client.keyslot(KEYS.stream(channel))}
     untagged = set(keys) - {k for mine in per_channel.values() for k in mine}
-    assert untagged == {KEYS.channels}
+    assert untagged == {KEYS.channels, *(k for mine in records.values() for k in mine)}
     assert sorted(client.smembers(KEYS.channels)) == SHARDED_CHANNELS
     masters = Counter(client.get_node_from_key(KEYS.stream(c)).name for c in SHARDED_CHANNELS)
     assert len(masters) == 3, masters
@@ -86,6 +91,16 @@ def taskchan_envelope(channel: str, n: int) -> str:
     envelope = Envelope.new(channel, {"n": n})
     envelope.id = f"m{channel}{n}"
     return envelope.encode()
+
+
+def test_a_fired_schedule_slot_gets_an_id_of_its_slot_and_its_status_is_kept(use_cluster_layer, redis_client, worker):
+    """The ticker's messages take the store's ids as sends do: on a cluster the worker's status
+    updates of a fired slot land in a record ``status()`` finds (docs/status.md)."""
+    worker("taskchan.flow.tick", TASKCHAN_TEST_FLOW="1", TASKCHAN_REDIS_CLUSTER_URL=use_cluster_layer.url)
+    wait_for(lambda: redis_client.llen("f:taskchan.flow.tick") >= 1, timeout=STARTUP_TIMEOUT, message="a slot fired")
+    message_id = json.loads(redis_client.lindex("f:taskchan.flow.tick", 0))[0]
+    assert tag_of(message_id) is not None, message_id
+    wait_for(lambda: taskchan.status(message_id).state == "succeeded", timeout=10, message="its status")
 
 
 # -- configuration ---------------------------------------------------------------------

@@ -8,13 +8,14 @@ sweep (or a worker's housekeeping) relays it once Redis is back, exactly once.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 
 import pytest
 import redis as redis_lib
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
 import taskchan
 from taskchan import outbox
@@ -309,3 +310,22 @@ def test_a_row_that_cannot_be_relayed_becomes_a_malformed_dead_letter(use_redis_
     assert dead.message_id == malformed_id(fields["channel"] if "channel" not in row else row["channel"], f"outbox:{message_id}")
     assert error in dead.last_error
     assert dead.raw
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's write lock; PostgreSQL's rows lock one by one")
+def test_a_sweep_with_nothing_to_relay_never_waits_for_the_write_lock(use_redis_layer):
+    # Another process holds SQLite's write lock (a web request's transaction);
+    # every worker sweeps the outbox each heartbeat.  With nothing to relay the
+    # sweep must not queue for the lock (up to the database's 20 s timeout).
+    other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    swept: list = []
+    sweeper = threading.Thread(target=lambda: swept.append(outbox.sweep()))
+    try:
+        sweeper.start()
+        sweeper.join(10)
+        assert swept == [0], "the sweep waited for the write lock"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        sweeper.join(30)

@@ -33,14 +33,26 @@ def finished(result, timeout=30):
     return result
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def layout(request, worker):
+    """The Redis layer, or taskchan's channels on a Redis Cluster (results are kept on both:
+    docs/status.md); a factory that starts a worker process on the same one."""
+    if request.param == "redis":
+        request.getfixturevalue("use_redis_layer")
+        return worker
+    cluster = request.getfixturevalue("use_cluster_layer")
+    return lambda *channels: worker(*channels, TASKCHAN_REDIS_CLUSTER_URL=cluster.url)
+
+
 def test_capability_flags():
     backend = task_backends["default"]
     assert type(backend).__module__ == "taskchan.backend.backend"
     assert backend.supports_defer and backend.supports_async_task and backend.supports_get_result
-    assert not backend.supports_priority  # not yet: docs/tasks.md
+    assert backend.supports_priority
 
 
-def test_enqueued_task_runs_in_a_worker_and_its_result_is_read_here(use_redis_layer, worker):
+def test_enqueued_task_runs_in_a_worker_and_its_result_is_read_here(layout):
+    worker = layout
     result = jobs.add.enqueue(2, 3)
     assert result.status == TaskResultStatus.READY and result.attempts == 0
     proc = worker(TASKS)
@@ -64,7 +76,8 @@ def test_transitions_ready_running_successful_seen_from_here(use_redis_layer, wo
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "watched"
 
 
-def test_retries_then_failed_with_both_errors(use_redis_layer, worker):
+def test_retries_then_failed_with_both_errors(layout):
+    worker = layout
     result = jobs.always_fails.enqueue("doomed")
     worker(TASKS)
     finished(result)
@@ -77,7 +90,8 @@ def test_retries_then_failed_with_both_errors(use_redis_layer, worker):
     assert FailedMessage.objects.filter(message_id=result.id, channel="taskchan.tasks.t").exists()
 
 
-def test_a_dead_lettered_task_retried_from_the_admin_ends_successful(use_redis_layer, worker, redis_client):
+def test_a_dead_lettered_task_retried_from_the_admin_ends_successful(layout, redis_client):
+    worker = layout
     result = jobs.fixable.enqueue("admin")
     worker(TASKS)
     finished(result)
@@ -168,9 +182,10 @@ def test_enqueue_from_a_shell_and_read_here(use_redis_layer, manage, worker, red
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
 
 
-def test_unknown_and_expired_ids_do_not_exist(use_redis_layer, settings):
-    with pytest.raises(TaskResultDoesNotExist):
-        jobs.add.get_result("0" * 32)
+def test_unknown_and_expired_ids_do_not_exist(layout, settings):
+    for never_sent in ("0" * 32, "0" * 32 + "-k2q", "not an id"):
+        with pytest.raises(TaskResultDoesNotExist):
+            jobs.add.get_result(never_sent)
     settings.TASKCHAN_RESULT_TTL = 1
     settings.TASKCHAN_STATUS_TTL = 0
     settings.TASKS = {**settings.TASKS}  # a new backend: its queues' consumers keep results 1 s

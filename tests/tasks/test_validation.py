@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from taskchan.backend import TaskchanBackend
 from taskchan.backend.task import check_retry_options
 from taskchan.envelope import MAX_ATTEMPTS_LIMIT
+from taskchan.exceptions import NotATaskchanLayer
 from taskchan.stores.configured import get_store
 from tests.conftest import on_store
 from tests.tasks import jobs
@@ -89,7 +90,16 @@ def test_unknown_queue_is_refused():
     assert "default" in task_backends["default"].queues
 
 
-@pytest.mark.parametrize("priority", [1, -1, 100])
-def test_priority_other_than_zero_is_refused_for_now(priority):
+@pytest.mark.parametrize("priority", [101, -101])
+def test_priority_out_of_bounds_is_refused(priority):
     with pytest.raises(InvalidTask, match="priority"):
         jobs.add.using(priority=priority)
+
+
+def test_a_layer_that_is_not_taskchans_is_not_the_tasks_fault(settings):
+    """The task's id comes from the store: no taskchan layer raises that, not InvalidTask."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with pytest.raises(NotATaskchanLayer):
+        jobs.add.enqueue(1, 2)
+    with pytest.raises(InvalidTask):
+        jobs.add.enqueue(object(), 2)

@@ -145,7 +145,8 @@ def test_every_key_of_a_channel_hashes_to_the_channels_slot(channel, key, messag
     keys = ClusterKeys("taskchan")
     slot = key_slot(keys.stream(channel).encode())
     for name in (keys.scheduled(channel), keys.idempotency(channel, key), keys.channel_set(channel),
-                 keys.counter(channel, "processed", bucket), keys.celery_starts(message_id, bucket, channel)):
+                 keys.counter(channel, "processed", bucket), keys.celery_starts(message_id, bucket, channel),
+                 keys.levels(channel), keys.lane(channel, 100), keys.lane(channel, -100)):
         assert key_slot(name.encode()) == slot, name
     assert keys.channel_of_stream(keys.stream(channel)) == channel
     # The worker registry is one slot of its own, whatever the worker's id.

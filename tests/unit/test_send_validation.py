@@ -14,7 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 import taskchan
 from taskchan import registry
-from taskchan.exceptions import ContentNotSerializable, InvalidChannelName, MessageTooLarge
+from taskchan.exceptions import (
+    ContentNotSerializable,
+    InvalidChannelName,
+    MessageTooLarge,
+    NotATaskchanLayer,
+)
 from taskchan.models import OutboxMessage
 from taskchan.stores.configured import get_store
 
@@ -408,3 +413,15 @@ def test_registering_the_same_function_again_is_allowed(clean_registry):
     again = taskchan.consumer(CONSUMER_CHANNEL)(make())
 
     assert registry.get_consumer(CONSUMER_CHANNEL) is again
+
+
+def test_the_input_is_checked_before_the_store_is_asked_for_the_id(settings):
+    """The id comes from the store (on a cluster it names the channel's slot), asked for once the
+    message passed every check: bad input says so even where no taskchan layer is configured."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with pytest.raises(InvalidChannelName):
+        taskchan.send("not-taskchan", {"n": 1})
+    with pytest.raises(ContentNotSerializable):
+        taskchan.send_many("taskchan.c.ok", [{"n": object()}])
+    with pytest.raises(NotATaskchanLayer):
+        taskchan.send("taskchan.c.ok", {"n": 1})
