@@ -34,9 +34,10 @@ retry sends it again, a duplicate and never a loss, as everywhere in taskchan
 
 Many rows (``resend_many``) share the round trips: every row's content is
 checked exactly as ``send()`` checks it, the envelopes are built here and
-handed to ``bulk.send_many_stored`` (on Redis one pipeline of ``send.lua``
-calls per host, each message still stored by the same atomic script as
-``send()``), and the rows are marked with one ``executemany`` of an UPDATE.
+handed to ``bulk.send_many_stored`` (on Redis one round trip per host, one
+``send_many.lua`` call per run of a channel's messages, each stored as
+``send.lua`` stores one), and the rows are marked with one ``executemany`` of
+an UPDATE.
 
 ``FailedMessage.resend()`` calls into this module, so it does not import
 ``models``: it takes the model from the rows it is given.
