@@ -45,10 +45,11 @@ services:
 	bash .ci/services
 
 # Four pytest workers on this two-core machine: most tests wait on real
-# processes (workers, Redis, a browser), not on the CPU.
+# processes (workers, Redis, a browser), not on the CPU.  --dist loadgroup runs
+# the tests marked xdist_group("soaks") one after another on one of them.
 test: $(STAMP) services
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 4 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 4 --dist loadgroup $(PYTEST_ARGS)
 
 # channels_redis's tests from its sdist (at the installed version), with every
 # layer they build being taskchan's, on a Redis and a Sentinel started here.

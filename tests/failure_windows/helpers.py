@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis
 
 from taskchan.envelope import decode
@@ -16,6 +17,16 @@ from taskchan.stores.keys import GROUP
 from tests.conftest import KEYS, Process, wait_for
 
 # -- progress of a long run ------------------------------------------------------
+
+# The soaks run one after another on one pytest-xdist worker (``make test`` runs
+# ``--dist loadgroup``): side by side, each one's workers and Redis servers took
+# the CPU the others' needed, and a slower soak got killed more often, which made
+# it slower still.
+SOAK_GROUP = pytest.mark.xdist_group("soaks")
+
+# A kill (or a Redis restart) waits for this share of the jobs to be done since the
+# last one: at most 25 per soak, however slow the machine.
+KILL_EVERY_SHARE = 1 / 25
 
 
 class Progress:

@@ -15,7 +15,8 @@ the closing note is from 10,000) ``taskchan.fw.work`` jobs of 20 ms, two
 While they run: one worker is SIGKILLed and replaced every ~2 s, Redis is
 SIGKILLed and restarted on the same AOF every ~8 s, and a piece of garbage (each
 kind of ``test_garbage``, in turn) is XADDed to the channel every ~0.7 s; each
-happens at least a few times whatever the machine's speed.  Records go to a
+happens at least a few times whatever the machine's speed, and a kill or a
+restart waits for 4% of the jobs to be done since the last one (at most 25).  Records go to a
 second Redis that stays up (``TASKCHAN_RECORD_URL``).  It prints and writes
 (test-artifacts/chaos-soak.txt) ``chaos soak: sent=N processed=N
 duplicates=D lost=0 ...``.
@@ -35,7 +36,16 @@ import taskchan
 from taskchan.deadletter import malformed_id
 from taskchan.models import FailedMessage
 from tests.conftest import ARTIFACTS, done_records, layer_settings, wait_for
-from tests.failure_windows.helpers import KEYS, Progress, counts, pending, wait_drained, wait_exit
+from tests.failure_windows.helpers import (
+    KEYS,
+    KILL_EVERY_SHARE,
+    SOAK_GROUP,
+    Progress,
+    counts,
+    pending,
+    wait_drained,
+    wait_exit,
+)
 from tests.failure_windows.test_garbage import garbage_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,7 +81,7 @@ class Chaos:
     def due(self, what: str, count: int, minimum: int) -> bool:
         # By time, or by progress: the k-th of the minimum is due by k/(minimum+1) of the jobs.
         done = self.done()
-        if what in self.done_at and done - self.done_at[what] < JOBS / 100:
+        if what in self.done_at and done - self.done_at[what] < JOBS * KILL_EVERY_SHARE:
             return False  # no work since the last one: let the workers catch up
         return time.monotonic() >= self.next[what] or (count < minimum and done >= (count + 1) * JOBS / (minimum + 1))
 
@@ -124,6 +134,7 @@ class Chaos:
             return None
 
 
+@SOAK_GROUP
 @pytest.mark.timeout(max(600, JOBS // 5))
 def test_chaos_soak_loses_nothing_and_dead_letters_every_garbage_entry(
     redis_server_factory, redis_url, redis_client, settings, manage

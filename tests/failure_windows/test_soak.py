@@ -10,9 +10,9 @@ per kill.
 How the test does it: TASKCHAN_SOAK_JOBS (default 2000) ``taskchan.fw.work``
 jobs of 20 ms; two ``runworker`` processes (``--concurrency 4 --prefetch 4``,
 visibility timeout 1 s); one of them, alternately, is SIGKILLed every ~2 s
-(once it serves, and once 1% of the jobs were done since the last kill, so a
+(once it serves, and once 4% of the jobs were done since the last kill, so a
 loaded machine slows the soak down instead of killing workers before they
-work) and a new one started in its place, until every job is done.  It prints
+work; at most 25 kills) and a new one started in its place, until every job is done.  It prints
 ``soak: sent=N processed=N duplicates=D lost=0 kills=K`` and writes the same
 line to test-artifacts/soak-LAYOUT.txt.  The same soak runs with the channel layer
 sharding eight channels over two Redis servers (``two-redis``), where each
@@ -32,7 +32,16 @@ import redis.cluster
 
 from taskchan.stores.keys import ClusterKeys
 from tests.conftest import ARTIFACTS, done_records, wait_for
-from tests.failure_windows.helpers import KEYS, Progress, counts, pending, wait_drained, wait_exit
+from tests.failure_windows.helpers import (
+    KEYS,
+    KILL_EVERY_SHARE,
+    SOAK_GROUP,
+    Progress,
+    counts,
+    pending,
+    wait_drained,
+    wait_exit,
+)
 from tests.jobs import SHARDED_CHANNELS
 
 CHANNEL = "taskchan.fw.work"
@@ -43,6 +52,7 @@ PREFETCH = 4
 JOB_MS = 20
 
 
+@SOAK_GROUP
 @pytest.mark.timeout(max(600, JOBS // 5))
 @pytest.mark.parametrize("layout", ["one-redis", "two-redis", "cluster"])
 def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, redis_client, manage):
@@ -99,7 +109,7 @@ def test_soak_with_workers_killed_every_two_seconds(layout, request, redis_url, 
             assert w.running, f"a worker died on its own:\n{w.output()[-3000:]}"
         # Kill only a worker that is serving (one killed during startup holds nothing), and
         # only after some work since the last kill (a loaded machine slows the soak instead).
-        worked = progress.since(done_at_kill) >= jobs / 100
+        worked = progress.since(done_at_kill) >= jobs * KILL_EVERY_SHARE
         if time.monotonic() >= next_kill and worked and serving(workers[victim]):
             done_at_kill = progress.seen
             workers[victim].kill()

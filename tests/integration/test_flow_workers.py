@@ -77,7 +77,10 @@ def test_a_rate_limit_holds_across_two_workers(use_redis_layer, redis_client, wo
 
 
 def test_a_concurrency_limit_of_one_per_key_never_overlaps_across_two_workers(use_redis_layer, redis_client, worker):
-    workers = [worker("taskchan.flow.tenant", args=["--concurrency", "4"], **FLOW) for _ in range(2)]
+    # --prefetch 1: one worker holds at most 5 of the 24 (the default 16 let the first
+    # to read lease 20 and, on a loaded machine, run them all before the other read).
+    args = ["--concurrency", "4", "--prefetch", "1"]
+    workers = [worker("taskchan.flow.tenant", args=args, **FLOW) for _ in range(2)]
     both_ready(redis_client)
     for n in range(24):
         taskchan.send("taskchan.flow.tenant", {"tenant": f"t{n % 3}", "n": n})
