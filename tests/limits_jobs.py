@@ -83,3 +83,26 @@ def tl_cancel_aware(message):
         _mark("t:cancel_seen", message)
     message.check_cancelled()
     _mark("t:done", message)
+
+
+@taskchan.consumer("taskchan.tl.progress_until_cancelled", max_attempts=3, visibility_timeout=1)
+def tl_progress_until_cancelled(message):
+    """Reports progress through ``message.progress()`` for at most 20 s: a cancel stops it there."""
+    _report_for_a_while(message, message.progress)
+
+
+@taskchan.consumer("taskchan.tl.report_until_cancelled", max_attempts=3, visibility_timeout=1)
+def tl_report_until_cancelled(message):
+    """The same through ``taskchan.report_progress()`` (the ``@task`` path: no ``message`` at hand)."""
+    _report_for_a_while(message, taskchan.report_progress)
+
+
+def _report_for_a_while(message, report) -> None:
+    _mark("t:started", message)
+    deadline = time.monotonic() + 20
+    step = 0
+    while time.monotonic() < deadline:
+        report(step, 1000)  # raises taskchan.Cancelled once the message is cancelled
+        step = min(step + 1, 1000)
+        time.sleep(0.02)
+    _mark("t:done", message)

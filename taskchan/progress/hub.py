@@ -57,9 +57,10 @@ class ProgressHub:
 
     # -- attempts -------------------------------------------------------------
 
-    def start(self, message_id: str, attempt: int, shard: int, ttl_ms: int) -> None:
-        """From the job's thread or task, as the attempt starts: its slot, where its reports go."""
-        slot = Slot(message_id, attempt, shard, ttl_ms, dirty=self._dirty.append)
+    def start(self, message_id: str, attempt: int, shard: int, ttl_ms: int, cancel=None) -> None:
+        """From the job's thread or task, as the attempt starts: its slot, where its reports go
+        (``cancel``: the attempt's cancel event, so ``report_progress`` can raise Cancelled)."""
+        slot = Slot(message_id, attempt, shard, ttl_ms, dirty=self._dirty.append, cancel=cancel)
         self._slots[message_id] = slot
         self._changed = True
         current_slot.set(slot)

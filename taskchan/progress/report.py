@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import InvalidOption
+from ..exceptions import Cancelled, InvalidOption
 
 #: longest ``note``, in characters (it goes to every watching browser)
 MAX_NOTE = 200
@@ -74,6 +74,7 @@ class Slot:
     shard: int
     ttl_ms: int  # the status record's lifetime (0: no record)
     dirty: Any = None  # called once when a value arrives that the hub has not taken yet
+    cancel: threading.Event | None = None  # the attempt's cancel (set when its message is cancelled)
     raw: tuple | None = None  # (current, total, note, at): a dict is built only when taken
     pending: bool = False
     closed: bool = False
@@ -116,7 +117,11 @@ def report_progress(current, total=None, note=None) -> bool:
     The arguments are checked first (InvalidOption), wherever this runs.
     True when a running attempt took it; False outside one (a function called
     directly, a test), where it is a no-op so the same code runs anywhere.
+    Like ``message.progress``, it raises ``taskchan.Cancelled`` once the running
+    message was cancelled: a ``@task`` that reports progress stops there.
     """
-    check(current, total, note)
     slot = current_slot.get()
+    if slot is not None and slot.cancel is not None and slot.cancel.is_set():
+        raise Cancelled()
+    check(current, total, note)
     return slot.put(current, total, note) if slot is not None else False

@@ -335,7 +335,9 @@ class Jobs:
         """From a job thread or runner, as an attempt starts: its status note, sent with the next acks."""
         ttl_ms = result.consumer.status_ms
         if self.progress is not None:
-            self.progress.start(result.envelope.id, result.attempt, result.delivery.shard, ttl_ms)
+            self.progress.start(
+                result.envelope.id, result.attempt, result.delivery.shard, ttl_ms, cancel=result.cancel
+            )
         if ttl_ms:
             result.start = tracking.start_note(result.envelope.id, result.attempt, self._worker_json, ttl_ms)
             self._note(result.delivery.shard, result.start)

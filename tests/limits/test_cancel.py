@@ -80,6 +80,23 @@ def test_a_running_job_sees_message_cancelled_and_ends_as_cancelled(use_redis_la
     assert proc.running, proc.output()
 
 
+@pytest.mark.parametrize("channel", ["taskchan.tl.progress_until_cancelled", "taskchan.tl.report_until_cancelled"])
+def test_a_job_reporting_progress_stops_at_its_next_report_once_cancelled(channel, use_redis_layer, redis_client, worker):
+    # message.progress() and report_progress() raise Cancelled: a job that reports
+    # progress stops without looking at message.cancelled itself.
+    proc = worker(channel)
+    message_id = taskchan.send(channel, {})
+    wait_for(lambda: done_records(redis_client, "t:started"), timeout=30, message="the job started")
+    taskchan.cancel(message_id)
+    wait_for(lambda: drained(redis_client, channel), timeout=10, message="acked, long before the job's 20 s")
+    assert cancelled_count(redis_client, channel) == 1
+    assert not done_records(redis_client)  # the report raised; the loop never finished
+    assert len(done_records(redis_client, "t:started")) == 1  # not retried
+    assert not FailedMessage.objects.exists()  # nor dead-lettered
+    assert taskchan.status(message_id).state == "cancelled"
+    assert proc.running, proc.output()
+
+
 def test_cancel_of_an_unknown_id_only_leaves_a_marker_that_lapses(use_redis_layer, redis_client, settings):
     settings.TASKCHAN_CANCEL_TTL = 0.3
     unknown = "0" * 32
