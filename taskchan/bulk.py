@@ -35,7 +35,7 @@ from .transient import TRANSIENT, send_failure, send_retrying
 def send_many_stored(items: list[tuple[str, str, str, dict]], store: ProducerStore | None = None) -> list[str]:
     """Store validated ``(channel, envelope JSON, message id, options)`` items; their ids, in order.
 
-    ``options`` are the store's (``delay_ms``, ``idempotency_key``); the
+    ``options`` are the store's (``delay_ms``, ``idempotency_key``, ``priority``); the
     status record's lifetime and the idempotency window are added here.
     """
     store = store or get_store()

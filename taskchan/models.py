@@ -115,6 +115,7 @@ class OutboxMessage(models.Model):
     envelope = SealedTextField()  # sealed whenever the layer has symmetric_encryption_keys
     delay_ms = models.PositiveBigIntegerField(default=0)
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    priority = models.SmallIntegerField(default=0, help_text="its priority (send_on_commit(priority=))")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

@@ -28,17 +28,21 @@ from .envelope import (
     validate_channel,
 )
 from .exceptions import TaskchanError
+from .priority import check_priority
 from .producer import checked_outgoing, send_stored
 
 logger = logging.getLogger("taskchan.outbox")
 
 
 def send_on_commit(
-    channel, content, *, delay=None, max_attempts=None, idempotency_key=None, reply_channel=None, using=None
+    channel, content, *, delay=None, max_attempts=None, idempotency_key=None, reply_channel=None, using=None,
+    priority=0,
 ) -> str:
-    """Like ``send``, but only once the current transaction commits; nothing if it rolls back."""
+    """Like ``send``, but only once the current transaction commits; nothing if it rolls back.
+    ``priority`` as ``send``'s: the row keeps it, and the relay sends at that priority."""
     from .models import OutboxMessage
 
+    check_priority(priority)
     envelope, delay_ms, raw = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
     OutboxMessage.objects.using(using).create(
         id=envelope.id,
@@ -46,6 +50,7 @@ def send_on_commit(
         envelope=raw,
         delay_ms=delay_ms,
         idempotency_key=idempotency_key or "",
+        priority=priority,
     )
     transaction.on_commit(lambda: relay(envelope.id, using=using), using=using, robust=True)
     return envelope.id
@@ -76,6 +81,7 @@ def relay(message_id: str, using=None) -> bool:
             row.id,
             delay_ms=row.delay_ms,
             idempotency_key=row.idempotency_key or f"outbox:{row.id}",
+            priority=row.priority,
         )
     except Exception:
         logger.exception("outbox: relay of %s to %s failed; a worker will retry it", row.id, row.channel)
@@ -90,6 +96,7 @@ def unrelayable(row) -> str:
         validate_channel(row.channel)
         envelope = decode(row.envelope, row.channel)
         check_send_options(None, None, row.idempotency_key or None, None)
+        check_priority(row.priority)
     except (TaskchanError, MalformedEnvelope) as exc:
         return str(exc)
     if envelope.id != row.pk:
@@ -117,7 +124,8 @@ def sweep(limit: int = 200, using=None) -> int:
             relayable.append(row)
     items = [
         (row.channel, row.envelope, row.id,
-         {"delay_ms": row.delay_ms, "idempotency_key": row.idempotency_key or f"outbox:{row.id}"})
+         {"delay_ms": row.delay_ms, "idempotency_key": row.idempotency_key or f"outbox:{row.id}",
+          "priority": row.priority})
         for row in relayable
     ]
     try:

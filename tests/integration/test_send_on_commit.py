@@ -150,6 +150,32 @@ def test_options_survive_the_outbox(use_redis_layer, redis_client):
     )
 
 
+@pytest.mark.parametrize("relayed_by", ["commit", "sweep"])
+def test_priority_survives_the_outbox(use_redis_layer, redis_client, settings, relayed_by):
+    settings.TASKCHAN_OUTBOX_RELAY_AFTER = 0
+    with transaction.atomic():
+        message_id = taskchan.send_on_commit(CH, {"n": 1}, priority=7)
+        row = OutboxMessage.objects.filter(pk=message_id).values().get()
+    assert row["priority"] == 7
+    if relayed_by == "sweep":  # as if the commit's relay never happened
+        redis_client.flushdb()
+        OutboxMessage.objects.create(**row)
+        assert outbox.sweep() == 1
+
+    keys = get_store().keys
+    assert redis_client.xlen(keys.stream(CH)) == 0  # not on level 0's stream...
+    assert [decode(f["m"], CH).id for _, f in redis_client.xrange(keys.lane(CH, 7))] == [message_id]  # ...on 7's
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.parametrize("priority", [101, -101, True, 1.5, "1"])
+def test_a_bad_priority_is_refused_before_any_row_is_written(use_redis_layer, redis_client, priority):
+    with transaction.atomic(), pytest.raises(taskchan.InvalidOption, match="priority must be"):
+        taskchan.send_on_commit(CH, {"n": 1}, priority=priority)
+    assert not OutboxMessage.objects.exists()
+    assert redis_client.dbsize() == 0
+
+
 def test_a_consumer_never_sees_the_row_its_sender_wrote_missing(use_redis_layer, redis_client):
     background = BackgroundWorker(["taskchan.c.user"])
     background.start()
@@ -287,8 +313,9 @@ def test_relay_of_a_row_already_gone_does_nothing(use_redis_layer, redis_client)
         ({"envelope": '{"v": 1, "id": "x", "ch": "taskchan.c.ok", "c": {}}'}, "not the row's id"),
         ({"delay_ms": 10**15}, "past the limit"),
         ({"idempotency_key": "a\x00b"}, "no NUL"),
+        ({"priority": 101}, "priority must be"),
     ],
-    ids=["arabic-digits", "not-taskchan", "not-json", "other-id", "delay", "nul-key"],
+    ids=["arabic-digits", "not-taskchan", "not-json", "other-id", "delay", "nul-key", "priority"],
 )
 def test_a_row_that_cannot_be_relayed_becomes_a_malformed_dead_letter(use_redis_layer, redis_client, settings, row, error):
     from taskchan.deadletter import malformed_id
