@@ -44,7 +44,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
-from redis.exceptions import AskError, MovedError, RedisError, TryAgainError
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -131,11 +131,14 @@ class ClusterStore(ClusterStatus, RedisStore):
         return f"<ClusterStore {', '.join(without_password(u) for u in self.urls)} prefix={self.keys.prefix!r}>"
 
     def _startup(self, node_class) -> list:
-        nodes = []
-        for url in self.urls:
-            where = parse_url(url)
-            nodes.append(node_class(where.get("host", "localhost"), int(where.get("port", 6379))))
-        return nodes
+        """The configured nodes, then every node a live async client learnt from the slot map:
+        a client made after a configured node died (a failed-over master) still finds the cluster."""
+        pairs = [(w.get("host", "localhost"), int(w.get("port", 6379))) for w in map(parse_url, self.urls)]
+        try:
+            pairs += [(n.host, n.port) for entry in list(self._async.values()) for n in entry[0].get_nodes()]
+        except RuntimeError:  # another thread's loop added a client meanwhile: the configured ones
+            pass
+        return [node_class(host, port) for host, port in dict.fromkeys(pairs)]
 
     def _master_options(self) -> dict:
         """Options of a plain connection to one master: the cluster URL's credentials, ours."""
@@ -149,10 +152,13 @@ class ClusterStore(ClusterStatus, RedisStore):
 
     @functools.cached_property
     def client(self) -> redis.cluster.RedisCluster:
-        return redis.cluster.RedisCluster.from_url(
-            self.url, startup_nodes=self._startup(redis.cluster.ClusterNode),
-            **_cluster_options(redis.retry.Retry), **self.options,
-        )
+        try:
+            return redis.cluster.RedisCluster.from_url(
+                self.url, startup_nodes=self._startup(redis.cluster.ClusterNode),
+                **_cluster_options(redis.retry.Retry), **self.options,
+            )
+        except RedisClusterException as exc:  # no node answered: a RedisError, as a refused connection is
+            raise RedisConnectionError(str(exc)) from exc
 
     @functools.cached_property
     def _sync_send(self):

@@ -28,7 +28,7 @@ from taskchan.stores.keys import ClusterKeys
 from taskchan.stores.slot_tags import tag_of
 from tests.conftest import done_records, layer_settings, on_store, wait_for
 from tests.jobs import SHARDED_CHANNELS
-from tests.servers import STARTUP_TIMEOUT
+from tests.servers import STARTUP_TIMEOUT, RedisClusterServers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -251,3 +251,33 @@ def test_a_durable_send_to_a_slot_being_migrated_is_retried_until_it_lands_on_th
                     c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         sender.join(15)
         assert sent and sent[0] in dst.xrange(KEYS.stream(channel))[0][1]["m"]
+
+
+# -- a configured node that died ---------------------------------------------------------
+
+
+def test_a_sync_client_made_after_the_configured_node_died_finds_the_cluster_through_the_nodes_learnt():
+    # A worker's job thread makes the store's sync client on first use (a
+    # reclaimed delivery's charge): by then the node the settings name may be a
+    # failed-over master.  Its async client, made at the worker's start, knows
+    # every node from the slot map; the sync client starts from those too.
+    cluster = RedisClusterServers()
+    loop = asyncio.new_event_loop()
+    try:
+        masters = cluster.masters()
+        configured = next(n for n in cluster.nodes if n not in masters)  # a replica: no failover to wait for
+        store = ClusterStore([configured.url])
+        loop.run_until_complete(store.prepare(["taskchan.c.dead-node"]))  # the async client, as a worker's
+        configured.kill()
+
+        assert store.client.ping()
+        assert {n.port for n in store.client.get_nodes()} >= {n.port for n in masters}
+
+        # With no node learnt, and none of the configured ones answering: a RedisError
+        # (what the worker's charge skips and leaves to lapse), not RedisClusterException.
+        with pytest.raises(redis_lib.exceptions.ConnectionError, match="cannot be connected"):
+            ClusterStore([configured.url]).client.ping()
+        loop.run_until_complete(store.aclose())
+    finally:
+        loop.close()
+        cluster.stop()
