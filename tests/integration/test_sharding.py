@@ -214,8 +214,11 @@ def test_one_runworker_serves_every_host_through_a_sigkill(use_sharded_layer, ma
 
     runs = Counter(r[0] for r in done_records(servers[0]))
     assert set(runs) == set(sent)
-    # At least once: only what the killed worker held may have run twice.
-    assert sum(runs.values()) - len(sent) <= 4 + 16
+    # At least once: only what the killed worker held may have run twice: its
+    # concurrency (4) + prefetch (16), plus up to one per channel, since Redis applies
+    # a read's COUNT per stream and this worker reads eight (the soak's bound too).
+    # CI saw 22 once, past the 20 this asserted before.
+    assert sum(runs.values()) - len(sent) <= 4 + 16 + len(SHARDED_CHANNELS)
     assert {r[2] for r in done_records(servers[0])} <= {first.pid, second.pid}
     for server in servers:
         for channel in SHARDED_CHANNELS:
