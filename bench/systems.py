@@ -11,6 +11,7 @@ end-to-end rate is also printed as a fraction of it.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -115,11 +116,16 @@ def environments(
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "REDIS_URL")}
     base.update(PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1", **{REDIS_URL_ENV: redis_url})
+    # Django as a deployment runs it: DEBUG off (with it on, Django's console
+    # handler writes two lines per django.tasks task, in every backend's row).
+    # DEBUG off needs a SECRET_KEY; this one signs nothing outside the run.
     taskchan = dict(
         base,
         DJANGO_SETTINGS_MODULE="bench.settings",
         REDIS_URL=redis_url,
         BENCH_SQLITE_PATH=str(workdir / "db.sqlite3"),
+        DEBUG="0",
+        SECRET_KEY="bench-only-" + secrets.token_urlsafe(32),
     )
     # The hand-off rows: taskchan's settings plus the hand-off consumers;
     # their Celery worker is the project's app under Django.
