@@ -39,7 +39,8 @@ class ClusterStatus:
             keys[3] = keys[1]
         return keys, args
 
-    async def queue_status(self, pipe, scripts, notes) -> None:
+    async def queue_status(self, pipe, scripts, notes, reruns: dict) -> None:
+        """Plain commands, no script: nothing to note in ``reruns``."""
         for note in merged_notes(notes):
             key = self.keys.status(note.message_id)
             if key is None:  # an id without a tag (sent before records were kept here): no record
@@ -53,7 +54,7 @@ class ClusterStatus:
             return await super().reschedule(delivery, raw, delay_ms, idempotency_ms=idempotency_ms)
         client, scripts = self._aclient()
         pipe = client.pipeline(transaction=False)
-        await self.queue_status(pipe, scripts, [note])
+        await self.queue_status(pipe, scripts, [note], {})
         done, _ = await asyncio.gather(
             super().reschedule(delivery, raw, delay_ms, idempotency_ms=idempotency_ms),
             pipe.execute(),

@@ -37,7 +37,7 @@ from .redis_handoff import RedisHandoff
 from .redis_leases import RedisLeases, by_level
 from .redis_readings import RedisReadings
 from .redis_status import RedisStatus
-from .scripts import load_scripts
+from .scripts import executed, load_scripts, queue_evalsha
 
 _shared: dict[str, RedisStore] = {}
 
@@ -220,12 +220,11 @@ class RedisStore(RedisLeases, RedisCancels, RedisReadings, RedisStatus, RedisHan
             for d in batch:
                 if d.idempotency_key is not None:
                     pipe.pexpire(self.keys.idempotency(channel, d.idempotency_key), int(idempotency_ms))
-        await self.queue_status(pipe, scripts, [*notes, *(d.note for d in deliveries)])
-        for reply in await pipe.execute(raise_on_error=False):
-            # A stream replaced by a key of another type holds nothing to ack
-            # (the worker sets that channel aside); any other error fails the batch.
-            if isinstance(reply, Exception) and "WRONGTYPE" not in str(reply):
-                raise reply
+        reruns: dict = {}
+        await self.queue_status(pipe, scripts, [*notes, *(d.note for d in deliveries)], reruns)
+        # A stream (or record) replaced by a key of another type holds nothing to
+        # write (the worker sets that channel aside); any other error fails the batch.
+        await executed(pipe, reruns, tolerated="WRONGTYPE")
 
     async def reschedule(self, delivery, raw, delay_ms, *, idempotency_ms=0, note=None):
         client, scripts = self._aclient()
@@ -239,9 +238,11 @@ class RedisStore(RedisLeases, RedisCancels, RedisReadings, RedisStatus, RedisHan
         if note is None:
             return bool(await scripts["reschedule"](keys=keys, args=args))
         pipe = client.pipeline(transaction=False)  # the status update rides in the same round trip
-        await scripts["reschedule"](keys=keys, args=args, client=pipe)
-        await self.queue_status(pipe, scripts, [note])
-        return bool((await pipe.execute())[0])
+        reruns: dict = {}
+        queue_evalsha(pipe, scripts["reschedule"], keys, args, reruns)
+        await self.queue_status(pipe, scripts, [note], reruns)
+        moved, _noted = await executed(pipe, reruns)
+        return bool(moved)
 
     def _promote_keys(self, channel) -> list[str]:
         return [self.keys.scheduled(channel), self.keys.stream(channel), self.keys.levels(channel)]
@@ -257,10 +258,10 @@ class RedisStore(RedisLeases, RedisCancels, RedisReadings, RedisStatus, RedisHan
         # Every worker does this every poll interval: one round trip for all
         # its channels, not one per channel.
         client, scripts = self._aclient()
-        pipe = client.pipeline(transaction=False)
+        pipe, reruns = client.pipeline(transaction=False), {}
         for channel in channels:
-            await scripts["promote"](keys=self._promote_keys(channel), args=[500], client=pipe)
-        return sum(int(moved) for moved, _next_due in await pipe.execute())
+            queue_evalsha(pipe, scripts["promote"], self._promote_keys(channel), [500], reruns)
+        return sum(int(moved) for moved, _next_due in await executed(pipe, reruns))
 
     async def forget_idle_consumers(self, channel, min_idle_ms):
         _, scripts = self._aclient()
@@ -285,10 +286,10 @@ class RedisStore(RedisLeases, RedisCancels, RedisReadings, RedisStatus, RedisHan
             # Our consumer name leaves each group unless it still holds leases
             # (see forget.lua): one pipelined round trip for all channels.
             _, scripts = self._aclient()
-            pipe = client.pipeline(transaction=False)
+            pipe, reruns = client.pipeline(transaction=False), {}
             for channel in channels:
-                await scripts["forget"](keys=[self.keys.stream(channel)], args=[GROUP, 0, consumer], client=pipe)
-            await pipe.execute()
+                queue_evalsha(pipe, scripts["forget"], [self.keys.stream(channel)], [GROUP, 0, consumer], reruns)
+            await executed(pipe, reruns)
 
     async def flush(self):
         client, _ = self._aclient()

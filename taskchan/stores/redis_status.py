@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from .codec import Unreadable
 from .notes import merged_notes
+from .scripts import queue_evalsha
 
 
-async def queue_notes(pipe, script, keys, notes) -> None:
-    """Add the notes (merged per message) to ``pipe``: one ``status.lua`` call for them all."""
+async def queue_notes(pipe, script, keys, notes, reruns: dict) -> None:
+    """Add the notes (merged per message) to ``pipe``: one ``status.lua`` call for them all,
+    a bare EVALSHA (``scripts.queue_evalsha``: no SCRIPT EXISTS before every batched ack)."""
     merged = merged_notes(notes)
     if not merged:
         return
@@ -23,15 +25,15 @@ async def queue_notes(pipe, script, keys, notes) -> None:
         args += (int(note.ttl_ms), len(note.fields))
         for item in note.fields.items():
             args += item
-    await script(keys=record_keys, args=args, client=pipe)
+    queue_evalsha(pipe, script, record_keys, args, reruns)
 
 
 class RedisStatus:
     """Mixed into ``RedisStore``: reading one record, and the updates' place in a step's pipeline
     (a cluster's are ``cluster_status.py``'s)."""
 
-    async def queue_status(self, pipe, scripts, notes) -> None:
-        await queue_notes(pipe, scripts["status"], self.keys, notes)
+    async def queue_status(self, pipe, scripts, notes, reruns: dict) -> None:
+        await queue_notes(pipe, scripts["status"], self.keys, notes, reruns)
 
     async def status_record(self, message_id):
         key = self.keys.status(message_id)

@@ -11,7 +11,10 @@ begins with the stream's own, so it has the same hash tag and slot.
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
+
+from redis.exceptions import NoScriptError, ResponseError
 
 SCRIPT_NAMES = (
     "send", "send_many", "promote", "fetch", "reschedule", "handback", "reclaim", "extend", "charge", "forget",
@@ -22,3 +25,34 @@ SCRIPT_NAMES = (
 def load_scripts() -> dict[str, str]:
     folder = resources.files("taskchan.stores") / "lua"
     return {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+def queue_evalsha(pipe, script, keys, args, reruns: dict) -> None:
+    """Queue ``script`` on a redis-py ``pipe`` as a bare EVALSHA, noting in ``reruns`` (under its
+    place in the pipeline) the Script call that runs it alone.
+
+    A Script call on a pipeline makes redis-py ask Redis whether the script
+    exists (SCRIPT EXISTS, a round trip of its own) before every execute: every
+    batched ack and every upkeep tick.  Redis answers NOSCRIPT only after a
+    restart or SCRIPT FLUSH; ``executed`` then runs the call again alone,
+    and the Script call loads the script first.
+    """
+    reruns[len(pipe.command_stack)] = functools.partial(script, keys=keys, args=args)
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
+async def executed(pipe, reruns: dict, tolerated: str = "") -> list:
+    """Execute ``pipe`` and return its replies, each NOSCRIPT one of a call in ``reruns``
+    replaced by what that call gives run alone.  The first error is raised, except one
+    whose text holds ``tolerated``: that one stays among the replies."""
+    replies = await pipe.execute(raise_on_error=False)
+    for index, call in reruns.items():
+        if isinstance(replies[index], NoScriptError):
+            try:
+                replies[index] = await call()
+            except ResponseError as exc:
+                replies[index] = exc
+    for reply in replies:
+        if isinstance(reply, Exception) and not (tolerated and tolerated in str(reply)):
+            raise reply
+    return replies

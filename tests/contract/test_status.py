@@ -142,6 +142,33 @@ def test_record_lives_status_ttl_after_its_last_write(use_redis_layer, settings)
     assert 590_000 < store.client.pttl(store.keys.status(kept)) <= 600_000
 
 
+def test_the_ack_retry_and_upkeep_pipelines_ask_redis_no_script_exists(use_redis_layer, redis_client):
+    """Their scripts ride as bare EVALSHA (stores/scripts.py): a Script call on a redis-py
+    pipeline would ask SCRIPT EXISTS, a round trip of its own, before every batched ack."""
+    ok = [taskchan.send("taskchan.c.ok", {"n": n}) for n in range(20)]
+    flaky = taskchan.send("taskchan.c.flaky", {"succeed_on": 2})
+    redis_client.config_resetstat()
+    run_burst(["taskchan.c.ok", "taskchan.c.flaky"])
+    assert {taskchan.status(message_id).state for message_id in ok} == {"succeeded"}
+    assert (taskchan.status(flaky).state, taskchan.status(flaky).attempts) == ("succeeded", 2)
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] >= 4  # fetch, status, reschedule, promote
+    assert "cmdstat_script|exists" not in stats, stats["cmdstat_script|exists"]
+
+
+def test_status_retries_and_promotion_go_on_after_redis_lost_its_scripts(use_redis_layer, redis_client):
+    """A NOSCRIPT reply in a pipeline (a Redis restart, SCRIPT FLUSH) runs that script again alone."""
+    taskchan.send("taskchan.c.flaky", {"succeed_on": 2})
+    run_burst(["taskchan.c.flaky"])  # every script the worker uses was loaded, and used
+    kept = taskchan.send("taskchan.c.result", {"numbers": [1, 2]})
+    flaky = taskchan.send("taskchan.c.flaky", {"succeed_on": 2})
+    redis_client.script_flush()
+    run_burst(["taskchan.c.result", "taskchan.c.flaky"])
+    assert taskchan.status(kept).result == {"sum": 3}
+    found = taskchan.status(flaky)
+    assert (found.state, found.attempts, [e["attempt"] for e in found.errors]) == ("succeeded", 2, [1])
+
+
 @pytest.mark.parametrize("value", [-1, float("inf"), float("nan"), "3600", True, None])
 def test_status_ttl_is_validated(settings, value):
     settings.TASKCHAN_STATUS_TTL = value
