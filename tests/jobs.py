@@ -181,6 +181,19 @@ def cel_crash(message):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@taskchan.consumer("taskchan.cel.reports", handoff="celery")
+def cel_reports(message):
+    """Waits for the test to watch (``t:go:<id>`` set), reports 1..2000 of 2000, then a last
+    value whose note names the process it ran in."""
+    deadline = time.monotonic() + 20
+    while not rec().get(f"t:go:{message.id}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for i in range(1, 2001):
+        message.progress(i, 2000)
+    taskchan.report_progress(2000, 2000, f"done in {os.getpid()}")
+    _mark("t:done", message)
+
+
 @taskchan.consumer("taskchan.cel.toggle", max_attempts=1)
 def cel_toggle(message):
     """A plain taskchan channel (no hand-off): fails while the Redis key t:fail is set."""

@@ -7,16 +7,19 @@ the consumers in ``tests/jobs.py`` recorded (``"<message id>|<attempt>|<pid>"``)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 
 import pytest
+from channels.layers import get_channel_layer
 from django.db import transaction
 
 import taskchan
 from taskchan import handoff, resend
 from taskchan.models import FailedMessage
+from taskchan.progress.events import group_name
 from taskchan.stores.configured import get_store
 from tests.celery.conftest import VISIBILITY_TIMEOUT, queued_tasks
 from tests.conftest import done_records, wait_for
@@ -231,3 +234,29 @@ def test_the_worker_refuses_pickle(celery_worker, redis_client):
     time.sleep(0.5)
     assert not records(redis_client, "t:done", envelope.id)
     assert "Refusing to deserialize untrusted content of type pickle" in celery.output()
+
+
+def test_a_handed_off_consumer_reports_progress_from_the_celery_worker(celery_worker, redis_client):
+    """Progress from a real Celery worker reaches a watcher through the channel layer:
+    throttled, the last value always sent (tests/celery/test_handoff_progress.py runs
+    the same code in this process)."""
+    celery = celery_worker()
+    message_id = taskchan.send("taskchan.cel.reports", {})
+
+    async def watch_then_collect():
+        layer = get_channel_layer()
+        me = await layer.new_channel("watcher.")
+        await layer.group_add(group_name(message_id), me)
+        redis_client.set(f"t:go:{message_id}", 1)  # the consumer starts reporting now
+        seen = []
+        while not seen or seen[-1].get("note") is None:
+            seen.append((await asyncio.wait_for(layer.receive(me), 20))["event"])
+        return seen
+
+    seen = asyncio.run(watch_then_collect())
+    assert 1 <= len(seen) <= 20, len(seen)  # throttled: not 2,001 pushes
+    assert all(e["type"] == "progress" and e["id"] == message_id for e in seen)
+    assert (seen[-1]["current"], seen[-1]["total"], seen[-1]["note"]) == (2000, 2000, f"done in {celery.pid}")
+    currents = [e["current"] for e in seen]
+    assert currents == sorted(currents)
+    wait_for(lambda: records(redis_client, "t:done", message_id), timeout=20, message="the job to finish")
