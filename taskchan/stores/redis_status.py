@@ -8,6 +8,8 @@ this module only merges them and keeps the record alive.
 
 from __future__ import annotations
 
+import json
+
 from .codec import Unreadable
 from .notes import merged_notes
 from .scripts import queue_evalsha
@@ -19,12 +21,15 @@ async def queue_notes(pipe, script, keys, notes, reruns: dict) -> None:
     merged = merged_notes(notes)
     if not merged:
         return
-    record_keys, args = [], []
+    record_keys, items = [], []
     for note in merged:
         record_keys.append(keys.status(note.message_id))
-        args += (int(note.ttl_ms), len(note.fields))
-        for item in note.fields.items():
-            args += item
+        item = [str(int(note.ttl_ms))]
+        for field_value in note.fields.items():
+            item += field_value
+        items.append(item)
+    # All the notes in one argument (status.lua's header says why).
+    args = [json.dumps(items, ensure_ascii=False, separators=(",", ":"))]
     queue_evalsha(pipe, script, record_keys, args, reruns)
 
 

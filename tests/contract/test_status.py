@@ -12,15 +12,22 @@ import time
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import taskchan
 from taskchan.conf import settings as taskchan_settings
 from taskchan.outgoing import build_outgoing
 from taskchan.producer import send_stored
+from taskchan.stores.cluster import ClusterStore
 from taskchan.stores.configured import get_store
+from taskchan.stores.memory import MemoryStore
+from taskchan.stores.notes import StatusNote
 from taskchan.stores.redis import RedisStore
 from taskchan.stores.slot_tags import slot_of, tagged_id
 from taskchan.worker import Worker
+from tests.conftest import on_store
 from tests.contract import consumers
 from tests.contract.conftest import STATUS_LAYOUTS, configure_layer, run_burst
 
@@ -167,6 +174,35 @@ def test_status_retries_and_promotion_go_on_after_redis_lost_its_scripts(use_red
     assert taskchan.status(kept).result == {"sum": 3}
     found = taskchan.status(flaky)
     assert (found.state, found.attempts, [e["attempt"] for e in found.errors]) == ("succeeded", 2, [1])
+
+
+#: field names and values as text of any kind (quotes, backslashes, newlines, NUL, emoji);
+#: not "x", which a record keeps sealed (the sender's text)
+note_fields = st.dictionaries(
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=8).filter(lambda name: name != "x"),
+    st.text(st.characters(codec="utf-8"), max_size=200),
+    min_size=1, max_size=6,
+)
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory", "cluster"])
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(notes=st.lists(note_fields, min_size=1, max_size=20))
+def test_status_notes_of_any_text_are_written_as_given(kind, request, notes):
+    """The ack's notes reach each record field for field (on one Redis all of a batch's notes
+    travel as one JSON argument of status.lua, which decodes it)."""
+    store = {
+        "redis": lambda: RedisStore(request.getfixturevalue("redis_url")),
+        "memory": MemoryStore,
+        "cluster": lambda: ClusterStore([request.getfixturevalue("cluster").url]),
+    }[kind]()
+    ids = [store.new_message_id("taskchan.c.ok") for _ in notes]
+
+    async def write_then_read():
+        await store.ack([], notes=[StatusNote(i, fields, 60_000) for i, fields in zip(ids, notes, strict=True)])
+        return [await store.status_record(i) for i in ids]
+
+    assert on_store(store, write_then_read) == notes
 
 
 @pytest.mark.parametrize("value", [-1, float("inf"), float("nan"), "3600", True, None])
