@@ -10,10 +10,11 @@ stream: every step is one call on it, as before.
 
 from __future__ import annotations
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from .base import Delivery
 from .keys import GROUP, entry_level, leveled, listed_levels
+from .scripts import queue_evalsha, rerun_unloaded
 
 
 def by_level(entry_ids) -> dict[int, list[str]]:
@@ -39,23 +40,16 @@ class RedisLeases:
     async def fetch(self, channels, consumer, count, block_ms):
         client, scripts = self._aclient()
         # One round trip: each channel's fetch.lua (highest level first) and the
-        # cancel markers.  EVALSHA by hand: a pipeline of Script calls would ask
-        # Redis whether the scripts exist before every fetch.
-        pipe = client.pipeline(transaction=False)
+        # cancel markers; the scripts as bare EVALSHA (scripts.queue_evalsha).
+        pipe, reruns = client.pipeline(transaction=False), {}
         for channel in channels:
-            pipe.evalsha(
-                scripts["fetch"].sha, 2, *self._fetch_keys(channel), GROUP, consumer, int(count)
-            )
+            queue_evalsha(pipe, scripts["fetch"], self._fetch_keys(channel), [GROUP, consumer, int(count)], reruns)
         self._live_markers_read(pipe)
-        *replies, live = await pipe.execute(raise_on_error=False)
+        *replies, live = await rerun_unloaded(await pipe.execute(raise_on_error=False), reruns)
         deliveries, missing, error = self._sorted_fetches(channels, replies)
         if missing:
             await self.prepare(missing)
-        if isinstance(error, NoScriptError):  # Redis restarted or flushed its scripts
-            await client.script_load(scripts["fetch"].script)
-            if not deliveries:
-                return await self.fetch(channels, consumer, count, 0)
-        elif error is not None:
+        if error is not None:
             raise error  # what was leased comes back by reclaim once its lease lapses
         if deliveries or not block_ms or missing:
             return await self._marked(deliveries, live)

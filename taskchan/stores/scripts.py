@@ -41,17 +41,23 @@ def queue_evalsha(pipe, script, keys, args, reruns: dict) -> None:
     pipe.evalsha(script.sha, len(keys), *keys, *args)
 
 
-async def executed(pipe, reruns: dict, tolerated: str = "") -> list:
-    """Execute ``pipe`` and return its replies, each NOSCRIPT one of a call in ``reruns``
-    replaced by what that call gives run alone.  The first error is raised, except one
-    whose text holds ``tolerated``: that one stays among the replies."""
-    replies = await pipe.execute(raise_on_error=False)
+async def rerun_unloaded(replies: list, reruns: dict) -> list:
+    """A pipeline's ``replies`` (``raise_on_error=False``) with each NOSCRIPT reply of a call in
+    ``reruns`` replaced by what that call gives run alone, or the Redis error it raises."""
     for index, call in reruns.items():
         if isinstance(replies[index], NoScriptError):
             try:
                 replies[index] = await call()
             except ResponseError as exc:
                 replies[index] = exc
+    return replies
+
+
+async def executed(pipe, reruns: dict, tolerated: str = "") -> list:
+    """Execute ``pipe`` and return its replies (NOSCRIPT ones rerun: ``rerun_unloaded``).
+    The first error is raised, except one whose text holds ``tolerated``: that one stays
+    among the replies."""
+    replies = await rerun_unloaded(await pipe.execute(raise_on_error=False), reruns)
     for reply in replies:
         if isinstance(reply, Exception) and not (tolerated and tolerated in str(reply)):
             raise reply
