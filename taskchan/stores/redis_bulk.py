@@ -81,10 +81,11 @@ def send_many(store, send_script, many_script, items: list) -> list[str]:
             else:
                 keys, args = _batch_args(store, batch[0][0], batch)
                 many_script(keys=keys, args=args, client=pipe)
-        if replicas.wanted():  # one WAIT covers every send before it on this connection
+        durable = replicas.wanted()
+        if durable:  # one WAIT covers every send before it on this connection
             pipe.execute_command(*replicas.wait_args())
         replies = pipe.execute()
-        if replicas.wanted():
+        if durable:
             replicas.check_acknowledged(int(replies.pop()), store)
         for reply in replies:
             ids += reply if isinstance(reply, list) else [reply]

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 from importlib import resources
 
+from redis.exceptions import NoScriptError
+
 from ..conf import settings
 from ..exceptions import SendNotReplicated
 
@@ -41,7 +43,11 @@ def wait_args() -> tuple[str, int, int]:
 
 
 def checked(replies: list, where, asking: bool = False) -> str:
-    """The message id from a durable send's replies; raise when WAIT counted too few replicas."""
+    """The message id from a durable send's replies (the first error raised); raise when WAIT
+    counted too few replicas."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
     message_id, acknowledged = replies[1 if asking else 0], int(replies[-1])
     check_acknowledged(acknowledged, where, message_id)
     return message_id
@@ -61,33 +67,54 @@ def check_acknowledged(acknowledged: int, where, message_id: str | None = None) 
         )
 
 
-def send_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
-    """Run the send script and WAIT on one connection of ``client`` (a sync redis-py client to the
-    master); ``asking`` sends ASKING first (a cluster slot being migrated to that master)."""
-    pipe = client.pipeline(transaction=False)
+def _queue_send(pipe, script, touch, keys, args, asking: bool) -> None:
+    """The send script, touch.lua for an idempotency key (a repeat stores nothing, see
+    lua/touch.lua) and WAIT, as bare EVALSHA: a Script call on a pipeline would ask
+    SCRIPT EXISTS, a round trip of its own, before every send (``scripts.queue_evalsha``)."""
     if asking:
         pipe.execute_command("ASKING")
-    script(keys=keys, args=args, client=pipe)
-    if len(keys) > 3:  # an idempotency key: a repeat stores nothing, see lua/touch.lua
-        if asking:
-            pipe.execute_command("ASKING")
-        client.register_script(TOUCH)(keys=keys[3:], client=pipe)
-    pipe.execute_command(*wait_args())
-    return checked(pipe.execute(), where, asking)
-
-
-async def asend_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
-    """``send_waiting`` for a redis.asyncio client (whose scripts queue themselves on a pipeline when awaited)."""
-    pipe = client.pipeline(transaction=False)
-    if asking:
-        pipe.execute_command("ASKING")
-    await script(keys=keys, args=args, client=pipe)
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
     if len(keys) > 3:
         if asking:
             pipe.execute_command("ASKING")
-        await client.register_script(TOUCH)(keys=keys[3:], client=pipe)
+        pipe.evalsha(touch.sha, len(keys) - 3, *keys[3:])
     pipe.execute_command(*wait_args())
-    return checked(await pipe.execute(), where, asking)
+
+
+def _unloaded(replies: list) -> bool:
+    """Redis lost a script (a restart, SCRIPT FLUSH): the send goes again once loaded.  A send
+    whose script was missing stored nothing; should only touch.lua have been missing, the
+    send had an idempotency key, so its repeat stores nothing more."""
+    return any(isinstance(reply, NoScriptError) for reply in replies)
+
+
+def send_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
+    """Run the send script and WAIT on one connection of ``client`` (a sync redis-py client to the
+    master); ``asking`` sends ASKING first (a cluster slot being migrated to that master)."""
+    touch = client.register_script(TOUCH)
+    pipe = client.pipeline(transaction=False)
+    _queue_send(pipe, script, touch, keys, args, asking)
+    replies = pipe.execute(raise_on_error=False)
+    if _unloaded(replies):
+        for loaded in (script, touch):
+            client.script_load(loaded.script)
+        _queue_send(pipe, script, touch, keys, args, asking)
+        replies = pipe.execute(raise_on_error=False)
+    return checked(replies, where, asking)
+
+
+async def asend_waiting(client, script, keys, args, where, *, asking: bool = False) -> str:
+    """``send_waiting`` for a redis.asyncio client."""
+    touch = client.register_script(TOUCH)
+    pipe = client.pipeline(transaction=False)
+    _queue_send(pipe, script, touch, keys, args, asking)
+    replies = await pipe.execute(raise_on_error=False)
+    if _unloaded(replies):
+        for loaded in (script, touch):
+            await client.script_load(loaded.script)
+        _queue_send(pipe, script, touch, keys, args, asking)
+        replies = await pipe.execute(raise_on_error=False)
+    return checked(replies, where, asking)
 
 
 #: seconds a check of the replicas waits for Redis (the system check, the worker's start)

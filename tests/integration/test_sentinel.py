@@ -176,9 +176,21 @@ def test_a_durable_send_through_sentinel_returns_once_the_replica_has_it(redis_s
     # Generous for the send that must succeed (a loaded machine answers slowly) ...
     settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 5.0
 
+    master_client = redis_lib.Redis(port=master.port)
+    master_client.config_resetstat()
     message_id = taskchan.send(CHANNEL, {"n": 1})
     # Read at once from the replica: the send returned only once it had the message.
     assert message_id in replica.client.xrange(STREAM)[0][1]["m"]
+    # Its script went as a bare EVALSHA: no SCRIPT EXISTS round trip before each send.
+    assert "cmdstat_script|exists" not in master_client.info("commandstats")
+    # After Redis lost its scripts (a restart, SCRIPT FLUSH) the send loads them and goes again,
+    # once, with and without an idempotency key.
+    elsewhere = "taskchan.t.durable-after-flush"
+    for key in (None, "after-flush"):
+        master_client.script_flush()
+        kept = taskchan.send(elsewhere, {"key": key}, idempotency_key=key)
+        assert kept in [fields["m"] for _, fields in replica.client.xrange(KEYS.stream(elsewhere))][-1]
+    assert replica.client.xlen(KEYS.stream(elsewhere)) == 2
 
     # ... short for the one that must time out.
     settings.TASKCHAN_SEND_REPLICAS_TIMEOUT = 0.3
