@@ -27,7 +27,7 @@ from typing import Any
 
 from .conf import settings
 from .exceptions import ContentNotSerializable, InvalidChannelName, InvalidOption, MessageTooLarge
-from .text import is_storable_text, is_utf8, shown
+from .text import compact_json, is_storable_text, is_utf8, shown, strict_json
 
 # Channels' own rule for a channel name (channels.layers.BaseChannelLayer),
 # narrowed to names under "taskchan.": the worker only serves those.  ASCII
@@ -55,7 +55,6 @@ MAX_CONTENT_DEPTH = 100
 MAX_STORED_INT = 2**31 - 1
 _LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31, datetime's last day
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class MalformedEnvelope(ValueError):
@@ -138,7 +137,7 @@ def encode_content(content: Any) -> str:
             "wrap it, e.g. {'value': ...}."
         )
     try:
-        text = _dumps(content)
+        text = compact_json(content)
     except RecursionError:
         raise _too_deep() from None
     except Exception as exc:  # TypeError, ValueError (NaN, circular, a huge int), or an object's own error
@@ -238,7 +237,7 @@ class Envelope:
 
     def encode(self, content_json: str | None = None) -> str:
         """JSON text of the envelope; ``content_json`` saves re-encoding validated content."""
-        head = _dumps(
+        head = compact_json(
             {
                 "v": 1,
                 "id": self.id,
@@ -252,7 +251,7 @@ class Envelope:
                 "tb": self.traceback,
             }
         )
-        body = content_json if content_json is not None else _dumps(self.content)
+        body = content_json if content_json is not None else compact_json(self.content)
         return f'{head[:-1]},"c":{body}}}'
 
     def failed(self, attempt: int, exc_type: str, message: str, traceback: str | None) -> Envelope:
@@ -290,7 +289,7 @@ def decode(raw: str | bytes, channel: str) -> Envelope:
         # Redis handed us bytes that are not UTF-8 (kept as surrogates by the client).
         raise MalformedEnvelope("not UTF-8 text: the stored bytes cannot be a JSON envelope")
     try:
-        data = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite_float)
+        data = strict_json(raw)
     except RecursionError:
         raise MalformedEnvelope(
             f"nested too deeply to read (content may nest at most {MAX_CONTENT_DEPTH} levels)"
@@ -316,23 +315,11 @@ def decode(raw: str | bytes, channel: str) -> Envelope:
     )
     if problem := _problem(env, channel, raw):
         raise MalformedEnvelope(problem)
-    if "\\u" in raw and not is_utf8(_dumps(data)):
+    if "\\u" in raw and not is_utf8(compact_json(data)):
         # "\\ud800" in JSON text is ASCII, but decodes to a lone surrogate
         # that no UTF-8 text (Redis, the database, a retry) can hold.
         raise MalformedEnvelope("envelope holds a lone surrogate (text that is not valid Unicode)")
     return env
-
-
-def _not_a_number(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number; one past a float's range (1e400) would be infinity, which no JSON can carry back."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:40]} is out of range")
-    return value
 
 
 def _problem(env: Envelope, channel: str, raw: str) -> str:

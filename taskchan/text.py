@@ -55,6 +55,27 @@ def shown(text: str, limit: int = 120) -> str:
     return cut + (f" (cut; {len(text):,} characters)" if len(text) > limit else "")
 
 
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number; one past a float's range (1e400) would be infinity, which no JSON can carry back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+#: JSON text as taskchan stores it: UTF-8 as it is, no spaces, no NaN or Infinity (ValueError).
+#: One encoder for every call: json.dumps with options builds an encoder each time.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+#: ``json.loads`` that refuses NaN, Infinity and numbers past a float's range (ValueError).
+#: One decoder for every call: json.loads with options builds a decoder and scanner each time.
+strict_json = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite_float).decode
+
+
 def json_for_people(value, indent: int | None = 2) -> str:
     """``value`` as printable JSON for a page, whatever a database row holds.
 

@@ -59,6 +59,7 @@ from .conf import settings
 from .stores.base import ProducerStore
 from .stores.configured import get_store
 from .stores.notes import StatusNote
+from .text import compact_json
 
 QUEUED = "queued"
 SCHEDULED = "scheduled"
@@ -102,8 +103,6 @@ def record_ms(result_ttl: float | None = None) -> int:
 # -- notes: the worker's updates ----------------------------------------------------
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def start_note(message_id: str, attempt: int, worker_json: str, ttl_ms: int) -> StatusNote:
@@ -113,7 +112,7 @@ def start_note(message_id: str, attempt: int, worker_json: str, ttl_ms: int) -> 
 
 
 def _error(exc_type: str, message: str, traceback: str | None) -> str:
-    return _dumps({"type": exc_type, "message": message, "traceback": traceback or "", "at": time.time()})
+    return compact_json({"type": exc_type, "message": message, "traceback": traceback or "", "at": time.time()})
 
 
 def retry_note(message_id, attempt, exc_type, message, traceback, delay: float, ttl_ms) -> StatusNote:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import time
 from collections.abc import Callable
 
 from ..conf import settings
 from ..stores.base import StatusNote
+from ..text import compact_json
 from . import events
 from .push import Pusher
 from .report import Slot, current_slot
@@ -38,8 +38,6 @@ DRAIN_TIMEOUT = 2.0
 OVERVIEW_EVERY = 1.0
 
 
-def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class ProgressHub:
@@ -80,7 +78,7 @@ class ProgressHub:
         queued = self._notes.pop(message_id, None)
         if slot.value is None:
             return {}, False
-        fields = {"p": _dumps(slot.value)}
+        fields = {"p": compact_json(slot.value)}
         if queued is not None:
             # An earlier value may still wait in the acker: make it the last one
             # too, so that whichever lands last, the record keeps the last value.
@@ -119,7 +117,7 @@ class ProgressHub:
         if value is None:
             return
         if slot.ttl_ms:
-            note = StatusNote(slot.message_id, {"p": _dumps(value)}, slot.ttl_ms)
+            note = StatusNote(slot.message_id, {"p": compact_json(value)}, slot.ttl_ms)
             self._notes[slot.message_id] = note
             self._note(slot.shard, note)
         self.pusher.push(events.group_name(slot.message_id), events.progress_event(slot.message_id, value))

@@ -8,8 +8,7 @@ this module only merges them and keeps the record alive.
 
 from __future__ import annotations
 
-import json
-
+from ..text import compact_json
 from .codec import Unreadable
 from .notes import merged_notes
 from .scripts import queue_evalsha
@@ -29,7 +28,7 @@ async def queue_notes(pipe, script, keys, notes, reruns: dict) -> None:
             item += field_value
         items.append(item)
     # All the notes in one argument (status.lua's header says why).
-    args = [json.dumps(items, ensure_ascii=False, separators=(",", ":"))]
+    args = [compact_json(items)]
     queue_evalsha(pipe, script, record_keys, args, reruns)
 
 

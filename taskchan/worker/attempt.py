@@ -7,7 +7,6 @@ then ``call`` or ``acall``; the ``Outcome`` goes to settling (``settle.py``).
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import traceback as traceback_module
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..message import Message
 from ..registry import Consumer
 from ..stores.base import Delivery
 from ..stores.notes import StatusNote
+from ..text import compact_json
 
 
 @dataclass(slots=True)
@@ -89,7 +89,7 @@ def kept(result: Outcome, value: Any) -> None:
     if not result.consumer.result_ttl:
         return
     try:
-        result.result = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        result.result = compact_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ResultNotSerializable(
             f"{result.consumer.name} returned a {type(value).__name__} that JSON cannot hold ({exc}); "
