@@ -43,7 +43,7 @@ def send_on_commit(
     from .models import OutboxMessage
 
     check_priority(priority)
-    envelope, delay_ms, raw = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
+    envelope, delay_ms, raw, _content_json = checked_outgoing(channel, content, delay, max_attempts, idempotency_key, reply_channel)
     OutboxMessage.objects.using(using).create(
         id=envelope.id,
         channel=channel,

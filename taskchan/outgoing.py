@@ -18,11 +18,12 @@ from .exceptions import TaskchanError
 
 
 class Outgoing(NamedTuple):
-    """A validated message ready to store: its envelope, delay (ms) and the envelope's JSON."""
+    """A validated message ready to store: its envelope, delay (ms), the envelope's JSON and its content's."""
 
     envelope: Envelope
     delay_ms: int
     raw: str
+    content_json: str
 
 
 def build_outgoing(
@@ -51,7 +52,7 @@ def build_outgoing(
         reply_channel=reply_channel,
         message_id=new_id(channel) if new_id else None,
     )
-    return Outgoing(envelope, int((delay or 0) * 1000), envelope.encode(content_json))
+    return Outgoing(envelope, int((delay or 0) * 1000), envelope.encode(content_json), content_json)
 
 
 def build_many(

@@ -135,7 +135,7 @@ def send(
     stays down and StoreRefused when it refuses the write; nothing is stored then.
     """
     check_priority(priority)
-    envelope, delay_ms, raw = checked_outgoing(
+    envelope, delay_ms, raw, _content_json = checked_outgoing(
         channel, content, delay, max_attempts, idempotency_key, reply_channel, store
     )
     return send_stored(
@@ -156,7 +156,7 @@ async def asend(
 ) -> str:
     """``send`` for async code (consumers, views): same arguments, same guarantees."""
     check_priority(priority)
-    envelope, delay_ms, raw = checked_outgoing(
+    envelope, delay_ms, raw, _content_json = checked_outgoing(
         channel, content, delay, max_attempts, idempotency_key, reply_channel, store
     )
     return await asend_stored(

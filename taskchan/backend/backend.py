@@ -15,15 +15,12 @@ Every capability flag is true, and means here:
 
 from __future__ import annotations
 
-import json
-
 from asgiref.sync import sync_to_async
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from django.utils.json import normalize_json
 
 from .. import tracking
 from ..exceptions import NotATaskchanLayer, TaskchanError
@@ -71,14 +68,24 @@ class TaskchanBackend(BaseTaskBackend):
     # -- enqueueing -------------------------------------------------------------
 
     def _prepare(self, task, args, kwargs):
-        """Every check, before anything is stored: (outgoing message, record text, normalised args, kwargs)."""
+        """Every check, before anything is stored: (the outgoing message, the result it will be).
+
+        The result normalises args and kwargs itself (``TaskResult.__post_init__``),
+        which is also the check that they are JSON values: the message carries
+        what it made of them.  Its id and enqueue time are set once the message is
+        stored (``_enqueued``).
+        """
         self.validate_task(task)
         try:
-            args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
-        except TypeError as exc:
+            result = TaskResult(
+                task=task, id="", status=TaskResultStatus.READY, enqueued_at=None, started_at=None,
+                finished_at=None, last_attempted_at=None, args=list(args), kwargs=dict(kwargs),
+                backend=self.alias, errors=[], worker_ids=[],
+            )
+        except (TypeError, ValueError) as exc:
             raise InvalidTask(f"Task arguments must be JSON values: {exc}") from None
         content = {
-            "task": task.module_path, "args": args, "kwargs": kwargs, "backend": self.alias,
+            "task": task.module_path, "args": result.args, "kwargs": result.kwargs, "backend": self.alias,
             "queue": task.queue_name, "priority": task.priority,
         }
         delay = None
@@ -93,32 +100,28 @@ class TaskchanBackend(BaseTaskBackend):
             raise
         except (TaskchanError, ValueError, TypeError) as exc:
             raise InvalidTask(str(exc)) from exc
-        return outgoing, json.dumps(content, ensure_ascii=False, separators=(",", ":")), args, kwargs
+        return outgoing, result
 
-    def _enqueued(self, task, message_id, args, kwargs) -> TaskResult:
-        result = TaskResult(
-            task=task, id=message_id, status=TaskResultStatus.READY, enqueued_at=timezone.now(),
-            started_at=None, finished_at=None, last_attempted_at=None, args=args, kwargs=kwargs,
-            backend=self.alias, errors=[], worker_ids=[],
-        )
+    def _enqueued(self, result: TaskResult, message_id: str) -> TaskResult:
+        results.update(result, id=message_id, enqueued_at=timezone.now())
         task_enqueued.send(type(self), task_result=result)
         return result
 
     def enqueue(self, task, args, kwargs):
-        outgoing, record, args, kwargs = self._prepare(task, args, kwargs)
+        outgoing, result = self._prepare(task, args, kwargs)
         message_id = send_stored(
             outgoing.envelope.channel, outgoing.raw, outgoing.envelope.id, delay_ms=outgoing.delay_ms,
-            record=record, priority=task.priority,
+            record=outgoing.content_json, priority=task.priority,
         )
-        return self._enqueued(task, message_id, args, kwargs)
+        return self._enqueued(result, message_id)
 
     async def aenqueue(self, task, args, kwargs):
-        outgoing, record, args, kwargs = self._prepare(task, args, kwargs)
+        outgoing, result = self._prepare(task, args, kwargs)
         message_id = await asend_stored(
             outgoing.envelope.channel, outgoing.raw, outgoing.envelope.id, delay_ms=outgoing.delay_ms,
-            record=record, priority=task.priority,
+            record=outgoing.content_json, priority=task.priority,
         )
-        return self._enqueued(task, message_id, args, kwargs)
+        return self._enqueued(result, message_id)
 
     # -- results ------------------------------------------------------------------
 

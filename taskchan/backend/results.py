@@ -31,6 +31,13 @@ STATUSES = {
 }
 
 
+def update(result: TaskResult, **values) -> None:
+    """Set fields of a TaskResult this backend is still building (Django's is frozen):
+    its id once its message is stored, its status and times as it runs."""
+    for name, value in values.items():
+        object.__setattr__(result, name, value)
+
+
 def kept_task(kept: str | None) -> dict | None:
     """What enqueue kept in the record, or None when it is not a task's."""
     try:

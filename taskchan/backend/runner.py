@@ -35,7 +35,7 @@ from ..outcome import error_type
 from ..registry import consumer
 from ..retry import DEFAULT_BACKOFF
 from ..worker.jobs import running_in
-from .results import load_task
+from .results import load_task, update
 
 #: the path every taskchan backend in TASKS is named by
 BACKEND_PATH = "taskchan.backend.TaskchanBackend"
@@ -117,11 +117,6 @@ def _call(task, result: TaskResult, args, kwargs):
     return asyncio.run_coroutine_threadsafe(task.func(*args, **kwargs), where[0]).result()
 
 
-def _set(result: TaskResult, **values) -> None:
-    for name, value in values.items():
-        object.__setattr__(result, name, value)
-
-
 def run_task(message):
     """Run the task ``message`` carries; its JSON return value is the message's result."""
     content = message.content
@@ -147,9 +142,9 @@ def run_task(message):
         max_attempts = message.envelope.max_attempts or settings.MAX_ATTEMPTS
         if message.attempt >= max_attempts:  # no retry follows: the task has finished
             result.errors.append(TaskError(exception_class_path=error_type(exc), traceback=traceback.format_exc()))
-            _set(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())
+            update(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())
             task_finished.send(sender=sender, task_result=result)
         raise
-    _set(result, status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now(), _return_value=value)
+    update(result, status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now(), _return_value=value)
     task_finished.send(sender=sender, task_result=result)
     return value

@@ -32,7 +32,7 @@ def publish_dead_letter(failed_message) -> str:
             f"No consumer is registered for {channel!r} in this process, so a Celery worker would "
             "have nothing to run it with. Is its module installed (consumers.py / TASKCHAN_CONSUMER_MODULES)?"
         )
-    envelope, _delay_ms, raw = build_outgoing(channel, failed_message.content)
+    envelope, _delay_ms, raw, _content_json = build_outgoing(channel, failed_message.content)
     send_task(channel, raw, envelope.id, 0, consumer.name)
     logger.info("handed dead letter %s to Celery as %s", failed_message.message_id, envelope.id)
     return envelope.id

@@ -222,7 +222,7 @@ def test_the_worker_refuses_pickle(celery_worker, redis_client):
     # The same task, pickled: the worker (accept_content = json) must not run it.
     from taskchan.outgoing import build_outgoing
 
-    envelope, _, raw = build_outgoing("taskchan.cel.record", {"n": "pickle"}, None, None, None, None)
+    envelope, _, raw, _ = build_outgoing("taskchan.cel.record", {"n": "pickle"}, None, None, None, None)
     envelope_args = ["taskchan.cel.record", raw]
     handoff.celery_app().send_task(
         handoff.TASK_NAME, args=envelope_args, task_id=envelope.id, serializer="pickle"

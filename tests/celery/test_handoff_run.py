@@ -52,7 +52,7 @@ class FakeTask:
 
 
 def envelope_for(channel, content, **options):
-    envelope, _delay_ms, raw = build_outgoing(
+    envelope, _delay_ms, raw, _content_json = build_outgoing(
         channel, content, None, None, options.get("idempotency_key"), None
     )
     return envelope, raw

@@ -75,7 +75,8 @@ def test_the_longest_queue_name_makes_a_channel():
 
 
 @pytest.mark.parametrize(
-    ("args", "kwargs"), [((object(),), {}), ((), {"when": object()}), (({1, 2},), {}), ((float("nan"),), {})]
+    ("args", "kwargs"),
+    [((object(),), {}), ((), {"when": object()}), (({1, 2},), {}), ((float("nan"),), {}), ((b"\xff",), {})],
 )
 def test_arguments_json_cannot_hold_are_refused_with_nothing_stored(use_redis_layer, redis_client, args, kwargs):
     with pytest.raises(InvalidTask):
