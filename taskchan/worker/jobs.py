@@ -2,7 +2,7 @@
 
 Plain consumers run in ``concurrency`` long-lived daemon threads that pull
 from a queue (one channel's messages run side by side, unlike channels'
-worker); ``async def`` consumers run in as many runner tasks on the loop.
+worker), as many at a time as the work needs (``spares.py``); ``async def`` consumers run in as many runner tasks on the loop.
 Outcomes come back to the loop in batches (one cross-thread wake-up per
 batch, not per job) and go to ``settle``.
 
@@ -39,6 +39,7 @@ from .attempt import Outcome
 from .outage import redis_retrying, retry_redis
 from .partitions import Partitions
 from .running import Job, Running
+from .spares import Spares
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -82,6 +83,7 @@ class JobThreads:
         self._started = started
         self._worker_id = worker_id
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._spares = Spares(self._queue.qsize)  # how many threads take work (spares.py)
         self._threads: list[threading.Thread] = []
         self._outcomes: collections.deque[Outcome] = collections.deque()
         self._notify_lock = threading.Lock()
@@ -115,11 +117,27 @@ class JobThreads:
 
     def submit(self, delivery: Delivery) -> None:
         self._queue.put(delivery)
+        self._spares.submitted(self._loop)
+
+    def _take(self, wake: threading.Event):
+        """The next job (or _STOP) for this thread, which waits on the queue or parks meanwhile."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+                break
+            except queue.Empty:
+                if self._spares.idle(wake):
+                    item = self._queue.get()
+                    self._spares.got()
+                    break
+        self._spares.taken += 1
+        return item
 
     def _main(self) -> None:
         _current.worker = (self._loop, self._worker_id)
+        wake = threading.Event()
         while True:
-            delivery = self._queue.get()
+            delivery = self._take(wake)
             if delivery is _STOP:
                 return
             if self._stop_flag.is_set():
@@ -168,6 +186,7 @@ class JobThreads:
         self._stop_flag.set()
         for _ in self._threads:
             self._queue.put(_STOP)
+        self._spares.stop()
 
     @property
     def busy(self) -> int:
