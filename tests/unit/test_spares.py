@@ -37,6 +37,16 @@ def run_for(loop, seconds: float) -> None:
     loop.run_until_complete(asyncio.sleep(seconds))
 
 
+def waiting_and_parked() -> tuple[queue.SimpleQueue, Spares, Parking]:
+    """A queue, its spares, one thread waiting on it (this one) and one parked."""
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    spares = Spares(jobs.qsize)
+    assert spares.idle(threading.Event()) is True
+    spare = Parking(spares)
+    assert spare.parked()
+    return jobs, spares, spare
+
+
 def test_one_idle_thread_waits_on_the_queue_and_the_others_park_until_the_stop():
     jobs: queue.SimpleQueue = queue.SimpleQueue()
     spares = Spares(jobs.qsize)
@@ -69,11 +79,7 @@ def test_a_thread_that_finds_a_job_queued_looks_again_instead_of_parking():
 
 
 def test_a_parked_thread_is_woken_when_a_queued_job_waits_behind_busy_threads(loop):
-    jobs: queue.SimpleQueue = queue.SimpleQueue()
-    spares = Spares(jobs.qsize)
-    assert spares.idle(threading.Event()) is True
-    spare = Parking(spares)
-    assert spare.parked()
+    jobs, spares, spare = waiting_and_parked()
     spares.got()  # the waiting thread took a job and is busy with it: nobody waits on the queue
     jobs.put("job")
     spares.submitted(loop)
@@ -83,11 +89,7 @@ def test_a_parked_thread_is_woken_when_a_queued_job_waits_behind_busy_threads(lo
 
 
 def test_no_thread_is_woken_while_the_busy_ones_keep_the_queue_served(loop):
-    jobs: queue.SimpleQueue = queue.SimpleQueue()
-    spares = Spares(jobs.qsize)
-    assert spares.idle(threading.Event()) is True
-    spare = Parking(spares)
-    assert spare.parked()
+    jobs, spares, spare = waiting_and_parked()
     jobs.put("job")
     spares.submitted(loop)
     jobs.get()  # a busy thread takes it before the check
