@@ -48,11 +48,15 @@ class Spares:
             if self._stopping or not self._waiting:
                 self._waiting = True
                 return True
-            if self._queued():  # a job came since it looked: take it instead of parking
-                return False
-            # Parked before a job queued after this check is submitted: ``submitted`` sees it.
+            # Park first, then look at the queue.  The loop queues a job and then reads
+            # ``_parked`` (without this lock): a job queued before this look is seen here,
+            # and one queued after it finds this thread parked and arms a wake.  Looking
+            # first would let a job queued between the look and the parking arm nothing.
             wake.clear()
             self._parked.append(wake)
+            if self._queued():  # a job came since it looked: take it instead of parking
+                self._parked.remove(wake)
+                return False
         wake.wait()
         return False
 

@@ -98,3 +98,28 @@ def test_no_thread_is_woken_while_the_busy_ones_keep_the_queue_served(loop):
     assert spare.parked(0.1), "the queue was served: nobody should have been woken"
     spares.stop()
     assert not spare.parked(5)
+
+
+def test_a_job_queued_while_a_thread_parks_arms_a_wake_for_it(loop):
+    """The loop may queue a job and look for parked threads between a thread's look at the
+    queue and its parking.  Either the thread sees the job, or the loop sees the thread."""
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    queued_meanwhile = []
+
+    def looked_then_job_came() -> int:
+        size = jobs.qsize()  # the thread's look at the queue ...
+        if not queued_meanwhile:  # ... then, once, the loop queues a job and sees who is parked
+            queued_meanwhile.append(True)
+            jobs.put("job")
+            spares.submitted(loop)
+        return size
+
+    spares = Spares(looked_then_job_came)
+    assert spares.idle(threading.Event()) is True  # this thread waits on the queue ...
+    spare = Parking(spares)
+    assert spare.parked()
+    assert queued_meanwhile, "the job came while the thread was parking"
+    spares.got()  # ... and had taken an earlier job before this one came: it is busy with that
+    run_for(loop, WAKE_AFTER * 20)
+    assert not spare.parked(5), "the job came as the thread parked: it must be woken for it"
+    assert spare.returned == [False]
