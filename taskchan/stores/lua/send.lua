@@ -65,9 +65,10 @@ if status_ms > 0 then
   -- The record's first fields (taskchan/tracking.py): channel, enqueued, due.
   -- A message id is new, but a record of that name left by anything else is replaced.
   redis.call('DEL', KEYS[4])
-  redis.call('HSET', KEYS[4], 'ch', ARGV[5], 'q', now, 'due', now + delay)
   if ARGV[8] then
-    redis.call('HSET', KEYS[4], 'x', ARGV[8])
+    redis.call('HSET', KEYS[4], 'ch', ARGV[5], 'q', now, 'due', now + delay, 'x', ARGV[8])
+  else
+    redis.call('HSET', KEYS[4], 'ch', ARGV[5], 'q', now, 'due', now + delay)
   end
   redis.call('PEXPIRE', KEYS[4], status_ms)
 end
