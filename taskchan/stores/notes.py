@@ -19,6 +19,9 @@ class StatusNote:
     message_id: str
     fields: dict[str, str]
     ttl_ms: int
+    #: set when a later note of the same message holds these fields too (an attempt's end
+    #: carries its start): one not yet written then need not be (the worker's acker skips it)
+    carried: bool = False
 
 
 def merged_notes(notes) -> list[StatusNote]:

@@ -9,7 +9,9 @@ duplicate, never a loss), and the other hosts' acks go on.
 
 Status notes (``taskchan/tracking.py``) ride along: a success's own (its
 delivery's ``note``), and those of attempts that started (``note``, from any
-thread), so status tracking costs no round trip of its own.
+thread), so status tracking costs no round trip of its own.  A start note waits
+NOTE_DELAY before it goes: most jobs end sooner, and their end's note carries
+the start (``StatusNote.carried``), so a short job's record is written once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ ACK_DELAY = 0.005
 #: seconds before a failed host's acks are tried again (doubling up to ACK_BACKOFF_CAP)
 ACK_BACKOFF = 0.1
 ACK_BACKOFF_CAP = 5.0
-#: most seconds a status note (an attempt that started) waits for acks to carry it
+#: seconds a status note from ``note`` (an attempt that started, a progress report) is held
+#: before the acks take it; sent within about twice that
 NOTE_DELAY = 0.05
 #: tries of the last acks when stopping (about 10 s of backoff) before giving up on a host that is down
 FINAL_ACK_ATTEMPTS = 8
@@ -51,26 +54,39 @@ class Acker:
         # per host, so a host that is down does not hold back the others' acks.
         self._retry_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
-        # (partition, note) of attempts that started; appended from job threads
-        self._notes: collections.deque[tuple[int, StatusNote]] = collections.deque()
+        # (partition, note, time.monotonic() it came) of attempts that started; appended from job threads
+        self._notes: collections.deque[tuple[int, StatusNote, float]] = collections.deque()
 
     def add(self, delivery: Delivery) -> None:
         self.pending.append(delivery)
         self._event.set()
 
     def note(self, index: int, note: StatusNote) -> None:
-        """From any thread: write ``note`` to partition ``index`` with the next acks (within NOTE_DELAY).
+        """From any thread: write ``note`` to partition ``index`` with the acks after NOTE_DELAY,
+        unless a later note carries it by then (``StatusNote.carried``).
 
         No wake-up of the loop: a busy worker's acks carry the notes anyway,
         and an idle one's ack loop looks every NOTE_DELAY.
         """
-        self._notes.append((index, note))
+        self._notes.append((index, note, time.monotonic()))
 
-    def _take_notes(self) -> dict[int, list[StatusNote]]:
+    def _give_back(self, notes) -> None:
+        """Notes taken and not written (their host failed, or stopping): due with the next acks.
+        Back in front, where they were: a message's later notes (its progress) stay later."""
+        self._notes.extendleft(reversed([(index, note, 0.0) for index, note in notes]))
+
+    def _take_notes(self, *, hold: bool = True) -> dict[int, list[StatusNote]]:
+        """The notes to write now, by partition: those held NOTE_DELAY (all of them with
+        ``hold=False``), less those a later note carries."""
         by_part: dict[int, list[StatusNote]] = {}
+        held_since = time.monotonic() - NOTE_DELAY if hold else float("inf")
         while self._notes:
-            index, note = self._notes.popleft()
-            by_part.setdefault(index, []).append(note)
+            index, note, came = self._notes[0]
+            if came > held_since and not note.carried:
+                break  # in order of coming: the rest are younger still
+            self._notes.popleft()
+            if not note.carried:
+                by_part.setdefault(index, []).append(note)
         return by_part
 
     async def run(self) -> None:
@@ -97,19 +113,19 @@ class Acker:
             return NOTE_DELAY
         return min(NOTE_DELAY, max(0.0, min(self._retry_at.values()) - time.monotonic()))
 
-    async def send(self) -> None:
-        """Ack what finished, one pipeline per Redis host, side by side."""
+    async def send(self, *, hold: bool = True) -> None:
+        """Ack what finished, one pipeline per Redis host, side by side (``hold``: ``_take_notes``)."""
         if not self.pending and not self._notes:
             return
         now = time.monotonic()
         batch, self.pending = self.pending, []
-        notes = self._take_notes()
+        notes = self._take_notes(hold=hold)
         by_part: dict[int, list[Delivery]] = {i: [] for i in notes}
         for d in batch:
             by_part.setdefault(d.shard, []).append(d)
         waiting = [d for i, b in by_part.items() if self._retry_at.get(i, 0.0) > now for d in b]
         due = {i: b for i, b in by_part.items() if self._retry_at.get(i, 0.0) <= now}
-        self._notes.extend((i, n) for i in by_part if i not in due for n in notes.get(i, ()))
+        self._give_back((i, n) for i in by_part if i not in due for n in notes.get(i, ()))
         idempotency_ms = int(settings.IDEMPOTENCY_WINDOW * 1000)
         try:
             results = await asyncio.gather(
@@ -119,7 +135,7 @@ class Acker:
             )
         except asyncio.CancelledError:
             self.pending[:0] = batch  # stopping: the final flush sends them
-            self._notes.extend((i, n) for i in due for n in notes.get(i, ()))
+            self._give_back((i, n) for i in due for n in notes.get(i, ()))
             raise
         for (index, part_batch), result in zip(due.items(), results, strict=True):
             if not isinstance(result, BaseException):
@@ -138,7 +154,7 @@ class Acker:
                 exc_info=None if isinstance(result, (RedisError, OSError)) else result,
             )
             waiting.extend(part_batch)
-            self._notes.extend((index, n) for n in notes.get(index, ()))
+            self._give_back((index, n) for n in notes.get(index, ()))
         self.pending[:0] = waiting
 
     async def flush(self, abandon: Callable[[], bool]) -> None:
@@ -148,7 +164,7 @@ class Acker:
         leases lapse and they run again elsewhere (a duplicate, never a loss).
         """
         for _ in range(FINAL_ACK_ATTEMPTS):
-            await self.send()
+            await self.send(hold=False)
             if (not self.pending and not self._notes) or abandon():
                 break
             await asyncio.sleep(max(0.01, self._until_retry()))

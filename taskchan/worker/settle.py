@@ -232,7 +232,9 @@ def _failed_note(result: Outcome, attempt: int, error):
 
 
 def _with_start(result: Outcome, note):
-    """``note`` carrying the attempt's start too (the same fields as its start note: writing both is harmless)."""
+    """``note`` carrying the attempt's start too (the same fields as its start note: writing both is
+    harmless, and the acker skips a start note not yet written)."""
     if result.start is not None:
         note.fields.update(result.start.fields)
+        result.start.carried = True
     return note

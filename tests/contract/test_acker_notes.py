@@ -1,0 +1,70 @@
+"""The worker's acker and status notes (taskchan/worker/acker.py), on every store: a start note
+is held NOTE_DELAY, is never written once a later note carries it, and a stop writes every note."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from taskchan.stores.base import Partition
+from taskchan.stores.notes import StatusNote
+from taskchan.stores.slot_tags import tagged_id
+from taskchan.worker.acker import NOTE_DELAY, Acker
+
+HOUR_MS = 3_600_000
+
+
+def _note(message_id: str, **fields) -> StatusNote:
+    return StatusNote(message_id, fields, HOUR_MS)
+
+
+@pytest.fixture
+def acker(store):
+    return Acker({0: Partition(0, store, [])})
+
+
+@pytest.fixture
+def message_ids():
+    """Ids with a slot's tag, so that a cluster can name their records."""
+    return [tagged_id(slot) for slot in (0, 5000, 12000)]
+
+
+async def test_a_start_note_waits_note_delay_then_is_written(acker, store, message_ids):
+    acker.note(0, _note(message_ids[0], **{"a:1": "[1.0,\"w\"]"}))
+    await acker.send()
+    assert await store.status_record(message_ids[0]) is None  # held: the job may end first
+    await asyncio.sleep(NOTE_DELAY * 1.5)
+    await acker.send()
+    assert (await store.status_record(message_ids[0]))["a:1"] == "[1.0,\"w\"]"
+
+
+async def test_a_carried_note_is_never_written(acker, store, message_ids):
+    start = _note(message_ids[0], **{"a:1": "s"})
+    acker.note(0, start)
+    acker.note(0, _note(message_ids[1], **{"a:1": "t"}))
+    start.carried = True  # the attempt's end holds the same fields: it writes them
+    await asyncio.sleep(NOTE_DELAY * 1.5)
+    await acker.send()
+    assert await store.status_record(message_ids[0]) is None
+    assert (await store.status_record(message_ids[1]))["a:1"] == "t"
+
+
+async def test_the_stop_writes_notes_still_held(acker, store, message_ids):
+    for n, message_id in enumerate(message_ids):
+        acker.note(0, _note(message_id, p=str(n)))
+    await acker.flush(abandon=lambda: False)
+    for n, message_id in enumerate(message_ids):
+        assert (await store.status_record(message_id))["p"] == str(n)
+
+
+async def test_a_carried_note_behind_a_young_one_is_dropped_too(acker, store, message_ids):
+    young, carried = _note(message_ids[0], p="1"), _note(message_ids[1], p="2")
+    acker.note(0, young)
+    acker.note(0, carried)
+    carried.carried = True
+    await acker.send()
+    await asyncio.sleep(NOTE_DELAY * 1.5)
+    await acker.send()
+    assert (await store.status_record(message_ids[0]))["p"] == "1"
+    assert await store.status_record(message_ids[1]) is None
