@@ -54,7 +54,7 @@ class Spares:
             # first would let a job queued between the look and the parking arm nothing.
             wake.clear()
             self._parked.append(wake)
-            if self._queued():  # a job came since it looked: take it instead of parking
+            if self._queued():
                 self._parked.remove(wake)
                 return False
         wake.wait()

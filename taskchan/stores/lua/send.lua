@@ -62,14 +62,15 @@ if KEYS[6] then
 end
 redis.call('SADD', KEYS[3], ARGV[5])
 if status_ms > 0 then
-  -- The record's first fields (taskchan/tracking.py): channel, enqueued, due.
-  -- A message id is new, but a record of that name left by anything else is replaced.
-  redis.call('DEL', KEYS[4])
+  -- The record's first fields (taskchan/tracking.py): channel, enqueued, due, and
+  -- what the sender keeps, if anything, in one HSET.  A message id is new, but a
+  -- record of that name left by anything else is replaced.
+  local fields = {'ch', ARGV[5], 'q', now, 'due', now + delay}
   if ARGV[8] then
-    redis.call('HSET', KEYS[4], 'ch', ARGV[5], 'q', now, 'due', now + delay, 'x', ARGV[8])
-  else
-    redis.call('HSET', KEYS[4], 'ch', ARGV[5], 'q', now, 'due', now + delay)
+    fields[7], fields[8] = 'x', ARGV[8]
   end
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[4], unpack(fields))
   redis.call('PEXPIRE', KEYS[4], status_ms)
 end
 return ARGV[2]
