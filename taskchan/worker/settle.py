@@ -88,6 +88,8 @@ class Settler:
                     result.envelope.id, tracking.SUCCEEDED, ttl_ms, attempt=result.attempt, result=result.result
                 ))
                 delivery.note.fields.update(last)
+                if result.start is not None:  # the ack writes it with this note, or retries until it does
+                    result.start.carried = True
             if reported:  # pushed to its watchers once acked
                 self.progress.succeeded(delivery, result.envelope.id, result.result)
             self._leases.finished(delivery)
@@ -233,8 +235,8 @@ def _failed_note(result: Outcome, attempt: int, error):
 
 def _with_start(result: Outcome, note):
     """``note`` carrying the attempt's start too (the same fields as its start note: writing both is
-    harmless, and the acker skips a start note not yet written)."""
+    harmless).  A retry's or dead letter's note may never be written (Redis down, the row not
+    saved), so the start note still goes on its own; a success's marks it carried (``settle``)."""
     if result.start is not None:
         note.fields.update(result.start.fields)
-        result.start.carried = True
     return note

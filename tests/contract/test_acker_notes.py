@@ -1,16 +1,19 @@
 """The worker's acker and status notes (taskchan/worker/acker.py), on every store: a start note
-is held NOTE_DELAY, is never written once a later note carries it, and a stop writes every note."""
+is held NOTE_DELAY, is never written once a later note carries it, and a stop writes every note;
+a host that refused notes carried since leaves the ack loop idle."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from taskchan.stores.base import Partition
 from taskchan.stores.notes import StatusNote
+from taskchan.stores.redis import RedisStore
 from taskchan.stores.slot_tags import tagged_id
-from taskchan.worker.acker import NOTE_DELAY, Acker
+from taskchan.worker.acker import ACK_BACKOFF, NOTE_DELAY, Acker
 
 HOUR_MS = 3_600_000
 
@@ -68,3 +71,21 @@ async def test_a_carried_note_behind_a_young_one_is_dropped_too(acker, store, me
     await acker.send()
     assert (await store.status_record(message_ids[0]))["p"] == "1"
     assert await store.status_record(message_ids[1]) is None
+
+
+async def test_a_refused_host_whose_notes_were_carried_since_leaves_the_loop_idle(message_ids):
+    nobody = RedisStore("redis://127.0.0.1:1/0")  # nothing listens there: every ack fails
+    acker = Acker({0: Partition(0, nobody, [])})
+    start = _note(message_ids[0], **{"a:1": "s"})
+    acker.note(0, start)
+    await acker.send(hold=False)  # refused: the note comes back and the host backs off
+    start.carried = True  # then the attempt's end note carries it, through another host
+    await asyncio.sleep(ACK_BACKOFF * 1.5)  # the host's retry time passes with nothing to send it
+    loop = asyncio.ensure_future(acker.run())
+    cpu = time.process_time()
+    await asyncio.sleep(0.5)
+    spent = time.process_time() - cpu
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    await nobody.aclose()
+    assert spent < 0.1, f"the ack loop spent {spent:.2f} s of CPU in 0.5 s with nothing to send"
