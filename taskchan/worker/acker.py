@@ -10,7 +10,7 @@ duplicate, never a loss), and the other hosts' acks go on.
 Status notes (``taskchan/tracking.py``) ride along: a success's own (its
 delivery's ``note``), and those of attempts that started (``note``, from any
 thread), so status tracking costs no round trip of its own.  A start note waits
-NOTE_DELAY before it goes: most jobs end sooner, and their end's note carries
+NOTE_DELAY before it goes: most jobs end sooner, and a success's note carries
 the start (``StatusNote.carried``), so a short job's record is written once.
 """
 
