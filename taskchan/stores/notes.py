@@ -19,8 +19,8 @@ class StatusNote:
     message_id: str
     fields: dict[str, str]
     ttl_ms: int
-    #: set when a later note of the same message holds these fields too (an attempt's end
-    #: carries its start): one not yet written then need not be (the worker's acker skips it)
+    #: set when a later note of the same message holds these fields too (a success's note
+    #: carries its attempt's start): one not yet written then need not be (the acker skips it)
     carried: bool = False
 
 

@@ -98,7 +98,10 @@ class Acker:
                 pass  # a host's acks are due to be tried again, or notes to be looked for
             if not self.pending and not self._notes:
                 self._event.clear()
-                self._forget_retries(())
+                # Nothing waits for any host (notes given back may have been carried since):
+                # a past retry time kept would time the wait above out at once, again and again.
+                self._retry_at.clear()
+                self._backoff.clear()
                 continue
             if len(self.pending) < ACK_BATCH:
                 # Let more successes join this round trip; a job's ack waits at
@@ -107,15 +110,6 @@ class Acker:
                 await asyncio.sleep(ACK_DELAY)
             self._event.clear()
             await self.send()
-
-    def _forget_retries(self, sending) -> None:
-        """Forget the backoff of each host whose retry time has come with nothing to send it
-        (its notes given back were carried since): that past time would wake the loop at once,
-        again and again."""
-        now = time.monotonic()
-        for index in [i for i, at in self._retry_at.items() if at <= now and i not in sending]:
-            del self._retry_at[index]
-            self._backoff.pop(index, None)
 
     def _until_retry(self) -> float:
         """Seconds until the next host's acks are due again, or until notes are looked for."""
@@ -133,7 +127,6 @@ class Acker:
         by_part: dict[int, list[Delivery]] = {i: [] for i in notes}
         for d in batch:
             by_part.setdefault(d.shard, []).append(d)
-        self._forget_retries(by_part)
         waiting = [d for i, b in by_part.items() if self._retry_at.get(i, 0.0) > now for d in b]
         due = {i: b for i, b in by_part.items() if self._retry_at.get(i, 0.0) <= now}
         self._give_back((i, n) for i in by_part if i not in due for n in notes.get(i, ()))
