@@ -80,9 +80,12 @@ class ProgressHub:
             return {}, False
         fields = {"p": compact_json(slot.value)}
         if queued is not None:
-            # An earlier value may still wait in the acker: make it the last one
-            # too, so that whichever lands last, the record keeps the last value.
+            # An earlier value may still wait in the acker, held NOTE_DELAY: the outcome's note
+            # carries the last value, so the acker drops that one (written after the outcome's, or
+            # after the next attempt's, it would put an older value back).  One already on its way
+            # gets the last value too, so that whichever lands last, the record keeps it.
             queued.fields.update(fields)
+            queued.carried = True
         return fields, True
 
     # -- the periodic flush ---------------------------------------------------------
@@ -118,6 +121,9 @@ class ProgressHub:
             return
         if slot.ttl_ms:
             note = StatusNote(slot.message_id, {"p": compact_json(value)}, slot.ttl_ms)
+            earlier = self._notes.get(slot.message_id)
+            if earlier is not None:
+                earlier.carried = True  # this note holds the newer value: the acker drops the older
             self._notes[slot.message_id] = note
             self._note(slot.shard, note)
         self.pusher.push(events.group_name(slot.message_id), events.progress_event(slot.message_id, value))

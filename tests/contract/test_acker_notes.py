@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from taskchan.progress.hub import ProgressHub
+from taskchan.progress.report import report_progress
 from taskchan.stores.base import Partition
 from taskchan.stores.notes import StatusNote
 from taskchan.stores.redis import RedisStore
@@ -89,3 +91,18 @@ async def test_a_refused_host_whose_notes_were_carried_since_leaves_the_loop_idl
     await asyncio.gather(loop, return_exceptions=True)
     await nobody.aclose()
     assert spent < 0.1, f"the ack loop spent {spent:.2f} s of CPU in 0.5 s with nothing to send"
+
+
+async def test_a_progress_note_is_carried_by_the_next_one_and_by_the_outcome():
+    """ProgressHub (taskchan/progress/hub.py) marks the note it queued before: an older value
+    written after the outcome's note, or after the next attempt's, would put it back."""
+    queued: list[StatusNote] = []
+    hub = ProgressHub(lambda index, note: queued.append(note))
+    message_id = tagged_id(0)
+    hub.start(message_id, 1, 0, HOUR_MS)
+    for current in (1, 2):
+        assert report_progress(current, 10)
+        hub.flush()
+    fields, reported = hub.finish(message_id)
+    assert reported and fields["p"] == queued[-1].fields["p"]
+    assert [note.carried for note in queued] == [True, True]
