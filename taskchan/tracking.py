@@ -14,11 +14,11 @@ field     meaning                                          written by
 ``ch``    the channel                                      send.lua
 ``q``     enqueued at, unix ms (Redis clock)               send.lua
 ``due``   runs no earlier than, unix ms                    send.lua; a retry (``retry_note``)
-``a:N``   attempt N started: JSON ``[unix s, worker id]``  the worker's batched ack (``start_note``)
+``a:N``   start of attempt N: JSON ``[unix ms, worker]``   the worker's batched ack (``start_note``)
 ``e:N``   attempt N failed: JSON ``{type, message,         a retry (``retry_note``, with the
           traceback, at}``                                 reschedule); a dead letter's ack
 ``done``  how it ended: ``succeeded``, ``failed``          the ack of a success or a dead letter
-``fin``   finished at, unix s                              same
+``fin``   finished at, unix ms                             same
 ``r``     the consumer's return value, JSON                a success, when the consumer keeps it
 ``p``     the last progress report, JSON ``{current,       the worker's batched ack (a note per
           total, note, attempt, at}``                      TASKCHAN_PROGRESS_INTERVAL), and the
@@ -103,12 +103,34 @@ def record_ms(result_ttl: float | None = None) -> int:
 # -- notes: the worker's updates ----------------------------------------------------
 
 
+def now_ms() -> int:
+    """Unix ms, the unit of the record's times (an int formats in a third of a float's time, and
+    the worker writes two per job)."""
+    return time.time_ns() // 1_000_000
 
 
-def start_note(message_id: str, attempt: int, worker_json: str, ttl_ms: int) -> StatusNote:
-    """Attempt ``attempt`` starts now on the worker whose id is ``worker_json`` (a JSON string,
-    encoded once per worker: this runs for every job)."""
-    return StatusNote(message_id, {f"a:{attempt}": f"[{time.time()!r},{worker_json}]"}, ttl_ms)
+@dataclass(slots=True)
+class StartNote:
+    """Attempt ``attempt`` of ``message_id`` started at ``at_ms`` (unix ms) on the worker whose id is
+    ``worker_json``: a note (``StatusNote``'s attributes) whose one field, ``a:N``, is built only
+    when it is written.  Most never are: the success's note carries the start (``carried``),
+    and this runs for every job, on its thread."""
+
+    message_id: str
+    attempt: int
+    at_ms: int
+    worker_json: str  # encoded once per worker
+    ttl_ms: int
+    carried: bool = False
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return {f"a:{self.attempt}": f"[{self.at_ms},{self.worker_json}]"}
+
+
+def start_note(message_id: str, attempt: int, worker_json: str, ttl_ms: int) -> StartNote:
+    """Attempt ``attempt`` starts now on the worker whose id is ``worker_json`` (a JSON string)."""
+    return StartNote(message_id, attempt, now_ms(), worker_json, ttl_ms)
 
 
 def _error(exc_type: str, message: str, traceback: str | None) -> str:
@@ -127,7 +149,7 @@ def end_note(message_id: str, state: str, ttl_ms: int, *, attempt: int = 0, erro
     ``error``: (type, message, traceback) of attempt ``attempt``, which ended
     it; ``result``: the return value's JSON text, to keep.
     """
-    fields = {"done": state, "fin": repr(time.time())}
+    fields = {"done": state, "fin": str(now_ms())}
     if error is not None:
         fields[f"e:{attempt}"] = _error(*error)
     if result is not None:
@@ -173,7 +195,7 @@ def read(message_id: str, record: dict[str, str] | None, now: float | None = Non
         attempts=attempts,
         enqueued_at=_when(record.get("q"), 1000),
         due_at=_when(record.get("due"), 1000),
-        finished_at=_when(record.get("fin")),
+        finished_at=_when(record.get("fin"), 1000),
         errors=[{**failures[n], "attempt": n} for n in sorted(failures)],
         worker_ids=[str(starts[n][1]) for n in sorted(starts)],
         has_result="r" in record,
@@ -182,8 +204,8 @@ def read(message_id: str, record: dict[str, str] | None, now: float | None = Non
         kept=record.get("x"),
     )
     if starts:
-        status.started_at = _when(starts[min(starts)][0])
-        status.last_attempted_at = _when(starts[max(starts)][0])
+        status.started_at = _when(starts[min(starts)][0], 1000)
+        status.last_attempted_at = _when(starts[max(starts)][0], 1000)
     status.state = _state(record, attempts, starts, failures, time.time() if now is None else now)
     return status
 

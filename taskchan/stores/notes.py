@@ -8,6 +8,7 @@ store write them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -24,16 +25,36 @@ class StatusNote:
     carried: bool = False
 
 
-def merged_notes(notes) -> list[StatusNote]:
-    """``notes`` with those of one message merged (a start and a success acked together: one write)."""
-    by_id: dict[str, StatusNote] = {}
+class Note(Protocol):
+    """What the acker and the stores read of a note: a ``StatusNote``, or a
+    ``tracking.StartNote`` (an attempt's start, its field built only if written)."""
+
+    message_id: str
+    ttl_ms: int
+    carried: bool
+
+    @property
+    def fields(self) -> dict[str, str]: ...
+
+
+def merged_notes(notes) -> list[Note]:
+    """``notes`` with those of one message merged (a start and a success acked together: one write).
+
+    A message's only note is passed on as it is (most are: this runs for every
+    job); merging makes a new note, so no note given is ever changed.
+    """
+    by_id: dict[str, Note] = {}
+    copied: set[str] = set()
     for note in notes:
         if note is None:
             continue
         seen = by_id.get(note.message_id)
         if seen is None:
-            by_id[note.message_id] = StatusNote(note.message_id, dict(note.fields), note.ttl_ms)
-        else:
-            seen.fields.update(note.fields)
-            seen.ttl_ms = max(seen.ttl_ms, note.ttl_ms)
+            by_id[note.message_id] = note
+            continue
+        if note.message_id not in copied:
+            copied.add(note.message_id)
+            seen = by_id[note.message_id] = StatusNote(seen.message_id, dict(seen.fields), seen.ttl_ms)
+        seen.fields.update(note.fields)
+        seen.ttl_ms = max(seen.ttl_ms, note.ttl_ms)
     return list(by_id.values())

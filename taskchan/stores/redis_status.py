@@ -8,6 +8,8 @@ this module only merges them and keeps the record alive.
 
 from __future__ import annotations
 
+from itertools import chain
+
 from ..text import compact_json
 from .codec import Unreadable
 from .notes import merged_notes
@@ -20,13 +22,8 @@ async def queue_notes(pipe, script, keys, notes, reruns: dict) -> None:
     merged = merged_notes(notes)
     if not merged:
         return
-    record_keys, items = [], []
-    for note in merged:
-        record_keys.append(keys.status(note.message_id))
-        item = [str(int(note.ttl_ms))]
-        for field_value in note.fields.items():
-            item += field_value
-        items.append(item)
+    record_keys = [keys.status(note.message_id) for note in merged]
+    items = [[str(int(note.ttl_ms)), *chain.from_iterable(note.fields.items())] for note in merged]
     # All the notes in one argument (status.lua's header says why).
     args = [compact_json(items)]
     queue_evalsha(pipe, script, record_keys, args, reruns)

@@ -11,7 +11,7 @@ Status notes (``taskchan/tracking.py``) ride along: a success's own (its
 delivery's ``note``), and those of attempts that started (``note``, from any
 thread), so status tracking costs no round trip of its own.  A start note waits
 NOTE_DELAY before it goes: most jobs end sooner, and a success's note carries
-the start (``StatusNote.carried``), so a short job's record is written once.
+the start (it marks the start note ``carried``), so a short job's record is written once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from ..conf import settings
 from ..stores.base import Delivery, Partition
-from ..stores.notes import StatusNote
+from ..stores.notes import Note
 
 logger = logging.getLogger("taskchan.worker")
 
@@ -55,15 +55,15 @@ class Acker:
         self._retry_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
         # (partition, note, time.monotonic() it came) of attempts that started; appended from job threads
-        self._notes: collections.deque[tuple[int, StatusNote, float]] = collections.deque()
+        self._notes: collections.deque[tuple[int, Note, float]] = collections.deque()
 
     def add(self, delivery: Delivery) -> None:
         self.pending.append(delivery)
         self._event.set()
 
-    def note(self, index: int, note: StatusNote) -> None:
+    def note(self, index: int, note: Note) -> None:
         """From any thread: write ``note`` to partition ``index`` with the acks after NOTE_DELAY,
-        unless a later note carries it by then (``StatusNote.carried``).
+        unless a later note carries it by then (it marks this one ``carried``).
 
         No wake-up of the loop: a busy worker's acks carry the notes anyway,
         and an idle one's ack loop looks every NOTE_DELAY.
@@ -75,10 +75,10 @@ class Acker:
         Back in front, where they were: a message's later notes (its progress) stay later."""
         self._notes.extendleft(reversed([(index, note, 0.0) for index, note in notes]))
 
-    def _take_notes(self, *, hold: bool = True) -> dict[int, list[StatusNote]]:
+    def _take_notes(self, *, hold: bool = True) -> dict[int, list[Note]]:
         """The notes to write now, by partition: those held NOTE_DELAY (all of them with
         ``hold=False``), less those a later note carries."""
-        by_part: dict[int, list[StatusNote]] = {}
+        by_part: dict[int, list[Note]] = {}
         held_since = time.monotonic() - NOTE_DELAY if hold else float("inf")
         while self._notes:
             index, note, came = self._notes[0]

@@ -20,7 +20,7 @@ from ..exceptions import Cancelled, ResultNotSerializable, TimeLimitExceeded
 from ..message import Message
 from ..registry import Consumer
 from ..stores.base import Delivery
-from ..stores.notes import StatusNote
+from ..stores.notes import Note
 from ..text import compact_json
 
 
@@ -45,7 +45,7 @@ class Outcome:
     result: str | None = None  # the return value's JSON, when the consumer keeps it (result_ttl)
     # the status note of this attempt's start (jobs.py), repeated in the note that ends it: a
     # retry or dead letter is written at once, maybe before the acker carried the start
-    start: StatusNote | None = None
+    start: Note | None = None
 
     @property
     def runnable(self) -> bool:

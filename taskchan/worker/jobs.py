@@ -33,7 +33,7 @@ from .. import tracking
 from ..conf import settings
 from ..registry import Consumer
 from ..stores.base import Delivery
-from ..stores.notes import StatusNote
+from ..stores.notes import Note
 from . import attempt, lifeline, time_limits
 from .attempt import Outcome
 from .outage import redis_retrying, retry_redis
@@ -283,7 +283,7 @@ class Jobs:
         consumer_name: str,
         settle: Callable[[Outcome], None],
         stopping: asyncio.Event,
-        note: Callable[[int, StatusNote], None],
+        note: Callable[[int, Note], None],
         too_many_stuck: Callable[[int], None] = lambda stuck: None,
     ):
         """``too_many_stuck(n)`` is called (from the watchdog's thread) once n job threads are stuck."""
