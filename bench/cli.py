@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.common import SPREAD_CHANNELS
 from bench.measure import Bench, PhaseError, merge_rounds
 from bench.processes import Processes, start_redis
-from bench.report import all_ratios, report, versions
+from bench.report import all_ratios, all_round_ratios, report, versions
 from bench.systems import CLUSTER_SYSTEMS, DEFAULT_SYSTEMS, LABELS, SYSTEMS
 
 
@@ -171,7 +171,10 @@ def measure(args: argparse.Namespace, procs: Processes, workdir: Path) -> int:
     print()
     print(report(results, params))
     if args.json:
-        data = {"params": params, "results": results, "ratios": all_ratios(results)}
+        data = {
+            "params": params, "results": results, "ratios": all_ratios(results),
+            "round_ratios": all_round_ratios(results),
+        }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
     return 1 if any("error" in r for r in results.values()) else 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 from importlib import metadata
 
 from bench.processes import STOP_TIMEOUT
@@ -204,12 +205,34 @@ def report(results: dict, params: dict) -> str:
     for name, (a, b, path) in RATIOS.items():
         if a in results and b in results:
             r = ratio(results, a, b, *path)
-            out.append(f"{name}: {'n/a' if r is None else f'{r:.2f}x'}")
+            line = f"{name}: {'n/a' if r is None else f'{r:.2f}x'}"
+            if len(paired := round_ratios(results, a, b, *path)) > 1:
+                line += (
+                    f" (round by round: median {statistics.median(paired):.2f}x,"
+                    f" {min(paired):.2f}-{max(paired):.2f}x over {len(paired)} rounds)"
+                )
+            out.append(line)
     return "\n".join(out)
+
+
+def round_ratios(results: dict, a: str, b: str, *path) -> list[float]:
+    """The ratio within each round (``--repeat``): the two systems of a round ran minutes apart at
+    most, so a ratio of theirs drifts less with the machine's speed than a ratio of medians."""
+    pairs = zip(results[a].get("rounds", ()), results[b].get("rounds", ()), strict=False)
+    return [x / y for x, y in ((get(ra, *path), get(rb, *path)) for ra, rb in pairs) if x and y]
 
 
 def all_ratios(results: dict) -> dict:
     return {name: ratio(results, a, b, *path) for name, (a, b, path) in RATIOS.items()}
+
+
+def all_round_ratios(results: dict) -> dict:
+    """Each ratio's per-round values (``round_ratios``), for the JSON."""
+    return {
+        name: round_ratios(results, a, b, *path)
+        for name, (a, b, path) in RATIOS.items()
+        if a in results and b in results
+    }
 
 
 def versions() -> dict:

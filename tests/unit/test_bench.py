@@ -92,3 +92,25 @@ def test_the_cpu_table_shows_the_wait_for_a_cpu_and_the_busiest_redis_commands()
     cells = [cell.strip() for cell in row.split("|")]
     assert cells[1:7] == ["150", "230", "50", "430", "180", "650"]
     assert cells[7] == "evalsha 1.00 (14.0), xadd 1.00 (3.0)"
+
+
+def test_a_ratio_is_also_given_round_by_round():
+    from bench.report import all_round_ratios, report
+
+    def rounds(*rates):
+        return [{"end_to_end": {"jobs_per_s": r}} for r in rates]
+
+    results = {
+        "taskchan": {"label": "on", "end_to_end": {"jobs_per_s": 900.0}, "rounds": rounds(900, 450, 1800)},
+        "nostatus": {"label": "off", "end_to_end": {"jobs_per_s": 1000.0}, "rounds": rounds(1000, 500, 1000)},
+    }
+    params = {
+        "jobs": 10, "latency_rate": 1, "latency_seconds": 1, "redis_version": "7", "cpus": 2, "repeat": 3,
+        "loadavg_start": 0.1, "loadavg_end": 0.1,
+    }
+
+    paired = all_round_ratios(results)["taskchan/status off end-to-end"]
+    text = report(results, params)
+
+    assert paired == [0.9, 0.9, 1.8]  # each round's own ratio; the medians' ratio is 0.9 too
+    assert "taskchan/status off end-to-end: 0.90x (round by round: median 0.90x, 0.90-1.80x over 3 rounds)" in text
