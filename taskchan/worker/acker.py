@@ -178,3 +178,9 @@ class Acker:
                 "when their leases lapse", len(self.pending),
             )
             self.pending = []
+        if dropped := sum(not note.carried for _index, note, _came in self._notes):
+            logger.warning(
+                "giving up on %d status note(s) at shutdown: those records keep their earlier "
+                "state until the messages' next attempt or their lifetime's end", dropped,
+            )
+        self._notes.clear()

@@ -1,6 +1,6 @@
 """The worker's acker and status notes (taskchan/worker/acker.py), on every store: a start note
-is held NOTE_DELAY, is never written once a later note carries it, and a stop writes every note;
-a host that refused notes carried since leaves the ack loop idle."""
+is held NOTE_DELAY, is never written once a later note carries it, and a stop writes every note
+(or says how many it gave up on); a host that refused notes carried since leaves the ack loop idle."""
 
 from __future__ import annotations
 
@@ -106,3 +106,19 @@ async def test_a_progress_note_is_carried_by_the_next_one_and_by_the_outcome():
     fields, reported = hub.finish(message_id)
     assert reported and fields["p"] == queued[-1].fields["p"]
     assert [note.carried for note in queued] == [True, True]
+
+
+async def test_a_stop_that_gives_up_on_a_host_says_how_many_notes_it_drops(message_ids, caplog):
+    nobody = RedisStore("redis://127.0.0.1:1/0")  # nothing listens there: every ack fails
+    acker = Acker({0: Partition(0, nobody, [])})
+    carried = _note(message_ids[0], **{"a:1": "s"})
+    acker.note(0, carried)
+    acker.note(0, _note(message_ids[1], **{"a:1": "t"}))
+    acker.note(0, _note(message_ids[2], p="{}"))
+    carried.carried = True  # written by a later note elsewhere: not lost
+    await acker.flush(lambda: True)  # a stop that gives up after the first try
+    assert "giving up on 2 status note(s) at shutdown" in caplog.text
+    caplog.clear()
+    await acker.flush(lambda: True)  # they are gone: nothing more to give up on
+    await nobody.aclose()
+    assert "status note" not in caplog.text
