@@ -16,12 +16,12 @@ field     meaning                                          written by
 ``due``   runs no earlier than, unix ms                    send.lua; a retry (``retry_note``)
 ``a:N``   start of attempt N: JSON ``[unix ms, worker]``   the worker's batched ack (``start_note``)
 ``e:N``   attempt N failed: JSON ``{type, message,         a retry (``retry_note``, with the
-          traceback, at}``                                 reschedule); a dead letter's ack
+          traceback, at}`` (at: unix s)                    reschedule); a dead letter's ack
 ``done``  how it ended: ``succeeded``, ``failed``          the ack of a success or a dead letter
 ``fin``   finished at, unix ms                             same
 ``r``     the consumer's return value, JSON                a success, when the consumer keeps it
 ``p``     the last progress report, JSON ``{current,       the worker's batched ack (a note per
-          total, note, attempt, at}``                      TASKCHAN_PROGRESS_INTERVAL), and the
+          total, note, attempt, at}`` (at: unix s)         TASKCHAN_PROGRESS_INTERVAL), and the
                                                            outcome's note (taskchan/progress/)
 ``x``     what the sender keeps (sealed like envelopes)    send.lua (``send_stored(record=)``;
                                                            the django.tasks backend: task, args)

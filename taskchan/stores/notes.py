@@ -7,6 +7,7 @@ store write them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,7 +35,7 @@ class Note(Protocol):
     carried: bool
 
     @property
-    def fields(self) -> dict[str, str]: ...
+    def fields(self) -> Mapping[str, str]: ...  # read only: a StartNote builds it anew each time
 
 
 def merged_notes(notes) -> list[Note]:

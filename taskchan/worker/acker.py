@@ -178,9 +178,11 @@ class Acker:
                 "when their leases lapse", len(self.pending),
             )
             self.pending = []
-        if dropped := sum(not note.carried for _index, note, _came in self._notes):
+        dropped = 0
+        while self._notes:  # popped, not iterated: a job thread may still append (an unclean stop)
+            dropped += not self._notes.popleft()[1].carried
+        if dropped:
             logger.warning(
                 "giving up on %d status note(s) at shutdown: those records keep their earlier "
                 "state until the messages' next attempt or their lifetime's end", dropped,
             )
-        self._notes.clear()

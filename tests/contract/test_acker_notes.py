@@ -5,6 +5,7 @@ is held NOTE_DELAY, is never written once a later note carries it, and a stop wr
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -122,3 +123,26 @@ async def test_a_stop_that_gives_up_on_a_host_says_how_many_notes_it_drops(messa
     await acker.flush(lambda: True)  # they are gone: nothing more to give up on
     await nobody.aclose()
     assert "status note" not in caplog.text
+
+
+async def test_a_stop_that_gives_up_while_a_job_thread_still_starts_counts_without_failing(message_ids):
+    """An unclean stop: a thread past its stop check still appends start notes while flush counts."""
+    nobody = RedisStore("redis://127.0.0.1:1/0")
+    acker = Acker({0: Partition(0, nobody, [])})
+    for _ in range(100_000):
+        acker.note(0, _note(message_ids[0], p="{}"))
+
+    stopped = threading.Event()
+
+    def job_thread():
+        while not stopped.is_set():
+            acker.note(0, _note(message_ids[1], **{"a:1": "t"}))
+
+    thread = threading.Thread(target=job_thread)
+    thread.start()
+    try:
+        await acker.flush(lambda: True)  # iterating the deque here raised "mutated during iteration"
+    finally:
+        stopped.set()
+        thread.join()
+        await nobody.aclose()
