@@ -45,17 +45,11 @@ def merged_notes(notes) -> list[Note]:
     job); merging makes a new note, so no note given is ever changed.
     """
     by_id: dict[str, Note] = {}
-    copied: set[str] = set()
     for note in notes:
         if note is None:
             continue
         seen = by_id.get(note.message_id)
-        if seen is None:
-            by_id[note.message_id] = note
-            continue
-        if note.message_id not in copied:
-            copied.add(note.message_id)
-            seen = by_id[note.message_id] = StatusNote(seen.message_id, dict(seen.fields), seen.ttl_ms)
-        seen.fields.update(note.fields)
-        seen.ttl_ms = max(seen.ttl_ms, note.ttl_ms)
+        by_id[note.message_id] = note if seen is None else StatusNote(
+            note.message_id, {**seen.fields, **note.fields}, max(seen.ttl_ms, note.ttl_ms)
+        )
     return list(by_id.values())
