@@ -178,10 +178,8 @@ class Acker:
                 "when their leases lapse", len(self.pending),
             )
             self.pending = []
-        dropped = 0
-        while self._notes:  # popped, not iterated: a job thread may still append (an unclean stop)
-            dropped += not self._notes.popleft()[1].carried
-        if dropped:
+        # Taken (popped), not iterated: a job thread may still append (an unclean stop).
+        if dropped := sum(map(len, self._take_notes(hold=False).values())):
             logger.warning(
                 "giving up on %d status note(s) at shutdown: those records keep their earlier "
                 "state until the messages' next attempt or their lifetime's end", dropped,
