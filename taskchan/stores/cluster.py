@@ -84,12 +84,27 @@ def _cluster_options(retry_class) -> dict:
     }
 
 
+def _closed_under_the_call(exc: TypeError) -> RedisConnectionError:
+    """A write to a connection another task's failover handling just closed: retried like one."""
+    return RedisConnectionError(f"connection closed under the call ({exc})")
+
+
+class _AsyncClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
+    """A pipeline of ``_AsyncCluster``: the same TypeError, from ``execute``."""
+
+    async def execute(self, *args, **kwargs):
+        try:
+            return await super().execute(*args, **kwargs)
+        except TypeError as exc:
+            raise _closed_under_the_call(exc) from exc
+
+
 class _AsyncCluster(redis.asyncio.cluster.RedisCluster):
     """redis.asyncio's cluster client, whose recovery from CLUSTERDOWN (a failover) only re-reads
     the slot map: redis-py's closes every connection of the client, under the other tasks
     using them (a worker's fetchers, upkeep and acker run side by side), which then fail
-    with TypeError mid-write and end the worker.  Such a TypeError (redis-py 8.1 still
-    raises some while a master dies) is a connection error here."""
+    with TypeError mid-write and end the worker.  Such a TypeError (redis-py 8.1 still raises
+    some while a master dies) is a connection error here, from a command or a pipeline."""
 
     async def aclose(self) -> None:
         self._initialize = True  # the slot map is read again before the next command
@@ -98,9 +113,12 @@ class _AsyncCluster(redis.asyncio.cluster.RedisCluster):
         try:
             return await super().execute_command(*args, **kwargs)
         except TypeError as exc:
-            # redis.asyncio (8.1) writing to a connection another task's failover
-            # handling just closed: a connection error, retried like one.
-            raise RedisConnectionError(f"connection closed under the call ({exc})") from exc
+            raise _closed_under_the_call(exc) from exc
+
+    def pipeline(self, transaction=None, shard_hint=None):
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused, as redis-py refuses it
+        return _AsyncClusterPipeline(self, transaction)
 
     async def close_connections(self) -> None:
         """What redis-py's ``aclose`` does: the store's ``aclose`` calls this."""
